@@ -1,0 +1,135 @@
+//! Cache keys: sha256 over explicitly listed inputs plus [`KEY_VERSION`].
+//!
+//! Every input is kept next to the key (`CacheKey::inputs`) so that `-v` and `cache key`
+//! can print exactly what went into it, and a miss can be explained.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::fsutil::sha256_hex;
+
+/// Version of the key derivation. Change it whenever the inputs of any key change (a new
+/// input, a different hashing of one), so old entries are never mistaken for new ones.
+pub const KEY_VERSION: &str = "1";
+
+/// A cache stage: a kind of directory that is cached, with its own keys and retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// `$CARGO_HOME/registry` (index cache and downloaded `.crate` files), chain-wide.
+    Registry,
+    /// `$CARGO_HOME/git/db` (bare clones of git dependencies), chain-wide.
+    Git,
+    /// One repo's cargo target dir.
+    Target,
+}
+
+impl Stage {
+    /// All stages, in restore order.
+    pub const ALL: [Stage; 3] = [Stage::Registry, Stage::Git, Stage::Target];
+
+    /// Directory name and display name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Registry => "registry",
+            Stage::Git => "git",
+            Stage::Target => "target",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cache key with the inputs it was derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheKey {
+    /// Which stage the key is for.
+    pub stage: Stage,
+    /// The key: `<prefix>-<hash>`, safe as a file name.
+    pub key: String,
+    /// `(name, value)` of every input, in hashing order.
+    pub inputs: Vec<(String, String)>,
+}
+
+impl CacheKey {
+    /// Derive a key: `prefix` (readable, e.g. `blvm-node-base`), then 16 hex chars of the
+    /// environment hash (everything but the lockfile), then 16 of the lockfile hash. Keys
+    /// that share `prefix-envhash-` differ only in their lockfile: that prefix is the
+    /// restore key for a partial hit.
+    pub fn derive(
+        stage: Stage,
+        prefix: &str,
+        env_inputs: Vec<(String, String)>,
+        lock_hash: &str,
+    ) -> CacheKey {
+        let mut inputs = vec![
+            ("key-version".to_owned(), KEY_VERSION.to_owned()),
+            ("stage".to_owned(), stage.as_str().to_owned()),
+        ];
+        inputs.extend(env_inputs);
+        let env_hash = hash_inputs(&inputs);
+        inputs.push(("lockfile-sha256".to_owned(), lock_hash.to_owned()));
+        CacheKey {
+            stage,
+            key: format!(
+                "{prefix}-{}-{}",
+                &env_hash[..16],
+                &lock_hash[..16.min(lock_hash.len())]
+            ),
+            inputs,
+        }
+    }
+
+    /// The restore-key prefix: the key without its lockfile hash.
+    pub fn restore_prefix(&self) -> &str {
+        let cut = self.key.rfind('-').map_or(self.key.len(), |i| i + 1);
+        &self.key[..cut]
+    }
+}
+
+/// sha256 of inputs, each as `name=value` with its length, so that no two different input
+/// lists hash alike by concatenation.
+pub fn hash_inputs(inputs: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in inputs {
+        s.push_str(&format!("{}:{k}={}:{v}\n", k.len(), v.len()));
+    }
+    sha256_hex(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let base = || {
+            vec![
+                ("rustc".to_owned(), "1.95".to_owned()),
+                ("features".to_owned(), "".to_owned()),
+            ]
+        };
+        let lock = sha256_hex("lock");
+        let k = CacheKey::derive(Stage::Target, "r-base", base(), &lock);
+        assert_eq!(k, CacheKey::derive(Stage::Target, "r-base", base(), &lock));
+        let mut other = base();
+        other[0].1 = "1.96".into();
+        assert_ne!(
+            k.key,
+            CacheKey::derive(Stage::Target, "r-base", other, &lock).key
+        );
+        let k2 = CacheKey::derive(Stage::Target, "r-base", base(), &sha256_hex("lock2"));
+        assert_ne!(k.key, k2.key);
+        assert_eq!(k.restore_prefix(), k2.restore_prefix());
+        assert_ne!(
+            k.key,
+            CacheKey::derive(Stage::Git, "r-base", base(), &lock).key
+        );
+        assert!(k.key.starts_with("r-base-"));
+    }
+}

@@ -1,0 +1,97 @@
+//! `cargo xtask demo`: the newcomer's first command. Copies the embedded sample chain
+//! (`ci/sample/`) to a scratch dir, runs `ci` on it, then throws the checkouts away, copies
+//! them again (as a fresh CI job on the same runner would get them) and runs `ci` a second
+//! time, which restores every cache stage and recompiles no dependency crate.
+//!
+//! Never writes inside `ci/sample/` itself, so the orchestrator checkout stays clean.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::cache::Cache;
+use crate::flags::DemoArgs;
+use crate::manifest::Manifest;
+use crate::plan::PlanOptions;
+use crate::{ci, exec, fsutil, plan};
+
+/// Where the sample chain lives in this repo, relative to the workspace root.
+pub const SAMPLE_DIR: &str = "ci/sample";
+
+/// Copy the sample chain's repos into `dst/chain` (fresh), returning the manifest path.
+pub fn copy_sample(sample: &Path, dst: &Path) -> Result<PathBuf> {
+    let chain = dst.join("chain");
+    fsutil::remove_tree(&chain)?;
+    fsutil::copy_tree(sample, &chain, false, &|rel| {
+        rel.starts_with("target") || rel.ends_with("target")
+    })
+    .with_context(|| {
+        format!(
+            "copy the sample chain {} to {}",
+            sample.display(),
+            chain.display()
+        )
+    })?;
+    Ok(chain.join("chain.toml"))
+}
+
+/// Run the demo (see the module docs).
+pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sample = workspace.join(SAMPLE_DIR);
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| workspace.join("target/bllvm-ci/demo"));
+    let cache_root = a.cache_dir.clone().unwrap_or_else(|| dir.join("cache"));
+    let cache = Cache::open(&cache_root)?;
+    let mut last = None;
+    for round in 1..=2 {
+        println!(
+            "\n######## demo run {round} of 2: fresh copy of the sample chain, cache {}",
+            cache_root.display()
+        );
+        let manifest_path = copy_sample(&sample, &dir)?;
+        let manifest = Manifest::load(&manifest_path)?;
+        let resolved = plan::resolve(&manifest, &PlanOptions::default(), &cache)?;
+        print!("{}", resolved.plan.render(false));
+        let summary = ci::run(
+            &resolved.plan,
+            &cache,
+            &ci::RunOptions {
+                keep_going: false,
+                save: true,
+                restore: true,
+                run_dir: dir.join(format!("runs/run{round}")),
+                echo: if a.quiet {
+                    exec::Echo::Quiet
+                } else {
+                    exec::Echo::Stream
+                },
+            },
+        )?;
+        print!("{}", summary.render());
+        if summary.failed() {
+            return Ok(ExitCode::from(1));
+        }
+        last = Some(summary);
+    }
+    if let Some(s) = last {
+        let hits = s
+            .repos
+            .iter()
+            .flat_map(|r| &r.cache)
+            .filter(|c| c.restore_word() == "hit")
+            .count()
+            + s.chain_cache
+                .iter()
+                .filter(|c| c.restore_word() == "hit")
+                .count();
+        println!(
+            "\nsecond run: {hits} cache stage(s) restored; logs in {}",
+            dir.join("runs").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

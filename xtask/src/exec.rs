@@ -1,0 +1,226 @@
+//! Runs one step as a child process: in its own process group, with its output streamed to
+//! the terminal and to a log file, and killed with its whole process tree at its timeout.
+//!
+//! This is the one place that spawns long-running children with `std::process` directly
+//! (xshell has no timeouts or process groups); short helper commands go through xshell or
+//! `Command::output`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StepCommand {
+    /// Program (`cargo`, or a step's `command[0]`).
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Working directory (the repo checkout).
+    pub dir: PathBuf,
+    /// Environment added to the inherited one.
+    pub env: BTreeMap<String, String>,
+    /// Kill after this long.
+    pub timeout: Duration,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Whether we killed it at its timeout.
+    pub timed_out: bool,
+    /// Wall-clock seconds.
+    pub secs: f64,
+}
+
+impl StepOutcome {
+    /// Whether the step succeeded (exit code 0, not timed out).
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+}
+
+/// Where a step's output goes besides the log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Stream every line to our stdout as it arrives.
+    Stream,
+    /// Only log (used by tests and `--quiet`).
+    Quiet,
+}
+
+/// Run `cmd`, teeing stdout and stderr line by line to `log` (created) and, with
+/// [`Echo::Stream`], to our stdout. The child is the leader of a new process group; at its
+/// timeout the whole group gets SIGKILL, so grandchildren (rustc, test binaries) die too.
+/// After a normal exit the group is killed as well, so a stray background process cannot
+/// keep the pipes open.
+///
+/// Errors: the program cannot be spawned (e.g. not installed) or the log cannot be written.
+pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome> {
+    let start = Instant::now();
+    let mut logf = File::create(log).with_context(|| format!("create log {}", log.display()))?;
+    writeln!(logf, "$ {} {}", cmd.program, shell_words(&cmd.args))?;
+    let logf = Arc::new(Mutex::new(logf));
+    let mut child = Command::new(&cmd.program)
+        .args(&cmd.args)
+        .current_dir(&cmd.dir)
+        .envs(&cmd.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "start `{}` in {}: is it installed and on PATH?",
+                cmd.program,
+                cmd.dir.display()
+            )
+        })?;
+    let pgid = child.id() as i32;
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ]
+    .into_iter()
+    .map(|pipe| {
+        let logf = Arc::clone(&logf);
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                if echo == Echo::Stream {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&line);
+                    let _ = out.flush();
+                }
+                let _ = logf.lock().expect("log lock").write_all(&line);
+                line.clear();
+            }
+        })
+    })
+    .collect();
+
+    let mut timed_out = false;
+    let status: ExitStatus = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() >= cmd.timeout {
+            timed_out = true;
+            kill_group(pgid);
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    kill_group(pgid);
+    for r in readers {
+        let _ = r.join();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut logf = logf.lock().expect("log lock");
+    if timed_out {
+        writeln!(
+            logf,
+            "\n[bllvm-ci] killed after its timeout of {} s",
+            cmd.timeout.as_secs()
+        )?;
+    }
+    Ok(StepOutcome {
+        code: status.code(),
+        timed_out,
+        secs,
+    })
+}
+
+/// SIGKILL every process in group `pgid`; a group that is already gone is fine.
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// Arguments joined for display, quoting those with spaces.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> StepCommand {
+        StepCommand {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            dir: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            timeout,
+        }
+    }
+
+    #[test]
+    fn logs_both_streams_and_exit_code() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("s.log");
+        let o = run_step(
+            &sh("echo out; echo err >&2; exit 3", Duration::from_secs(30)),
+            &log,
+            Echo::Quiet,
+        )
+        .unwrap();
+        assert_eq!(o.code, Some(3));
+        assert!(!o.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let pidfile = t.path().join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let o = run_step(
+            &sh(&script, Duration::from_millis(500)),
+            &t.path().join("l"),
+            Echo::Quiet,
+        )
+        .unwrap();
+        assert!(o.timed_out && !o.success());
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild was in the step's process group, so it is gone (reaped by init).
+        let mut gone = false;
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks for existence.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone, "grandchild {pid} survived the timeout");
+    }
+}

@@ -1,0 +1,235 @@
+//! The run summary: what happened to every repo, as data (`summary.json` in the run
+//! directory, `schema_version` 1) and as the table printed at the end of `ci`.
+//!
+//! Owns the report types and their rendering only; the runner fills them in.
+
+use serde::Serialize;
+
+use crate::cache::{Restore, Save};
+use crate::fsutil::human_bytes;
+
+/// Final status of a repo in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status", content = "reason")]
+pub enum RepoStatus {
+    /// Every step succeeded.
+    Ok,
+    /// A step failed or timed out, or the repo could not be resolved (reason given).
+    Failed(String),
+    /// Not run (reason given: upstream failed, not selected, stopped early).
+    Skipped(String),
+}
+
+impl RepoStatus {
+    /// Short word for the table.
+    pub fn word(&self) -> &'static str {
+        match self {
+            RepoStatus::Ok => "ok",
+            RepoStatus::Failed(_) => "FAILED",
+            RepoStatus::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// One step's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Step name.
+    pub name: String,
+    /// Exit code (`None` when killed).
+    pub code: Option<i32>,
+    /// Killed at its timeout.
+    pub timed_out: bool,
+    /// Wall-clock seconds.
+    pub secs: f64,
+    /// Log file of the step.
+    pub log: String,
+}
+
+impl StepReport {
+    /// Whether the step succeeded.
+    pub fn ok(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+}
+
+/// One stage's cache result for a repo (or for the chain-wide stages).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub stage: String,
+    /// The key used.
+    pub key: String,
+    /// Restore outcome.
+    pub restore: Restore,
+    /// Save outcome (`None` before the save ran).
+    pub save: Option<Save>,
+    /// A cache problem that was turned into a warning, if any.
+    pub warning: Option<String>,
+}
+
+impl StageReport {
+    /// `hit`, `miss`, `kept`, or `error`.
+    pub fn restore_word(&self) -> &'static str {
+        if self.warning.is_some() && self.restore == Restore::Miss {
+            return "error";
+        }
+        match self.restore {
+            Restore::Hit { .. } => "hit",
+            Restore::Miss => "miss",
+            Restore::Kept => "kept",
+        }
+    }
+}
+
+/// One repo's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoReport {
+    /// Repo name.
+    pub name: String,
+    /// Final status.
+    #[serde(flatten)]
+    pub status: RepoStatus,
+    /// Steps that ran, in order.
+    pub steps: Vec<StepReport>,
+    /// Cache results per stage (the target stage).
+    pub cache: Vec<StageReport>,
+    /// Seconds spent restoring caches.
+    pub restore_secs: f64,
+    /// Bytes restored.
+    pub restore_bytes: u64,
+    /// Seconds spent saving caches.
+    pub save_secs: f64,
+    /// Bytes saved.
+    pub save_bytes: u64,
+    /// Warnings for the summary (unused patches, cache problems).
+    pub warnings: Vec<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Format version of `summary.json`.
+    pub schema_version: u32,
+    /// Run id (also the run directory's name).
+    pub run_id: String,
+    /// Variant built.
+    pub variant: String,
+    /// Chain-wide stages (registry, git).
+    pub chain_cache: Vec<StageReport>,
+    /// Repos in plan order.
+    pub repos: Vec<RepoReport>,
+    /// Wall-clock seconds of the whole run.
+    pub secs: f64,
+}
+
+impl RunSummary {
+    /// Whether any repo failed (the exit code is non-zero then).
+    pub fn failed(&self) -> bool {
+        self.repos
+            .iter()
+            .any(|r| matches!(r.status, RepoStatus::Failed(_)))
+    }
+
+    /// The table printed at the end of `ci`.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "\nsummary (run {}, variant `{}`, {:.1} s)\n",
+            self.run_id, self.variant, self.secs
+        );
+        for c in &self.chain_cache {
+            s += &format!(
+                "  cache {}: {}{}\n",
+                c.stage,
+                c.restore_word(),
+                save_word(c.save.as_ref())
+            );
+        }
+        let width = self
+            .repos
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        for r in &self.repos {
+            let steps: Vec<String> = r
+                .steps
+                .iter()
+                .map(|st| {
+                    let mark = if st.timed_out {
+                        "timeout"
+                    } else if st.ok() {
+                        "ok"
+                    } else {
+                        "failed"
+                    };
+                    format!("{} {mark} {:.1}s", st.name, st.secs)
+                })
+                .collect();
+            let cache: Vec<String> = r
+                .cache
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}{}",
+                        c.stage,
+                        c.restore_word(),
+                        save_word(c.save.as_ref())
+                    )
+                })
+                .collect();
+            s += &format!("  {:<width$}  {:<7}", r.name, r.status.word());
+            if !steps.is_empty() {
+                s += &format!("  {}", steps.join(", "));
+            }
+            if !cache.is_empty() {
+                s += &format!(
+                    "  | cache {} | restore {:.2}s {} | save {:.2}s {}",
+                    cache.join(", "),
+                    r.restore_secs,
+                    human_bytes(r.restore_bytes),
+                    r.save_secs,
+                    human_bytes(r.save_bytes)
+                );
+            }
+            s.push('\n');
+            match &r.status {
+                RepoStatus::Failed(why) | RepoStatus::Skipped(why) => {
+                    for (i, line) in why.lines().enumerate() {
+                        s += &format!(
+                            "  {:<width$}    {}{line}\n",
+                            "",
+                            if i == 0 { "why: " } else { "     " }
+                        );
+                    }
+                }
+                RepoStatus::Ok => {}
+            }
+            for w in &r.warnings {
+                s += &format!("  {:<width$}    warning: {w}\n", "");
+            }
+        }
+        let failed: Vec<&str> = self
+            .repos
+            .iter()
+            .filter(|r| matches!(r.status, RepoStatus::Failed(_)))
+            .map(|r| r.name.as_str())
+            .collect();
+        if failed.is_empty() {
+            s += "result: ok\n";
+        } else {
+            s += &format!("result: FAILED ({})\n", failed.join(", "));
+        }
+        s
+    }
+}
+
+fn save_word(save: Option<&Save>) -> &'static str {
+    match save {
+        Some(Save::Saved { .. }) => ", saved",
+        Some(Save::Exists) => ", unchanged",
+        Some(Save::Skipped) => ", not saved",
+        Some(Save::Empty) | None => "",
+    }
+}
