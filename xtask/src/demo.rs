@@ -38,7 +38,10 @@ pub fn copy_sample(sample: &Path, dst: &Path) -> Result<PathBuf> {
 
 /// Run the demo (see the module docs).
 pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf();
     let sample = workspace.join(SAMPLE_DIR);
     let dir = a
         .dir

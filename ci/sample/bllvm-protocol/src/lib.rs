@@ -4,7 +4,11 @@ use bllvm_primitives::Height;
 
 /// A message announcing the subsidy at a height, hex-encoded.
 pub fn announce(height: Height) -> String {
-    let s = format!("{}:{}", bllvm_primitives::height_string(height), bllvm_consensus::subsidy(height));
+    let s = format!(
+        "{}:{}",
+        bllvm_primitives::height_string(height),
+        bllvm_consensus::subsidy(height)
+    );
     hex::encode(s)
 }
 
