@@ -55,13 +55,37 @@ pub fn ensure_lockfile(dir: &Path, env: &[(String, String)]) -> Result<bool> {
         .output()
         .with_context(|| format!("run `cargo generate-lockfile` in {}", dir.display()))?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "`cargo generate-lockfile` failed in {}:\n{}",
+            "`cargo generate-lockfile` failed in {}: {}\n{}",
             dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            headline(&stderr),
+            stderr.trim()
         );
     }
     Ok(true)
+}
+
+/// One line that says why cargo failed: its first `error:` line, and the last line of its
+/// "Caused by" chain when that differs (the root cause, e.g. "failed to resolve address
+/// for github.com").
+pub fn headline(stderr: &str) -> String {
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_else(|| stderr.lines().next().unwrap_or("no output"))
+        .trim();
+    let last = stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if last.is_empty() || last == first {
+        first.to_owned()
+    } else {
+        format!("{first} (cause: {last})")
+    }
 }
 
 /// Run `cargo metadata --format-version 1` (full resolution) in `dir`.
@@ -75,8 +99,9 @@ pub fn read_metadata(repo: &str, dir: &Path, env: &[(String, String)]) -> Result
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!(
-            "`cargo metadata` failed for repo `{repo}` in {}:\n{}",
+            "`cargo metadata` failed for repo `{repo}` in {}: {}\n{}",
             dir.display(),
+            headline(&stderr),
             stderr.trim()
         );
     }
@@ -242,8 +267,13 @@ pub fn rustc_version(dir: &Path, env: &[(String, String)]) -> Result<String> {
 /// Fallback when full resolution fails: members and *declared* dependencies from
 /// `cargo metadata --no-deps`, so the repo can still be placed in the graph (direct edges
 /// only) and reported as failed instead of aborting the whole run.
+///
+/// Runs the cargo that runs us (`$CARGO`, set by `cargo run`/`cargo xtask`) rather than the
+/// rustup proxy, so a `rust-toolchain.toml` pin that is not installed cannot stop it:
+/// `--no-deps` reads manifests only, which any recent cargo can do.
 pub fn read_declared(repo: &str, dir: &Path, env: &[(String, String)]) -> Result<RepoMetadata> {
-    let out = Command::new("cargo")
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
