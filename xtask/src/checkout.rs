@@ -31,12 +31,32 @@ pub fn checkout(
             .map(|d| vec!["--depth".to_owned(), d.to_string()])
             .unwrap_or_default();
         println!("{}: cloning {url} into {}", r.name, dir.display());
-        match cmd!(sh, "git clone --quiet {depth_args...} {url} {dir}")
+        // Clone beside the final path and rename, so a failed or killed clone never
+        // leaves a half checkout that a later run would take for a present one.
+        let tmp = dir.with_file_name(format!(
+            ".{}.bllvm-ci-clone",
+            dir.file_name()
+                .map_or_else(|| r.name.clone(), |n| n.to_string_lossy().into_owned())
+        ));
+        let _ = crate::fsutil::remove_tree(&tmp);
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let out = cmd!(sh, "git clone --quiet {depth_args...} {url} {tmp}")
             .quiet()
-            .run()
-        {
-            Ok(()) => cloned.push(r.name.clone()),
-            Err(e) => failed.push(format!("  - {}: {e}", r.name)),
+            .ignore_status()
+            .output()?;
+        if out.status.success() {
+            std::fs::rename(&tmp, &dir)?;
+            cloned.push(r.name.clone());
+        } else {
+            let _ = crate::fsutil::remove_tree(&tmp);
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why
+                .lines()
+                .find(|l| l.starts_with("fatal") || l.starts_with("error"))
+                .unwrap_or("git clone failed");
+            failed.push(format!("  - {}: {url}: {why}", r.name));
         }
     }
     if !failed.is_empty() {
