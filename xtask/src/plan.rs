@@ -203,9 +203,7 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
                         Err(anyhow::anyhow!("not resolved: the toolchain cannot run"))
                     };
                     let fallback = if meta.is_err() {
-                        // Use the stable toolchain's cargo for the fallback read, which
-                        // needs no resolution and works with any installed cargo.
-                        metadata::read_declared(&name, &dir, &[]).ok()
+                        metadata::read_declared(&name, &dir, &env).ok()
                     } else {
                         None
                     };
