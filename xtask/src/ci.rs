@@ -76,17 +76,11 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             continue;
         }
         println!("==> {} (level {})", r.name, r.level);
-        let failed_up: Vec<&str> = plan
+        let failed_up: Vec<String> = plan
             .graph
             .upstream_closure(&[r.name.as_str()])
             .into_iter()
             .filter(|u| failed.contains(u))
-            .map(|u| {
-                plan.repos
-                    .iter()
-                    .find(|p| &p.name == &u)
-                    .map_or("", |p| p.name.as_str())
-            })
             .collect();
         let status_skip = if !failed_up.is_empty() {
             Some(format!("upstream failed: {}", failed_up.join(", ")))
@@ -197,7 +191,20 @@ fn restore_stage(
             rep.warning = Some(format!("restore failed, building without cache: {e:#}"));
         }
     }
+    // Damaged entries discarded, entries held by other jobs: say so in the summary.
+    add_notes(cache, &mut rep);
     rep
+}
+
+/// Append the cache's notes (see `Cache::take_notes`) to a stage's warning.
+fn add_notes(cache: &Cache, rep: &mut StageReport) {
+    let notes = cache.take_notes();
+    if notes.is_empty() {
+        return;
+    }
+    let mut all: Vec<String> = rep.warning.take().into_iter().collect();
+    all.extend(notes);
+    rep.warning = Some(all.join("; "));
 }
 
 fn save_stage(
@@ -214,8 +221,15 @@ fn save_stage(
     }
     match cache.save(key, src, skip) {
         Ok(s) => rep.save = Some(s),
-        Err(e) => rep.warning = Some(format!("save failed (the build result stands): {e:#}")),
+        Err(e) => {
+            let w = format!("save failed (the build result stands): {e:#}");
+            rep.warning = Some(match rep.warning.take() {
+                Some(prev) => format!("{prev}; {w}"),
+                None => w,
+            });
+        }
     }
+    add_notes(cache, rep);
 }
 
 fn run_repo(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions) -> Result<RepoReport> {
@@ -229,13 +243,30 @@ fn run_repo(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions) -> Resu
         .target_dir
         .clone()
         .unwrap_or_else(|| plan::default_target_dir(&r.dir));
+    // A run that may not save must not move entries out either (a moved entry only goes
+    // back through a save), so it restores through a read-only view of the cache.
+    let tcache = if opts.save {
+        cache.clone()
+    } else {
+        cache.clone().into_read_only()
+    };
     if let Some(key) = &r.cache_key {
-        let st = restore_stage(cache, key, &target_dir, false, opts.restore);
-        if let Restore::Hit { bytes, secs, .. } = st.restore {
+        let st = restore_stage(&tcache, key, &target_dir, false, opts.restore);
+        let how = match &st.restore {
+            Restore::Hit { strategy, secs, .. } => format!(", {} in {secs:.2}s", strategy.as_str()),
+            Restore::Partial {
+                from,
+                strategy,
+                secs,
+                ..
+            } => format!(" from {from}, {} in {secs:.2}s", strategy.as_str()),
+            _ => String::new(),
+        };
+        if let Some((_, bytes, secs)) = st.restore.restored() {
             report.restore_bytes += bytes;
             report.restore_secs += secs;
         }
-        println!("    cache target: {} ({})", key.key, st.restore_word());
+        println!("    cache target: {} ({}{how})", key.key, st.restore_word());
         report.cache.push(st);
     }
     let log_dir = opts.run_dir.join(&r.name);
@@ -303,12 +334,44 @@ fn run_repo(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions) -> Resu
             .cache
             .last_mut()
             .expect("restore pushed a target stage");
-        // Incremental data is large and rarely reused across commits (rust-cache drops it too).
-        let skip = |p: &Path| p.file_name().is_some_and(|n| n == "incremental");
-        save_stage(cache, key, &target_dir, &skip, opts.save, st);
-        if let Some(Save::Saved { bytes, secs, .. }) = st.save {
-            report.save_bytes += bytes;
-            report.save_secs += secs;
+        // Leave out what the next build redoes anyway: incremental data, and every unit
+        // of the repo's own workspace; keep every dependency unit (see cache/prune.rs).
+        let members: Vec<String> = r.versions.keys().cloned().collect();
+        let prune = crate::cache::prune::target_prune(&target_dir, &members);
+        let skip = |p: &Path| prune.skips(p);
+        save_stage(&tcache, key, &target_dir, &skip, opts.save, st);
+        match st.save {
+            Some(Save::Saved {
+                bytes,
+                raw_bytes,
+                secs,
+                strategy,
+                ..
+            }) => {
+                report.save_bytes += bytes;
+                report.save_secs += secs;
+                println!(
+                    "    cache target saved ({}): {} pruned to {} in {secs:.2}s",
+                    strategy.as_str(),
+                    crate::fsutil::human_bytes(raw_bytes),
+                    crate::fsutil::human_bytes(bytes)
+                );
+            }
+            Some(Save::Unchanged {
+                bytes,
+                raw_bytes,
+                secs,
+                strategy,
+            }) => {
+                report.save_secs += secs;
+                println!(
+                    "    cache target unchanged ({}): {} pruned to {}, nothing written",
+                    strategy.as_str(),
+                    crate::fsutil::human_bytes(raw_bytes),
+                    crate::fsutil::human_bytes(bytes)
+                );
+            }
+            _ => {}
         }
         if let Some(w) = &st.warning {
             report.warnings.push(w.clone());

@@ -94,14 +94,40 @@ fn default_timeout() -> u64 {
     3600
 }
 
-/// Local cache settings (`[cache]`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// Local cache settings (`[cache]`). Retention is by last use (restore or save), not by
+/// file mtime; see `cache/retention.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct CacheSettings {
     /// Cache root; `--cache-dir` and `BLLVM_CI_CACHE_DIR` take precedence, and the default
     /// is the per-user cache dir (`$XDG_CACHE_HOME/bllvm-ci`, `~/.cache/bllvm-ci`).
-    #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Keep at most this many entries per stage (registry, git, target), the most
+    /// recently used. Default 32: a few generations of each repo's target entry.
+    pub max_entries_per_stage: usize,
+    /// Evict entries unused for this many days; 0 = never. Default 7, as actions/cache.
+    pub max_age_days: u64,
+    /// Byte budget of the whole cache root, least recently used evicted first; 0 = none.
+    /// Default 10 GiB, GitHub's per-repository cache limit.
+    pub max_bytes: u64,
+    /// Disk guard: evict (and, if that is not enough, skip saving) while the cache's
+    /// filesystem is used above this percentage. Default 80, as the seeds' cleanup job.
+    pub disk_max_used_percent: u8,
+    /// Disk guard: also evict while fewer than this many bytes are free. Default 2 GiB.
+    pub disk_min_free_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> CacheSettings {
+        CacheSettings {
+            dir: None,
+            max_entries_per_stage: 32,
+            max_age_days: 7,
+            max_bytes: 10 << 30,
+            disk_max_used_percent: 80,
+            disk_min_free_bytes: 2 << 30,
+        }
+    }
 }
 
 /// How a repo's `[patch.crates-io]` entries that point at sibling checkouts are treated.

@@ -76,6 +76,7 @@ impl StageReport {
         }
         match self.restore {
             Restore::Hit { .. } => "hit",
+            Restore::Partial { .. } => "partial hit",
             Restore::Miss => "miss",
             Restore::Kept => "kept",
         }
@@ -228,7 +229,9 @@ impl RunSummary {
 fn save_word(save: Option<&Save>) -> &'static str {
     match save {
         Some(Save::Saved { .. }) => ", saved",
-        Some(Save::Exists) => ", unchanged",
+        Some(Save::Exists) => ", exists",
+        Some(Save::Unchanged { .. }) => ", unchanged",
+        Some(Save::NoSpace) => ", not saved (no space)",
         Some(Save::Skipped) => ", not saved",
         Some(Save::Empty) | None => "",
     }

@@ -1,46 +1,95 @@
 //! The local cache: entries keyed by explicit inputs, restored before a repo's steps and
-//! saved after them.
+//! saved after them, shared safely by every `ci` process on the machine.
 //!
-//! Layout under the cache root (`--cache-dir`, `BLLVM_CI_CACHE_DIR`, or the per-user cache
-//! dir):
+//! Layout under the cache root (`--cache-dir`, `BLLVM_CI_CACHE_DIR`, the manifest's
+//! `[cache] dir`, or the per-user cache dir):
 //!
 //! ```text
-//! entries/<stage>/<key>/entry.json   what went into the key, size, creation time
-//! entries/<stage>/<key>/data/        the cached tree
-//! tmp/<stage>-<key>.<pid>.<n>/       an entry being written (never read)
+//! entries/<stage>/<key>/entry.json    what went into the key, sizes, content hash
+//! entries/<stage>/<key>/manifest.tsv  every file: kind, size, mtime, sha256, path
+//! entries/<stage>/<key>/data/         the cached tree
+//! locks/<stage>/<key>.lock            the entry's lease (flock; see `lock.rs`)
+//! usage/<stage>/<key>.json            last use and hit count (retention is by last use)
+//! log/events.jsonl                    one line per restore and save (for `cache stats`)
+//! tmp/<name>.<pid>.<n>/               an entry being written or deleted (never read)
 //! ```
 //!
-//! Invariant: an entry is visible only once complete. It is written under `tmp/` and
-//! published with one `rename(2)` into `entries/`; a crashed writer leaves only a `tmp/`
-//! directory, which the next [`Cache::open`] removes once its writer process is gone.
-//! Entries are immutable once published: a second save of the same key is a no-op (the
-//! first writer wins, as with actions/cache).
+//! # Strategies
+//!
+//! A restore into a target dir that does not exist yet, on the cache's filesystem, takes
+//! the entry's *exclusive* lease and renames its `data/` into place: O(1) whatever the
+//! size. The entry stays listed (its `entry.json` remains, a "leased stub") and its lease
+//! stays held by this process until the save, so every other job sees it as leased, not
+//! missing. The save then prunes the tree and renames it back: to the same key when
+//! nothing changed (O(1) again, no bytes written), else into a fresh entry. When the
+//! exclusive lease is taken (another job holds the entry), or the target lies on another
+//! filesystem, or the stage merges into an existing tree (`$CARGO_HOME`), the restore
+//! takes a *shared* lease and copies on parallel threads. A job that finds an entry moved
+//! out by another job tries the next-nearest entry (restore keys), else misses. Reports
+//! say which strategy was used ([`Strategy`]).
+//!
+//! # Invariants
+//!
+//! - An entry is visible only once complete: it is written under `tmp/` and published
+//!   with one `rename(2)` into `entries/`. A crashed writer leaves only a `tmp/` dir,
+//!   which the next [`Cache::open`] removes once its writer process is gone.
+//! - A published entry's data never changes while it is listed with data: it is only
+//!   moved out whole (under the exclusive lease), moved back whole, or replaced by a new
+//!   entry of the same key after the old one was unlisted. Readers copy only under a
+//!   shared lease, so a tree is never moved or evicted under a reader.
+//! - Every lease attempt is non-blocking and the OS drops a dead holder's locks, so no
+//!   job waits on another and none deadlocks. A leased stub whose lease is free belonged
+//!   to a job that died; [`Cache::open`] removes it.
+//! - Every entry carries a manifest; every restore checks the tree against it (file set,
+//!   sizes, mtimes) and discards a damaged entry, building clean instead.
+//! - A read-only cache ([`Cache::open_read_only`], untrusted events, `--no-save`) never
+//!   creates, changes or deletes anything under the root.
 //!
 //! This module never decides *whether* to save (trust, events: that is the caller's) and
 //! never runs cargo.
 
 pub mod cargo_home;
+pub mod integrity;
 pub mod key;
+pub mod lock;
+pub mod prune;
+pub mod retention;
+pub mod stats;
+pub mod transfer;
 
+use std::collections::HashMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use key::{CacheKey, Stage};
+pub use transfer::Strategy;
 
-use crate::fsutil::{self, CopyStats};
+use crate::fsutil;
+use integrity::Manifest;
+use lock::{EntryLock, Mode};
+use retention::{EntryUse, Eviction, FsUsage, Policy};
 
 /// Name of the environment variable that sets the cache root.
 pub const CACHE_DIR_ENV: &str = "BLLVM_CI_CACHE_DIR";
 
+/// Test hook: a saver sleeps this many seconds after writing its entry under `tmp/` and
+/// before publishing it, so tests can kill it or read concurrently at that point.
+pub const PAUSE_ENV: &str = "BLLVM_CI_CACHE_TEST_PAUSE_BEFORE_PUBLISH";
+
+/// Version of `entry.json`. Entries of another version are treated as damaged.
+pub const ENTRY_SCHEMA: u32 = 2;
+
 /// What `entries/<stage>/<key>/entry.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryInfo {
-    /// Format version of this file.
+    /// Format version of this file ([`ENTRY_SCHEMA`]).
     pub schema_version: u32,
     /// Stage name (`registry`, `git`, `target`).
     pub stage: String,
@@ -50,30 +99,67 @@ pub struct EntryInfo {
     pub inputs: Vec<(String, String)>,
     /// Seconds since the Unix epoch when the entry was published.
     pub created_unix: u64,
-    /// Regular files in `data/`.
+    /// Files in `data/` (regular files and symlinks).
     pub files: u64,
     /// Bytes in `data/`.
     pub bytes: u64,
+    /// Bytes of the tree before pruning (what a save without pruning would have stored).
+    #[serde(default)]
+    pub raw_bytes: u64,
+    /// sha256 of `manifest.tsv` (see `integrity.rs`).
+    #[serde(default)]
+    pub content_hash: String,
 }
 
 /// The outcome of a restore.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "status")]
 pub enum Restore {
-    /// The exact key was found and copied into place.
+    /// The exact key was found and put into place.
     Hit {
-        /// Regular files copied.
+        /// Files restored.
         files: u64,
-        /// Bytes copied.
+        /// Bytes restored.
         bytes: u64,
         /// Wall-clock seconds the restore took.
         secs: f64,
+        /// Moved (O(1) rename) or copied.
+        strategy: Strategy,
     },
-    /// No entry for the key.
+    /// No exact entry, but an older one with the same restore prefix (same toolchain and
+    /// variant, another lockfile: actions/cache's `restore-keys`) was put into place.
+    Partial {
+        /// The key of the entry restored.
+        from: String,
+        /// Files restored.
+        files: u64,
+        /// Bytes restored.
+        bytes: u64,
+        /// Wall-clock seconds the restore took.
+        secs: f64,
+        /// Moved or copied.
+        strategy: Strategy,
+    },
+    /// No usable entry (none, all leased by other jobs, or damaged and discarded).
     Miss,
     /// The destination already held a tree (e.g. a laptop's own `target/`), so it was kept
     /// and nothing was copied.
     Kept,
+}
+
+impl Restore {
+    /// `(files, bytes, secs)` of a hit or partial hit.
+    pub fn restored(&self) -> Option<(u64, u64, f64)> {
+        match *self {
+            Restore::Hit {
+                files, bytes, secs, ..
+            }
+            | Restore::Partial {
+                files, bytes, secs, ..
+            } => Some((files, bytes, secs)),
+            Restore::Miss | Restore::Kept => None,
+        }
+    }
 }
 
 /// The outcome of a save.
@@ -82,25 +168,80 @@ pub enum Restore {
 pub enum Save {
     /// A new entry was published.
     Saved {
-        /// Files written.
+        /// Files in the entry.
         files: u64,
-        /// Bytes written.
+        /// Bytes in the entry (after pruning).
         bytes: u64,
+        /// Bytes of the tree before pruning.
+        raw_bytes: u64,
         /// Wall-clock seconds the save took.
         secs: f64,
+        /// Moved (the tree was renamed into the cache) or copied.
+        strategy: Strategy,
     },
-    /// An entry with this key already exists (entries are immutable).
+    /// The exact key was restored and nothing changed after pruning: nothing was written
+    /// (a moved tree was renamed back into its entry).
+    Unchanged {
+        /// Bytes in the entry.
+        bytes: u64,
+        /// Bytes of the tree before pruning.
+        raw_bytes: u64,
+        /// Wall-clock seconds the save took.
+        secs: f64,
+        /// Moved back, or left in place (the entry had been copied).
+        strategy: Strategy,
+    },
+    /// An entry with this key already exists (another job saved it).
     Exists,
-    /// Saving was not allowed or not wanted (e.g. `--no-save`); nothing written.
+    /// Saving was not allowed or not wanted (read-only cache, `--no-save`); nothing written.
     Skipped,
+    /// The disk guard could not make room (see the stage's warning); nothing written.
+    NoSpace,
     /// There was nothing to save (the source tree does not exist).
     Empty,
 }
 
-/// A cache root on the local filesystem.
-#[derive(Debug, Clone)]
+/// Current time in seconds since the Unix epoch; injectable for retention tests.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Filesystem numbers for the disk guard; injectable for tests.
+pub type FsStatsFn = Arc<dyn Fn(&Path) -> std::io::Result<FsUsage> + Send + Sync>;
+
+/// What a restore into a tree left for the save of that tree.
+#[derive(Debug)]
+struct Lease {
+    /// The entry restored (`None`: nothing restored, the tree was built from scratch).
+    key: Option<String>,
+    /// The entry's exclusive lease, held while its data is moved out.
+    lock: Option<EntryLock>,
+    /// The restored entry's manifest (to detect "unchanged" and reuse hashes).
+    manifest: Option<Manifest>,
+    /// How the tree got there.
+    strategy: Strategy,
+}
+
+/// A cache root on the local filesystem. Clones share leases and notes.
+#[derive(Clone)]
 pub struct Cache {
     root: PathBuf,
+    read_only: bool,
+    policy: Policy,
+    clock: Clock,
+    fs_stats: FsStatsFn,
+    /// Trees this process restored (or created) that its save may move into the cache,
+    /// by destination path.
+    leases: Arc<Mutex<HashMap<PathBuf, Lease>>>,
+    /// Problems turned into warnings (damaged entries, no space), drained by the caller.
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("root", &self.root)
+            .field("read_only", &self.read_only)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -122,18 +263,89 @@ pub fn resolve_root(flag: Option<&Path>, manifest_dir: Option<&Path>) -> PathBuf
         .join("bllvm-ci")
 }
 
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Usage record of an entry (`usage/<stage>/<key>.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Usage {
+    /// Seconds since the Unix epoch of the last restore or save of the entry.
+    pub last_used_unix: u64,
+    /// Restores that used the entry (exact or partial).
+    pub hits: u64,
+}
+
+/// One listed entry: its `entry.json`, usage, and whether a job holds it now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// The entry's `entry.json`.
+    pub info: EntryInfo,
+    /// Last use and hits (last use defaults to the creation time).
+    pub usage: Usage,
+    /// Its data is moved out by a running job (a leased stub).
+    pub leased: bool,
+}
+
 impl Cache {
-    /// Open (creating if needed) the cache at `root`, and remove `tmp/` leftovers of
-    /// writers that no longer run.
+    /// Open (creating if needed) the cache at `root` with the default [`Policy`], remove
+    /// `tmp/` leftovers of writers that no longer run and stubs of jobs that died while
+    /// holding an entry.
+    ///
+    /// Errors: the root cannot be created.
     pub fn open(root: &Path) -> Result<Cache> {
         fs::create_dir_all(root.join("entries"))
             .and_then(|()| fs::create_dir_all(root.join("tmp")))
             .with_context(|| format!("create cache root {}", root.display()))?;
-        let cache = Cache {
-            root: root.to_path_buf(),
-        };
+        let cache = Cache::new(root, false);
         cache.clean_stale_tmp();
+        cache.clean_dead_stubs();
         Ok(cache)
+    }
+
+    /// A cache at `root` that restores (by copy only) and never writes: no directory is
+    /// created, no usage recorded, no entry moved, and every save is [`Save::Skipped`].
+    /// For untrusted events (`pull_request`), so a fork cannot poison the cache.
+    pub fn open_read_only(root: &Path) -> Cache {
+        Cache::new(root, true)
+    }
+
+    fn new(root: &Path, read_only: bool) -> Cache {
+        Cache {
+            root: root.to_path_buf(),
+            read_only,
+            policy: Policy::default(),
+            clock: Arc::new(now_unix),
+            fs_stats: Arc::new(|p: &Path| FsUsage::of(p)),
+            leases: Arc::default(),
+            notes: Arc::default(),
+        }
+    }
+
+    /// This cache, read-only from now on (see [`Cache::open_read_only`]).
+    pub fn into_read_only(mut self) -> Cache {
+        self.read_only = true;
+        self
+    }
+
+    /// Use `policy` for retention and the disk guard.
+    pub fn with_policy(mut self, policy: Policy) -> Cache {
+        self.policy = policy;
+        self
+    }
+
+    /// Use `clock` (Unix seconds) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Cache {
+        self.clock = clock;
+        self
+    }
+
+    /// Use `f` instead of `statvfs` for the disk guard.
+    pub fn with_fs_stats(mut self, f: FsStatsFn) -> Cache {
+        self.fs_stats = f;
+        self
     }
 
     /// The cache root.
@@ -141,130 +353,753 @@ impl Cache {
         &self.root
     }
 
-    /// Directory of the entry for `key` (it may not exist).
-    pub fn entry_dir(&self, key: &CacheKey) -> PathBuf {
-        self.root
-            .join("entries")
-            .join(key.stage.as_str())
-            .join(&key.key)
+    /// Whether this cache never writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
-    /// Whether a complete entry for `key` exists.
+    /// The retention and guard policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Take the warnings collected since the last call (damaged entries discarded, saves
+    /// skipped for lack of space, ...).
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
+    }
+
+    fn note(&self, s: String) {
+        self.notes.lock().expect("notes lock").push(s);
+    }
+
+    fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.root.join("entries").join(stage)
+    }
+
+    fn dir_of(&self, stage: &str, key: &str) -> PathBuf {
+        self.stage_dir(stage).join(key)
+    }
+
+    fn lock_path(&self, stage: &str, key: &str) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(stage)
+            .join(format!("{key}.lock"))
+    }
+
+    fn usage_path(&self, stage: &str, key: &str) -> PathBuf {
+        self.root
+            .join("usage")
+            .join(stage)
+            .join(format!("{key}.json"))
+    }
+
+    /// Directory of the entry for `key` (it may not exist).
+    pub fn entry_dir(&self, key: &CacheKey) -> PathBuf {
+        self.dir_of(key.stage.as_str(), &key.key)
+    }
+
+    /// Whether an entry for `key` is listed (complete, or moved out by a running job).
     pub fn contains(&self, key: &CacheKey) -> bool {
         self.entry_dir(key).join("entry.json").is_file()
     }
 
     /// Read an entry's `entry.json`.
+    ///
+    /// Errors: missing or unparsable.
     pub fn info(&self, key: &CacheKey) -> Result<EntryInfo> {
-        let p = self.entry_dir(key).join("entry.json");
-        let text = fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
+        read_info(&self.entry_dir(key))
     }
 
-    /// Copy the entry for `key` into `dst`. With `merge`, files already in `dst` are kept
-    /// (used for `$CARGO_HOME`, which a laptop already fills); without it, a non-empty
-    /// `dst` is kept as it is and reported as [`Restore::Kept`].
+    fn new_tmp(&self, what: &str) -> PathBuf {
+        self.root.join("tmp").join(format!(
+            "{what}.{}.{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Unlist and delete an entry. The caller holds its exclusive lease (or knows no one
+    /// can). The rename makes the removal atomic for readers; the deletion that follows
+    /// may be interrupted, leaving only a `tmp/` dir.
+    fn discard(&self, stage: &str, key: &str) {
+        let dir = self.dir_of(stage, key);
+        let trash = self.new_tmp(&format!("trash-{stage}-{key}"));
+        if fs::rename(&dir, &trash).is_ok() {
+            let _ = fsutil::remove_tree(&trash);
+        }
+        let _ = fs::remove_file(self.usage_path(stage, key));
+    }
+
+    fn usage(&self, stage: &str, key: &str, created: u64) -> Usage {
+        fs::read_to_string(self.usage_path(stage, key))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Usage {
+                last_used_unix: created,
+                hits: 0,
+            })
+    }
+
+    /// Record a use of an entry (write to a temp file, then rename: readers never see a
+    /// torn record). Concurrent hits may lose a count; last use is what retention needs.
+    fn touch(&self, stage: &str, key: &str, hit: bool) {
+        if self.read_only {
+            return;
+        }
+        let mut u = self.usage(stage, key, 0);
+        u.last_used_unix = (self.clock)();
+        if hit {
+            u.hits += 1;
+        }
+        let p = self.usage_path(stage, key);
+        let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
+        let _ = p
+            .parent()
+            .map(fs::create_dir_all)
+            .transpose()
+            .and_then(|_| fs::write(&tmp, serde_json::to_vec(&u).unwrap_or_default()))
+            .and_then(|()| fs::rename(&tmp, &p));
+    }
+
+    fn log_event(&self, ev: &stats::Event) {
+        if self.read_only {
+            return;
+        }
+        let dir = self.root.join("log");
+        let _ = fs::create_dir_all(&dir);
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("events.jsonl"))
+        {
+            // One write of one line: O_APPEND keeps concurrent lines whole.
+            let mut line = serde_json::to_vec(ev).unwrap_or_default();
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
+
+    /// Read `entry.json` and `manifest.tsv` of an entry dir and check them against its
+    /// `data/`: the manifest's hash, then every file's presence, size and mtime.
+    fn load_checked(&self, dir: &Path) -> Result<(EntryInfo, Manifest), Check> {
+        let info = read_info(dir).map_err(|e| Check::Damaged(format!("{e:#}")))?;
+        if !dir.join("data").is_dir() {
+            return Err(Check::Stub);
+        }
+        if info.schema_version != ENTRY_SCHEMA {
+            return Err(Check::Damaged(format!(
+                "entry format {} (expected {ENTRY_SCHEMA})",
+                info.schema_version
+            )));
+        }
+        let text = fs::read_to_string(dir.join("manifest.tsv"))
+            .map_err(|e| Check::Damaged(format!("manifest.tsv: {e}")))?;
+        if fsutil::sha256_hex(&text) != info.content_hash {
+            return Err(Check::Damaged(
+                "manifest.tsv does not match the entry's content hash".into(),
+            ));
+        }
+        let m = Manifest::from_tsv(&text).map_err(|e| Check::Damaged(format!("{e:#}")))?;
+        let damage = m
+            .check_structure(&dir.join("data"))
+            .map_err(|e| Check::Damaged(format!("{e:#}")))?;
+        if !damage.is_empty() {
+            return Err(Check::Damaged(damage.join("; ")));
+        }
+        Ok((info, m))
+    }
+
+    /// Keys to try for `key`, best first: the exact key, then entries of the same stage
+    /// whose key starts with [`CacheKey::restore_prefix`], newest first.
+    fn candidates(&self, key: &CacheKey) -> Vec<String> {
+        let mut out = vec![key.key.clone()];
+        let prefix = key.restore_prefix();
+        let mut others: Vec<(u64, String)> = fs::read_dir(self.stage_dir(key.stage.as_str()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_owned();
+                (name != key.key && name.starts_with(prefix)).then_some(())?;
+                let info = read_info(&e.path()).ok()?;
+                Some((info.created_unix, name))
+            })
+            .collect();
+        others.sort_by(|a, b| b.cmp(a));
+        out.extend(others.into_iter().map(|(_, k)| k));
+        out
+    }
+
+    /// Put the entry for `key` (or, on a miss, the nearest older entry with the same
+    /// restore prefix) into `dst`. With `merge`, files already in `dst` are kept and the
+    /// entry is always copied (used for `$CARGO_HOME`, which a laptop already fills);
+    /// without it, a non-empty `dst` is kept as it is and reported as [`Restore::Kept`].
     ///
-    /// Errors: I/O errors while copying. Callers turn them into a warning: a build never
+    /// The strategy (move or copy) is chosen as the module docs say. Damaged entries are
+    /// discarded (a note says which) and the next candidate is tried. Before restoring,
+    /// the disk guard evicts least recently used entries while the filesystem is too full.
+    ///
+    /// Errors: I/O errors while copying or moving; `dst` may then hold a partial tree,
+    /// which the caller removes. Callers turn errors into a warning: a build never
     /// depends on the cache.
     pub fn restore(&self, key: &CacheKey, dst: &Path, merge: bool) -> Result<Restore> {
-        if !self.contains(key) {
-            return Ok(Restore::Miss);
-        }
         if !merge && fsutil::non_empty_dir(dst) {
             return Ok(Restore::Kept);
         }
         let start = Instant::now();
-        let stats = fsutil::copy_tree(&self.entry_dir(key).join("data"), dst, merge, &|_| false)
-            .with_context(|| format!("restore {} entry {}", key.stage, key.key))?;
-        Ok(Restore::Hit {
-            files: stats.files,
-            bytes: stats.bytes,
-            secs: start.elapsed().as_secs_f64(),
-        })
+        if !self.read_only {
+            self.guard(0, None);
+        }
+        let stage = key.stage.as_str();
+        let can_move =
+            !self.read_only && !merge && transfer::same_filesystem(&self.root.join("entries"), dst);
+        let mut leased_by_others = Vec::new();
+        for cand in self.candidates(key) {
+            let dir = self.dir_of(stage, &cand);
+            if !dir.join("entry.json").is_file() {
+                continue;
+            }
+            let lock_path = self.lock_path(stage, &cand);
+            if can_move {
+                if let Some(lock) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)? {
+                    match self.load_checked(&dir) {
+                        Ok((info, manifest)) => {
+                            fsutil::remove_tree(dst)?;
+                            transfer::move_tree(&dir.join("data"), dst).with_context(|| {
+                                format!("move {} into {}", dir.display(), dst.display())
+                            })?;
+                            self.leases.lock().expect("leases").insert(
+                                dst.to_path_buf(),
+                                Lease {
+                                    key: Some(cand.clone()),
+                                    lock: Some(lock),
+                                    manifest: Some(manifest),
+                                    strategy: Strategy::Moved,
+                                },
+                            );
+                            return Ok(self.restored(key, &cand, &info, start, Strategy::Moved));
+                        }
+                        Err(Check::Stub) => {
+                            // Its lease is free, so the job that moved it out is gone.
+                            self.discard(stage, &cand);
+                            continue;
+                        }
+                        Err(Check::Damaged(why)) => {
+                            self.note(format!(
+                                "{stage} entry {cand} is damaged ({why}): discarded, building without it"
+                            ));
+                            self.discard(stage, &cand);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
+            if lock.is_none() && lock_path.exists() {
+                leased_by_others.push(cand);
+                continue;
+            }
+            match self.load_checked(&dir) {
+                Ok((info, manifest)) => {
+                    let stats = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false)
+                        .with_context(|| format!("copy {stage} entry {cand}"))?;
+                    drop(lock);
+                    if !merge && !self.read_only {
+                        self.leases.lock().expect("leases").insert(
+                            dst.to_path_buf(),
+                            Lease {
+                                key: Some(cand.clone()),
+                                lock: None,
+                                manifest: Some(manifest),
+                                strategy: Strategy::Copied,
+                            },
+                        );
+                    }
+                    let info = EntryInfo {
+                        files: stats.files,
+                        bytes: stats.bytes,
+                        ..info
+                    };
+                    return Ok(self.restored(key, &cand, &info, start, Strategy::Copied));
+                }
+                Err(Check::Stub) => leased_by_others.push(cand),
+                Err(Check::Damaged(why)) => {
+                    drop(lock);
+                    let mut what = format!("{stage} entry {cand} is damaged ({why})");
+                    if self.read_only {
+                        what += ": skipped (read-only cache)";
+                    } else if let Some(_x) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)?
+                    {
+                        self.discard(stage, &cand);
+                        what += ": discarded, building without it";
+                    }
+                    self.note(what);
+                }
+            }
+        }
+        if !leased_by_others.is_empty() {
+            self.note(format!(
+                "{stage} entries held by other jobs, not restored: {}",
+                leased_by_others.join(", ")
+            ));
+        }
+        if !merge && !self.read_only {
+            self.leases.lock().expect("leases").insert(
+                dst.to_path_buf(),
+                Lease {
+                    key: None,
+                    lock: None,
+                    manifest: None,
+                    strategy: Strategy::Copied,
+                },
+            );
+        }
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            stage,
+            &key.key,
+            "miss",
+            None,
+            0,
+            0,
+            start.elapsed().as_secs_f64(),
+        ));
+        Ok(Restore::Miss)
+    }
+
+    fn restored(
+        &self,
+        key: &CacheKey,
+        cand: &str,
+        info: &EntryInfo,
+        start: Instant,
+        strategy: Strategy,
+    ) -> Restore {
+        let stage = key.stage.as_str();
+        self.touch(stage, cand, true);
+        let secs = start.elapsed().as_secs_f64();
+        let exact = cand == key.key;
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            stage,
+            &key.key,
+            if exact { "hit" } else { "partial" },
+            Some(strategy),
+            info.bytes,
+            0,
+            secs,
+        ));
+        if exact {
+            Restore::Hit {
+                files: info.files,
+                bytes: info.bytes,
+                secs,
+                strategy,
+            }
+        } else {
+            Restore::Partial {
+                from: cand.to_owned(),
+                files: info.files,
+                bytes: info.bytes,
+                secs,
+                strategy,
+            }
+        }
     }
 
     /// Save the tree at `src` as the entry for `key`, leaving out what `skip` prunes
-    /// (paths relative to `src`). Writes under `tmp/` and publishes with one rename; if
-    /// another writer published the key first, ours is discarded and the result is
-    /// [`Save::Exists`].
+    /// (paths relative to `src`).
+    ///
+    /// When this process restored (or created) `src` through [`Cache::restore`] and it is
+    /// on the cache's filesystem, the pruned paths are deleted from `src` and the tree is
+    /// renamed into the cache (O(1)); `src` is gone afterwards. An exact hit with nothing
+    /// changed after pruning writes nothing ([`Save::Unchanged`]). Otherwise the pruned
+    /// tree is copied. Either way the entry is written under `tmp/` and published with one
+    /// rename; if another job published the key first, ours is discarded
+    /// ([`Save::Exists`]). Before a copy, the disk guard makes room or skips the save
+    /// ([`Save::NoSpace`]); after a save, retention and the guard run.
+    ///
+    /// Errors: I/O errors; nothing partial is ever published.
     pub fn save(&self, key: &CacheKey, src: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Save> {
-        if self.contains(key) {
-            return Ok(Save::Exists);
+        let lease = self.leases.lock().expect("leases").remove(src);
+        if self.read_only {
+            return Ok(Save::Skipped);
         }
+        let stage = key.stage.as_str();
         if !src.is_dir() {
+            if let Some(Lease {
+                key: Some(k),
+                lock: Some(_held),
+                ..
+            }) = &lease
+            {
+                // The tree we moved out is gone: the entry it came from is consumed.
+                self.discard(stage, k);
+            }
             return Ok(Save::Empty);
         }
         let start = Instant::now();
-        let tmp = self.root.join("tmp").join(format!(
-            "{}-{}.{}.{}",
-            key.stage,
-            key.key,
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| -> Result<CopyStats> {
-            let stats = fsutil::copy_tree(src, &tmp.join("data"), false, skip)?;
-            let info = EntryInfo {
-                schema_version: 1,
-                stage: key.stage.as_str().to_owned(),
-                key: key.key.clone(),
-                inputs: key.inputs.clone(),
-                created_unix: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                files: stats.files,
-                bytes: stats.bytes,
+        let raw = fsutil::tree_size(src).bytes;
+        let result = match lease {
+            Some(l) if transfer::same_filesystem(&self.root.join("entries"), src) => {
+                self.save_by_move(key, src, skip, l, raw, start)
+            }
+            _ => self.save_by_copy(key, src, skip, raw, start),
+        };
+        if let Ok(s) = &result {
+            let (outcome, strategy, bytes) = match *s {
+                Save::Saved {
+                    bytes, strategy, ..
+                } => ("saved", Some(strategy), bytes),
+                Save::Unchanged {
+                    bytes, strategy, ..
+                } => ("unchanged", Some(strategy), bytes),
+                Save::Exists => ("exists", None, 0),
+                Save::NoSpace => ("no-space", None, 0),
+                Save::Skipped | Save::Empty => ("skipped", None, 0),
             };
-            fs::write(tmp.join("entry.json"), serde_json::to_vec_pretty(&info)?)?;
-            Ok(stats)
+            self.log_event(&stats::Event::new(
+                (self.clock)(),
+                stage,
+                &key.key,
+                outcome,
+                strategy,
+                bytes,
+                raw,
+                start.elapsed().as_secs_f64(),
+            ));
+            if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
+                self.touch(stage, &key.key, false);
+            }
+            let protect = [(stage.to_owned(), key.key.clone())];
+            for e in self.apply_retention_except(false, &protect) {
+                println!(
+                    "    cache: evicted {} entry {} ({}): {}",
+                    e.stage,
+                    e.key,
+                    fsutil::human_bytes(e.bytes),
+                    e.reason
+                );
+            }
+            if let Some(why) = self.guard(0, Some(&protect[0])) {
+                self.note(format!(
+                    "cache filesystem still too full after evicting every unleased entry: {why}"
+                ));
+            }
+        }
+        result
+    }
+
+    fn save_by_move(
+        &self,
+        key: &CacheKey,
+        src: &Path,
+        skip: &dyn Fn(&Path) -> bool,
+        lease: Lease,
+        raw: u64,
+        start: Instant,
+    ) -> Result<Save> {
+        let stage = key.stage.as_str();
+        transfer::remove_selected(src, skip).context("prune before save")?;
+        let manifest = Manifest::build(src, lease.manifest.as_ref())?;
+        let exact = lease.key.as_deref() == Some(key.key.as_str());
+        if exact && lease.manifest.as_ref() == Some(&manifest) {
+            if lease.strategy == Strategy::Moved {
+                transfer::move_tree(src, &self.entry_dir(key).join("data"))
+                    .with_context(|| format!("return {} to the cache", src.display()))?;
+            }
+            return Ok(Save::Unchanged {
+                bytes: manifest.bytes(),
+                raw_bytes: raw,
+                secs: start.elapsed().as_secs_f64(),
+                strategy: lease.strategy,
+            });
+        }
+        // Moving out consumed the old entry: unlist its stub (we hold its lease).
+        if let (Some(k), Some(_)) = (&lease.key, &lease.lock) {
+            self.discard(stage, k);
+        }
+        if self.contains(key) {
+            return Ok(Save::Exists);
+        }
+        let tmp = self.new_tmp(&format!("{stage}-{}", key.key));
+        let r = (|| -> Result<()> {
+            fs::create_dir_all(&tmp)?;
+            self.write_meta(&tmp, key, &manifest, raw)?;
+            transfer::move_tree(src, &tmp.join("data"))?;
+            Ok(())
         })();
-        let stats = match result {
-            Ok(s) => s,
+        if let Err(e) = r {
+            let _ = fsutil::remove_tree(&tmp);
+            return Err(e.context(format!("save {stage} entry {}", key.key)));
+        }
+        drop(lease.lock);
+        self.publish(key, &tmp, &manifest, raw, start, Strategy::Moved)
+    }
+
+    fn save_by_copy(
+        &self,
+        key: &CacheKey,
+        src: &Path,
+        skip: &dyn Fn(&Path) -> bool,
+        raw: u64,
+        start: Instant,
+    ) -> Result<Save> {
+        let stage = key.stage.as_str();
+        if self.contains(key) {
+            return Ok(Save::Exists);
+        }
+        // The pruned tree is at most the raw one; make room for that much.
+        if let Some(why) = self.guard(raw, None) {
+            self.note(format!(
+                "{stage} entry {} not saved: {why}, even after evicting every unleased entry \
+                 (free space on the cache's filesystem or lower [cache] disk-max-used-percent)",
+                key.key
+            ));
+            return Ok(Save::NoSpace);
+        }
+        let tmp = self.new_tmp(&format!("{stage}-{}", key.key));
+        let r = (|| -> Result<Manifest> {
+            transfer::par_copy(src, &tmp.join("data"), false, skip)?;
+            let m = Manifest::build(&tmp.join("data"), None)?;
+            self.write_meta(&tmp, key, &m, raw)?;
+            Ok(m)
+        })();
+        match r {
+            Ok(m) => self.publish(key, &tmp, &m, raw, start, Strategy::Copied),
             Err(e) => {
                 let _ = fsutil::remove_tree(&tmp);
-                return Err(e.context(format!("save {} entry {}", key.stage, key.key)));
+                Err(e.context(format!("save {stage} entry {}", key.key)))
             }
+        }
+    }
+
+    fn write_meta(&self, dir: &Path, key: &CacheKey, m: &Manifest, raw: u64) -> Result<()> {
+        let tsv = m.to_tsv();
+        let info = EntryInfo {
+            schema_version: ENTRY_SCHEMA,
+            stage: key.stage.as_str().to_owned(),
+            key: key.key.clone(),
+            inputs: key.inputs.clone(),
+            created_unix: (self.clock)(),
+            files: m.count(),
+            bytes: m.bytes(),
+            raw_bytes: raw,
+            content_hash: fsutil::sha256_hex(&tsv),
         };
+        fs::write(dir.join("manifest.tsv"), tsv)?;
+        fs::write(dir.join("entry.json"), serde_json::to_vec_pretty(&info)?)?;
+        Ok(())
+    }
+
+    /// Publish the complete entry at `tmp` as `key` with one rename.
+    fn publish(
+        &self,
+        key: &CacheKey,
+        tmp: &Path,
+        m: &Manifest,
+        raw: u64,
+        start: Instant,
+        strategy: Strategy,
+    ) -> Result<Save> {
+        if let Some(secs) = std::env::var(PAUSE_ENV)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        }
         let dst = self.entry_dir(key);
         fs::create_dir_all(dst.parent().expect("entry dirs have a parent"))?;
-        match fs::rename(&tmp, &dst) {
+        match fs::rename(tmp, &dst) {
             Ok(()) => Ok(Save::Saved {
-                files: stats.files,
-                bytes: stats.bytes,
+                files: m.count(),
+                bytes: m.bytes(),
+                raw_bytes: raw,
                 secs: start.elapsed().as_secs_f64(),
+                strategy,
             }),
             Err(_) if self.contains(key) => {
-                // Another writer won the race; entries are immutable, so drop ours.
-                let _ = fsutil::remove_tree(&tmp);
+                // Another writer won the race; drop ours (first writer wins, as with
+                // actions/cache).
+                let _ = fsutil::remove_tree(tmp);
                 Ok(Save::Exists)
             }
             Err(e) => {
-                let _ = fsutil::remove_tree(&tmp);
+                let _ = fsutil::remove_tree(tmp);
                 Err(anyhow::Error::new(e).context(format!("publish cache entry {}", dst.display())))
             }
         }
     }
 
-    /// Every published entry, as `(stage, info)`; unreadable entries are skipped.
-    pub fn entries(&self) -> Vec<EntryInfo> {
+    /// Every listed entry with its usage, sorted by stage and key; unreadable entries
+    /// are skipped.
+    pub fn list(&self) -> Vec<Listed> {
         let mut out = Vec::new();
         for stage in Stage::ALL {
-            let Ok(rd) = fs::read_dir(self.root.join("entries").join(stage.as_str())) else {
+            let Ok(rd) = fs::read_dir(self.stage_dir(stage.as_str())) else {
                 continue;
             };
             for e in rd.flatten() {
-                let p = e.path().join("entry.json");
-                if let Some(info) = fs::read_to_string(&p)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<EntryInfo>(&t).ok())
-                {
-                    out.push(info);
+                if let Ok(info) = read_info(&e.path()) {
+                    let usage = self.usage(&info.stage, &info.key, info.created_unix);
+                    let leased = !e.path().join("data").is_dir();
+                    out.push(Listed {
+                        info,
+                        usage,
+                        leased,
+                    });
                 }
             }
         }
-        out.sort_by(|a, b| (&a.stage, &a.key).cmp(&(&b.stage, &b.key)));
+        out.sort_by(|a, b| (&a.info.stage, &a.info.key).cmp(&(&b.info.stage, &b.info.key)));
         out
+    }
+
+    /// Every listed entry's `entry.json`, sorted by stage and key.
+    pub fn entries(&self) -> Vec<EntryInfo> {
+        self.list().into_iter().map(|l| l.info).collect()
+    }
+
+    fn uses(&self) -> Vec<EntryUse> {
+        self.list()
+            .into_iter()
+            .map(|l| EntryUse {
+                leased: l.leased
+                    || EntryLock::is_held(
+                        &self.lock_path(&l.info.stage, &l.info.key),
+                        Mode::Exclusive,
+                    ),
+                stage: l.info.stage,
+                key: l.info.key,
+                bytes: l.info.bytes,
+                last_used_unix: l.usage.last_used_unix,
+            })
+            .collect()
+    }
+
+    /// Apply the retention policy now: evict what [`retention::retention_victims`] picks
+    /// (entries that a job holds are skipped). With `dry_run`, only report. Returns the
+    /// evictions (made or planned).
+    pub fn apply_retention(&self, dry_run: bool) -> Vec<Eviction> {
+        self.apply_retention_except(dry_run, &[])
+    }
+
+    fn apply_retention_except(&self, dry_run: bool, protect: &[(String, String)]) -> Vec<Eviction> {
+        let uses: Vec<EntryUse> = self
+            .uses()
+            .into_iter()
+            .map(|mut u| {
+                u.leased |= protect.iter().any(|(s, k)| *s == u.stage && *k == u.key);
+                u
+            })
+            .collect();
+        let victims = retention::retention_victims(&uses, &self.policy, (self.clock)());
+        if dry_run || self.read_only {
+            return victims;
+        }
+        victims
+            .into_iter()
+            .filter(|v| self.evict(&v.stage, &v.key))
+            .collect()
+    }
+
+    /// Evict one entry if no job holds it. Returns whether it was removed.
+    fn evict(&self, stage: &str, key: &str) -> bool {
+        match EntryLock::try_take(&self.lock_path(stage, key), Mode::Exclusive, true) {
+            Ok(Some(_held)) => {
+                self.discard(stage, key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The disk guard: while the cache's filesystem would be too full with `extra` more
+    /// bytes (see [`FsUsage::too_full`]), evict the least recently used entry that no job
+    /// holds (never `protect`). Returns `None` once within the policy, or why not when
+    /// nothing more can be evicted. Filesystem errors count as within the policy (the
+    /// guard must never fail a build).
+    pub fn guard(&self, extra: u64, protect: Option<&(String, String)>) -> Option<String> {
+        if self.read_only {
+            return None;
+        }
+        loop {
+            let usage = match (self.fs_stats)(&self.root) {
+                Ok(u) => u,
+                Err(_) => return None,
+            };
+            let why = usage.too_full(&self.policy, extra)?;
+            let mut uses: Vec<EntryUse> = self
+                .uses()
+                .into_iter()
+                .filter(|u| !u.leased && protect.is_none_or(|(s, k)| *s != u.stage || *k != u.key))
+                .collect();
+            uses.sort_by_key(|u| (u.last_used_unix, u.key.clone()));
+            // When evicting everything evictable would still not be enough, evict nothing:
+            // emptying the cache for a save that cannot happen helps no one.
+            let evictable: u64 = uses.iter().map(|u| u.bytes).sum();
+            let best = FsUsage {
+                total: usage.total,
+                available: usage.available.saturating_add(evictable),
+            };
+            if best.too_full(&self.policy, extra).is_some() {
+                return Some(why);
+            }
+            let evicted = uses.iter().any(|u| {
+                let ok = self.evict(&u.stage, &u.key);
+                if ok {
+                    println!(
+                        "    cache: evicted {} entry {} ({}): {why}",
+                        u.stage,
+                        u.key,
+                        fsutil::human_bytes(u.bytes)
+                    );
+                }
+                ok
+            });
+            if !evicted {
+                return Some(why);
+            }
+        }
+    }
+
+    /// Check every entry against its manifest, rehashing every byte with `content`.
+    /// Returns `(stage, key, damage)` per entry; empty damage = whole. Entries a job holds
+    /// are reported as leased, not checked.
+    pub fn verify(&self, content: bool) -> Vec<(String, String, Vec<String>)> {
+        let mut out = Vec::new();
+        for l in self.list() {
+            let (stage, key) = (l.info.stage.clone(), l.info.key.clone());
+            let lock_path = self.lock_path(&stage, &key);
+            let Ok(Some(_lock)) = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)
+            else {
+                out.push((
+                    stage,
+                    key,
+                    vec!["leased by a running job: not checked".into()],
+                ));
+                continue;
+            };
+            let dir = self.dir_of(&stage, &key);
+            let damage = match self.load_checked(&dir) {
+                Ok((_, m)) if content => m
+                    .check_content(&dir.join("data"))
+                    .unwrap_or_else(|e| vec![format!("{e:#}")]),
+                Ok(_) => Vec::new(),
+                Err(Check::Stub) => vec!["leased stub without data".into()],
+                Err(Check::Damaged(d)) => vec![d],
+            };
+            out.push((stage, key, damage));
+        }
+        out
+    }
+
+    /// Discard an entry (for `cache verify --discard`, `cache clear`). Returns whether it
+    /// was removed (false when a job holds it).
+    pub fn remove(&self, stage: &str, key: &str) -> bool {
+        !self.read_only && self.evict(stage, key)
     }
 
     /// Remove `tmp/` directories whose writer (the pid in their name) is no longer alive.
@@ -281,59 +1116,28 @@ impl Cache {
             }
         }
     }
+
+    /// Remove leased stubs whose lease is free: the job that moved their data out died.
+    fn clean_dead_stubs(&self) {
+        for l in self.list().into_iter().filter(|l| l.leased) {
+            self.evict(&l.info.stage, &l.info.key);
+        }
+    }
+}
+
+/// Why an entry could not be used.
+enum Check {
+    /// Listed but its data is moved out.
+    Stub,
+    /// Its files do not match its manifest (or its metadata is unreadable).
+    Damaged(String),
+}
+
+fn read_info(dir: &Path) -> Result<EntryInfo> {
+    let p = dir.join("entry.json");
+    let text = fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(k: &str) -> CacheKey {
-        CacheKey {
-            stage: Stage::Target,
-            key: k.into(),
-            inputs: vec![("x".into(), "y".into())],
-        }
-    }
-
-    #[test]
-    fn save_then_restore_and_first_writer_wins() {
-        let t = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&t.path().join("c")).unwrap();
-        let src = t.path().join("target");
-        fs::create_dir_all(src.join("debug/incremental")).unwrap();
-        fs::write(src.join("debug/libx.rlib"), b"rlib").unwrap();
-        fs::write(src.join("debug/incremental/junk"), b"junk").unwrap();
-        let k = key("a-1");
-        assert_eq!(
-            cache.restore(&k, &t.path().join("r"), false).unwrap(),
-            Restore::Miss
-        );
-        let skip = |p: &Path| p.ends_with("incremental");
-        assert!(matches!(
-            cache.save(&k, &src, &skip).unwrap(),
-            Save::Saved { files: 1, .. }
-        ));
-        assert_eq!(cache.save(&k, &src, &skip).unwrap(), Save::Exists);
-        let dst = t.path().join("r");
-        assert!(matches!(
-            cache.restore(&k, &dst, false).unwrap(),
-            Restore::Hit { files: 1, .. }
-        ));
-        assert_eq!(fs::read(dst.join("debug/libx.rlib")).unwrap(), b"rlib");
-        assert_eq!(cache.restore(&k, &dst, false).unwrap(), Restore::Kept);
-        assert_eq!(cache.info(&k).unwrap().inputs, k.inputs);
-    }
-
-    #[test]
-    fn stale_tmp_is_removed() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("c");
-        // pid 0 is never a live writer of ours.
-        fs::create_dir_all(root.join("tmp/target-a.0.0/data")).unwrap();
-        let live = root.join(format!("tmp/target-b.{}.0", std::process::id()));
-        fs::create_dir_all(&live).unwrap();
-        Cache::open(&root).unwrap();
-        assert!(!root.join("tmp/target-a.0.0").exists());
-        assert!(live.exists());
-    }
-}
+mod tests;

@@ -1,0 +1,217 @@
+//! What a target-dir entry leaves out: everything the next build redoes anyway, nothing it
+//! would have to recompile.
+//!
+//! The rules follow rust-cache's `cleanTargetDir` (which keeps only `build/`,
+//! `.fingerprint/` and `deps/` of each profile dir and drops the workspace's own
+//! packages) with one improvement: rust-cache matches artifacts by crate *name*, so a
+//! dependency that shares a name with a workspace crate loses its artifacts too, and
+//! files of workspace test and bench targets (named after the target, not the package)
+//! survive. Here the workspace's artifacts are found through cargo's fingerprint dirs:
+//! `.fingerprint/<package>-<hash>/` exists for every unit cargo built, and every file that
+//! unit produced in `deps/` (and its `build/<package>-<hash>/` dir) carries the same
+//! `-<hash>`. Dropping exactly those hashes drops every workspace unit (lib, bins, tests,
+//! benches, build scripts) and keeps every dependency unit.
+//!
+//! Dropped, per profile dir (`target/debug`, `target/<triple>/release`, ...):
+//! - `incremental/` (rust-cache drops it too; CI runs use `CARGO_INCREMENTAL=0`, see
+//!   `plan.rs`) and `examples/`;
+//! - the files cargo uplifts into the profile dir itself (bins, `lib<name>.rlib`, `.d`);
+//! - `.fingerprint/`, `build/` and `deps/` entries of workspace units (by hash, see above)
+//!   and any `deps/` file named after a workspace crate (rust-cache's rule, kept as a net);
+//!
+//! and at the target root, rustdoc's output for workspace crates (`doc/<crate>`,
+//! `doc/src/<crate>`).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The relative paths (under a target dir) that a save leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPrune {
+    /// Paths to drop, relative to the target dir; a directory goes with its contents.
+    pub drop: BTreeSet<PathBuf>,
+}
+
+impl TargetPrune {
+    /// Whether `rel` (relative to the target dir) is dropped, itself or through a parent.
+    pub fn skips(&self, rel: &Path) -> bool {
+        // `drop` is small next to the tree, and `rel`'s ancestors are few, so checking
+        // each ancestor is cheap.
+        rel.ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| self.drop.contains(a))
+    }
+}
+
+fn names(dir: &Path) -> Vec<(String, bool)> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let is_dir = e.file_type().ok()?.is_dir();
+            Some((e.file_name().to_str()?.to_owned(), is_dir))
+        })
+        .collect()
+}
+
+/// `name-hash` → (`name`, `hash`), cutting at the last `-`.
+fn split_hash(s: &str) -> Option<(&str, &str)> {
+    let i = s.rfind('-')?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+fn is_profile_dir(p: &Path) -> bool {
+    p.join(".fingerprint").is_dir() || p.join("deps").is_dir()
+}
+
+/// The profile dirs of a target dir, relative to it: `debug`, `release`,
+/// `<triple>/debug`, ...
+pub fn profile_dirs(target: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (n, is_dir) in names(target) {
+        if !is_dir {
+            continue;
+        }
+        let p = target.join(&n);
+        if is_profile_dir(&p) {
+            out.push(PathBuf::from(&n));
+        } else {
+            for (m, d) in names(&p) {
+                if d && is_profile_dir(&p.join(&m)) {
+                    out.push(PathBuf::from(&n).join(m));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Work out what to drop from the target dir at `target`, whose workspace has the
+/// member packages `members` (package names, as in `RepoPlan::versions`). Reads
+/// directory listings only.
+pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
+    let members: BTreeSet<&str> = members.iter().map(String::as_str).collect();
+    let crates: BTreeSet<String> = members.iter().map(|m| m.replace('-', "_")).collect();
+    let mut drop = BTreeSet::new();
+    for prof in profile_dirs(target) {
+        let abs = target.join(&prof);
+        let mut hashes = BTreeSet::new();
+        for (n, is_dir) in names(&abs) {
+            let keep = matches!(
+                n.as_str(),
+                "deps" | "build" | ".fingerprint" | ".cargo-lock"
+            );
+            if !keep || (!is_dir && n != ".cargo-lock") {
+                drop.insert(prof.join(&n));
+            }
+        }
+        for sub in [".fingerprint", "build"] {
+            for (n, _) in names(&abs.join(sub)) {
+                if let Some((pkg, hash)) = split_hash(&n) {
+                    if members.contains(pkg) {
+                        hashes.insert(hash.to_owned());
+                        drop.insert(prof.join(sub).join(&n));
+                    }
+                }
+            }
+        }
+        for (n, _) in names(&abs.join("deps")) {
+            let stem = n.split('.').next().unwrap_or(&n);
+            let Some((name, hash)) = split_hash(stem) else {
+                continue;
+            };
+            let name = name
+                .strip_prefix("lib")
+                .filter(|c| crates.contains(*c))
+                .unwrap_or(name);
+            if hashes.contains(hash) || crates.contains(name) {
+                drop.insert(prof.join("deps").join(&n));
+            }
+        }
+    }
+    for doc in [PathBuf::from("doc")]
+        .into_iter()
+        .chain(profile_dirs(target).iter().filter_map(|p| {
+            p.parent()
+                .filter(|t| !t.as_os_str().is_empty())
+                .map(|t| t.join("doc"))
+        }))
+    {
+        for c in &crates {
+            for p in [doc.join(c), doc.join("src").join(c)] {
+                if target.join(&p).exists() {
+                    drop.insert(p);
+                }
+            }
+        }
+    }
+    TargetPrune { drop }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_workspace_units_keeps_dependencies() {
+        let t = tempfile::tempdir().unwrap();
+        let tg = t.path();
+        let files = [
+            "debug/.cargo-lock",
+            "debug/my-app",
+            "debug/my-app.d",
+            "debug/libmy_lib.rlib",
+            "debug/incremental/my_app-1/s-x/query-cache.bin",
+            "debug/examples/ex-1",
+            "debug/.fingerprint/my-lib-aaaa/lib-my_lib.json",
+            "debug/.fingerprint/my-lib-tttt/test-integration-test-it.json",
+            "debug/.fingerprint/itoa-bbbb/lib-itoa.json",
+            "debug/.fingerprint/serde-cccc/run-build-script-build-script-build.json",
+            "debug/build/serde-cccc/output",
+            "debug/build/my-lib-dddd/build_script_build-dddd",
+            "debug/deps/libmy_lib-aaaa.rlib",
+            "debug/deps/libmy_lib-aaaa.rmeta",
+            "debug/deps/my_lib-aaaa.d",
+            "debug/deps/it-tttt",
+            "debug/deps/it-tttt.d",
+            "debug/deps/libitoa-bbbb.rlib",
+            "debug/deps/itoa-bbbb.d",
+            "x86_64-unknown-linux-gnu/release/deps/libmy_lib-eeee.rlib",
+            "x86_64-unknown-linux-gnu/release/deps/libitoa-ffff.rlib",
+            "doc/my_lib/index.html",
+            "doc/itoa/index.html",
+            "doc/src/my_lib/lib.rs.html",
+            ".rustc_info.json",
+            "CACHEDIR.TAG",
+        ];
+        for f in files {
+            let p = tg.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, b"x").unwrap();
+        }
+        let plan = target_prune(tg, &["my-lib".to_owned(), "my-app".to_owned()]);
+        let kept: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| !plan.skips(Path::new(f)))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "debug/.cargo-lock",
+                "debug/.fingerprint/itoa-bbbb/lib-itoa.json",
+                "debug/.fingerprint/serde-cccc/run-build-script-build-script-build.json",
+                "debug/build/serde-cccc/output",
+                "debug/deps/libitoa-bbbb.rlib",
+                "debug/deps/itoa-bbbb.d",
+                "x86_64-unknown-linux-gnu/release/deps/libitoa-ffff.rlib",
+                "doc/itoa/index.html",
+                ".rustc_info.json",
+                "CACHEDIR.TAG",
+            ]
+        );
+    }
+}

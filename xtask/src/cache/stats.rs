@@ -1,0 +1,299 @@
+//! `cache stats`: what the recorded restores and saves (`log/events.jsonl`, one JSON
+//! object per line, appended by every restore and save) say about the cache: hit rate per
+//! repo and stage, bytes restored and kept out by pruning, time spent, the largest
+//! entries, and recommendations.
+//!
+//! Owns the event record and its aggregation; reading the entries is `Cache::list`'s.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Listed, Policy, Strategy};
+use crate::fsutil::human_bytes;
+
+/// One restore or save, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Format version.
+    pub schema_version: u32,
+    /// Seconds since the Unix epoch.
+    pub unix: u64,
+    /// Stage name.
+    pub stage: String,
+    /// The key asked for.
+    pub key: String,
+    /// The key without its two hash parts (`<repo>-<variant>` for target keys).
+    pub repo: String,
+    /// Restores: `hit`, `partial`, `miss`. Saves: `saved`, `unchanged`, `exists`,
+    /// `no-space`, `skipped`.
+    pub outcome: String,
+    /// How the data moved, for hits and saves.
+    pub strategy: Option<Strategy>,
+    /// Bytes restored or stored.
+    pub bytes: u64,
+    /// Saves: bytes of the tree before pruning.
+    pub raw_bytes: u64,
+    /// Wall-clock seconds.
+    pub secs: f64,
+}
+
+impl Event {
+    /// An event for `key` (the repo part is derived from it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        unix: u64,
+        stage: &str,
+        key: &str,
+        outcome: &str,
+        strategy: Option<Strategy>,
+        bytes: u64,
+        raw_bytes: u64,
+        secs: f64,
+    ) -> Event {
+        let mut parts: Vec<&str> = key.rsplitn(3, '-').collect();
+        let repo = if parts.len() == 3 {
+            parts.pop().unwrap_or(key).to_owned()
+        } else {
+            key.to_owned()
+        };
+        Event {
+            schema_version: 1,
+            unix,
+            stage: stage.to_owned(),
+            key: key.to_owned(),
+            repo,
+            outcome: outcome.to_owned(),
+            strategy,
+            bytes,
+            raw_bytes,
+            secs,
+        }
+    }
+
+    fn is_restore(&self) -> bool {
+        matches!(self.outcome.as_str(), "hit" | "partial" | "miss")
+    }
+}
+
+/// Read the event log of the cache at `root` (malformed lines are skipped).
+pub fn read_events(root: &Path) -> Vec<Event> {
+    std::fs::read_to_string(root.join("log/events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[derive(Default)]
+struct Row {
+    hits: u64,
+    partials: u64,
+    misses: u64,
+    bytes: u64,
+}
+
+/// The `cache stats` report over `events` and the current `entries`.
+pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
+    let mut s = String::new();
+    let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.is_restore()) {
+        let r = rows.entry((e.stage.clone(), e.repo.clone())).or_default();
+        match e.outcome.as_str() {
+            "hit" => r.hits += 1,
+            "partial" => r.partials += 1,
+            _ => r.misses += 1,
+        }
+        r.bytes += e.bytes;
+    }
+    let restores = events.iter().filter(|e| e.is_restore()).count();
+    let saves: Vec<&Event> = events.iter().filter(|e| !e.is_restore()).collect();
+    let _ = writeln!(
+        s,
+        "{} restores and {} saves recorded",
+        restores,
+        saves.len()
+    );
+    let _ = writeln!(
+        s,
+        "\n{:<9} {:<40} {:>5} {:>7} {:>5} {:>9} {:>10}",
+        "stage", "repo", "hits", "partial", "miss", "hit rate", "restored"
+    );
+    let mut recs = Vec::new();
+    for ((stage, repo), r) in &rows {
+        let n = r.hits + r.partials + r.misses;
+        let rate = (r.hits + r.partials) as f64 * 100.0 / n.max(1) as f64;
+        let _ = writeln!(
+            s,
+            "{stage:<9} {repo:<40} {:>5} {:>7} {:>5} {:>8.0}% {:>10}",
+            r.hits,
+            r.partials,
+            r.misses,
+            rate,
+            human_bytes(r.bytes)
+        );
+        if n >= 4 && rate < 50.0 {
+            recs.push(format!(
+                "{stage} {repo}: hit rate {rate:.0}% over {n} restores: its key changes on most \
+                 runs; check `cargo xtask cache key --repo` inputs (toolchain, features) between runs"
+            ));
+        }
+        if n >= 4 && r.partials * 2 > n {
+            recs.push(format!(
+                "{stage} {repo}: most hits are partial (the lockfile changes between runs): \
+                 expected while dependencies move; pin them to get exact hits"
+            ));
+        }
+    }
+
+    // Time and bytes.
+    let moved: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.is_restore() && e.strategy == Some(Strategy::Moved))
+        .collect();
+    let copied: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.is_restore() && e.strategy == Some(Strategy::Copied))
+        .collect();
+    let secs = |v: &[&Event]| v.iter().map(|e| e.secs).sum::<f64>();
+    let bytes = |v: &[&Event]| v.iter().map(|e| e.bytes).sum::<u64>();
+    let _ = writeln!(
+        s,
+        "\nrestores: {} moved ({} in {:.2} s), {} copied ({} in {:.2} s)",
+        moved.len(),
+        human_bytes(bytes(&moved)),
+        secs(&moved),
+        copied.len(),
+        human_bytes(bytes(&copied)),
+        secs(&copied)
+    );
+    // Time saved by moving: what copying the moved bytes would have cost at the copy
+    // throughput this cache measured (or 500 MB/s when it never copied).
+    let copy_rate = if secs(&copied) > 0.0 && bytes(&copied) > 0 {
+        bytes(&copied) as f64 / secs(&copied)
+    } else {
+        500e6
+    };
+    let saved_secs = (bytes(&moved) as f64 / copy_rate - secs(&moved)).max(0.0);
+    let _ = writeln!(
+        s,
+        "time saved by moving instead of copying: {saved_secs:.1} s (at {}/s copy throughput)",
+        human_bytes(copy_rate as u64)
+    );
+    let raw: u64 = saves.iter().map(|e| e.raw_bytes).sum();
+    let stored: u64 = saves
+        .iter()
+        .filter(|e| matches!(e.outcome.as_str(), "saved" | "unchanged"))
+        .map(|e| e.bytes)
+        .sum();
+    if raw > 0 {
+        let _ = writeln!(
+            s,
+            "pruning: saves kept {} of {} raw ({:.0}%)",
+            human_bytes(stored),
+            human_bytes(raw),
+            stored as f64 * 100.0 / raw as f64
+        );
+    }
+    let no_space = saves.iter().filter(|e| e.outcome == "no-space").count();
+    if no_space > 0 {
+        recs.push(format!(
+            "{no_space} saves were skipped for lack of disk space: free space on the cache's \
+             filesystem or move the cache root (--cache-dir)"
+        ));
+    }
+    if copied.len() > moved.len() && !copied.is_empty() {
+        recs.push(
+            "most restores copied instead of moving: put the cache root on the same filesystem \
+             as the checkouts, and avoid running two jobs of the same repo at once"
+                .into(),
+        );
+    }
+
+    // Entries.
+    let total: u64 = entries.iter().map(|l| l.info.bytes).sum();
+    let _ = writeln!(
+        s,
+        "\n{} entries, {} (budget {})",
+        entries.len(),
+        human_bytes(total),
+        human_bytes(policy.max_bytes)
+    );
+    let mut largest: Vec<&Listed> = entries.iter().collect();
+    largest.sort_by(|a, b| b.info.bytes.cmp(&a.info.bytes));
+    for l in largest.iter().take(5) {
+        let _ = writeln!(
+            s,
+            "  {:<9} {:<60} {:>10} {:>5} hits",
+            l.info.stage,
+            l.info.key,
+            human_bytes(l.info.bytes),
+            l.usage.hits
+        );
+    }
+    if policy.max_bytes > 0 && total * 10 > policy.max_bytes * 8 {
+        recs.push(format!(
+            "the cache uses {:.0}% of its byte budget: raise [cache] max-bytes or lower \
+             max-entries-per-stage",
+            total as f64 * 100.0 / policy.max_bytes as f64
+        ));
+    }
+    let never: Vec<&str> = entries
+        .iter()
+        .filter(|l| l.usage.hits == 0)
+        .map(|l| l.info.key.as_str())
+        .collect();
+    if entries.len() >= 4 && never.len() * 2 > entries.len() {
+        recs.push(format!(
+            "{} of {} entries were never restored: lower [cache] max-age-days to evict them sooner",
+            never.len(),
+            entries.len()
+        ));
+    }
+    s += "\nrecommendations:\n";
+    if recs.is_empty() {
+        s += "  none: the cache is doing its job\n";
+    }
+    for r in recs {
+        let _ = writeln!(s, "  - {r}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_part_and_hit_rates() {
+        let e = Event::new(
+            1,
+            "target",
+            "bllvm-node-base-0123-4567",
+            "hit",
+            None,
+            1,
+            0,
+            0.1,
+        );
+        assert_eq!(e.repo, "bllvm-node-base");
+        let mut evs = vec![e];
+        for _ in 0..4 {
+            evs.push(Event::new(
+                1,
+                "target",
+                "r-base-aa-bb",
+                "miss",
+                None,
+                0,
+                0,
+                0.1,
+            ));
+        }
+        let out = render(&evs, &[], &Policy::default());
+        assert!(out.contains("bllvm-node-base"), "{out}");
+        assert!(out.contains("r-base: hit rate 0% over 4 restores"), "{out}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Moving trees in and out of the cache: the O(1) `rename(2)` when source and destination
+//! share a filesystem, else a parallel copy that keeps modification times.
+//!
+//! Hardlinks are deliberately not used: cargo rewrites some target-dir files in place
+//! (fingerprint files are truncated and rewritten, `.d` dep-info files and build-script
+//! `output` files too), and a hardlinked file written in place would silently change the
+//! cache entry it shares an inode with. Copies never alias.
+//!
+//! Owns no policy: the cache decides which strategy to use.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::integrity::par_map;
+use crate::fsutil::CopyStats;
+
+/// How a tree got into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One `rename(2)`: same filesystem, entry leased exclusively.
+    Moved,
+    /// A parallel copy: the entry was leased by another job, or it lies on another
+    /// filesystem, or the destination merges into an existing tree.
+    Copied,
+}
+
+impl Strategy {
+    /// `moved` or `copied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Moved => "moved",
+            Strategy::Copied => "copied",
+        }
+    }
+}
+
+/// Device of the nearest existing ancestor of `p` (`p` itself may not exist yet).
+pub fn device_of(p: &Path) -> Option<u64> {
+    let mut cur = Some(p);
+    while let Some(c) = cur {
+        if let Ok(m) = fs::metadata(c) {
+            return Some(m.dev());
+        }
+        cur = c.parent();
+    }
+    None
+}
+
+/// Whether a rename from `a` to `b` can work: both (or their nearest existing
+/// ancestors) are on the same device.
+pub fn same_filesystem(a: &Path, b: &Path) -> bool {
+    let (Some(x), Some(y)) = (device_of(a), device_of(b)) else {
+        return false;
+    };
+    x == y
+}
+
+/// Rename `from` to `to`, creating `to`'s parent.
+///
+/// Errors: the rename fails (`EXDEV` across filesystems, `ENOTEMPTY`/`EEXIST` when `to`
+/// exists and is not an empty dir).
+pub fn move_tree(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(p) = to.parent() {
+        fs::create_dir_all(p)?;
+    }
+    fs::rename(from, to)
+}
+
+/// Copy the tree at `src` into `dst` on up to 8 threads, keeping file modification times
+/// (cargo's freshness checks compare them) and recreating symlinks. `skip` prunes paths
+/// relative to `src` (and everything below them). With `only_missing`, files already in
+/// `dst` are kept (a merge into `$CARGO_HOME`).
+///
+/// Files are copied with `std::fs::copy`, which uses `copy_file_range(2)` on Linux, so
+/// filesystems that support reflinks (btrfs, xfs) share extents instead of copying bytes.
+///
+/// Errors: any I/O error, with the path it happened on.
+pub fn par_copy(
+    src: &Path,
+    dst: &Path,
+    only_missing: bool,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<CopyStats> {
+    fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.path().strip_prefix(src).map_or(true, |rel| !skip(rel)));
+    for entry in walker {
+        let entry = entry.with_context(|| format!("walk {}", src.display()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(src)
+            .expect("walkdir yields paths under its root");
+        let to = dst.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&to).with_context(|| format!("create {}", to.display()))?;
+        } else if ft.is_symlink() {
+            if only_missing && fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            let target = fs::read_link(entry.path())?;
+            let _ = fs::remove_file(&to);
+            std::os::unix::fs::symlink(&target, &to)
+                .with_context(|| format!("symlink {}", to.display()))?;
+        } else if ft.is_file() {
+            if only_missing && fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            files.push((entry.path().to_path_buf(), to));
+        }
+    }
+    let results = par_map(&files, |(from, to)| -> Result<u64> {
+        let bytes = fs::copy(from, to)
+            .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+        let mtime = fs::metadata(from)?.modified()?;
+        fs::File::options()
+            .write(true)
+            .open(to)?
+            .set_modified(mtime)
+            .with_context(|| format!("set mtime of {}", to.display()))?;
+        Ok(bytes)
+    });
+    let mut stats = CopyStats::default();
+    for r in results {
+        stats.bytes += r?;
+        stats.files += 1;
+    }
+    Ok(stats)
+}
+
+/// Delete every path under `root` that `skip` selects (relative paths; a selected
+/// directory goes with everything below it). Returns the bytes and files removed.
+///
+/// Errors: the walk or a removal fails.
+pub fn remove_selected(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<CopyStats> {
+    let mut victims = Vec::new();
+    let mut it = walkdir::WalkDir::new(root).min_depth(1).into_iter();
+    while let Some(e) = it.next() {
+        let e = e.with_context(|| format!("walk {}", root.display()))?;
+        let rel = e.path().strip_prefix(root).expect("under root");
+        if skip(rel) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            victims.push((e.path().to_path_buf(), e.file_type().is_dir()));
+        }
+    }
+    let mut stats = CopyStats::default();
+    for (p, is_dir) in victims {
+        if is_dir {
+            let s = crate::fsutil::tree_size(&p);
+            stats.files += s.files;
+            stats.bytes += s.bytes;
+            crate::fsutil::remove_tree(&p).with_context(|| format!("remove {}", p.display()))?;
+        } else {
+            stats.files += 1;
+            stats.bytes += fs::symlink_metadata(&p).map_or(0, |m| m.len());
+            fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
+        }
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_copy_merges_and_keeps_mtimes() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("s");
+        for i in 0..100 {
+            let d = src.join(format!("d{}", i % 7));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), vec![b'x'; i]).unwrap();
+        }
+        fs::create_dir_all(src.join("incremental")).unwrap();
+        fs::write(src.join("incremental/x"), b"x").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7_000_000);
+        fs::File::options()
+            .write(true)
+            .open(src.join("d1/f1"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let dst = t.path().join("d");
+        fs::create_dir_all(dst.join("d0")).unwrap();
+        fs::write(dst.join("d0/f0"), b"mine").unwrap();
+        let s = par_copy(&src, &dst, true, &|p| p.starts_with("incremental")).unwrap();
+        assert_eq!(s.files, 99);
+        assert_eq!(s.bytes, (1..100).sum::<usize>() as u64);
+        assert_eq!(fs::read(dst.join("d0/f0")).unwrap(), b"mine");
+        assert_eq!(
+            fs::metadata(dst.join("d1/f1")).unwrap().modified().unwrap(),
+            old
+        );
+        assert!(!dst.join("incremental").exists());
+        assert!(same_filesystem(&src, &dst.join("not/yet")));
+        let r = remove_selected(&src, &|p| p.starts_with("d1") || p.ends_with("f2")).unwrap();
+        assert!(!src.join("d1").exists() && !src.join("d2/f2").exists());
+        assert!(r.files >= 15);
+    }
+}
