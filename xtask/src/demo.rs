@@ -57,7 +57,11 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
         );
         let manifest_path = copy_sample(&sample, &dir)?;
         let manifest = Manifest::load(&manifest_path)?;
-        let resolved = plan::resolve(&manifest, &PlanOptions::default(), &cache)?;
+        let mut chain_cache = Vec::new();
+        let resolved =
+            plan::resolve_with(&manifest, &PlanOptions::default(), &cache, &mut |keys| {
+                chain_cache = ci::restore_chain(&cache, keys, true);
+            })?;
         print!("{}", resolved.plan.render(false));
         let summary = ci::run(
             &resolved.plan,
@@ -73,6 +77,7 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
                     exec::Echo::Stream
                 },
             },
+            chain_cache,
         )?;
         print!("{}", summary.render());
         if summary.failed() {

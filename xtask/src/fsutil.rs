@@ -112,6 +112,20 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// `path` without `.` components (`a/./b` → `a/b`, `./x` → `x`), lexically: `..` is kept,
+/// so no symlink is resolved. Paths built by joining a relative `root = "."` print cleanly.
+pub fn normalize(path: &Path) -> std::path::PathBuf {
+    let p: std::path::PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if p.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        p
+    }
+}
+
 /// Human size: `1.2 GiB`, `340 KiB`, `12 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

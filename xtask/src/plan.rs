@@ -135,7 +135,9 @@ pub struct Resolved {
 
 /// The effective checkout root: `--root`, else the manifest's.
 pub fn effective_root(manifest: &Manifest, opts: &PlanOptions) -> PathBuf {
-    opts.root.clone().unwrap_or_else(|| manifest.root.clone())
+    opts.root
+        .as_deref()
+        .map_or_else(|| manifest.root.clone(), crate::fsutil::normalize)
 }
 
 struct Probe {
@@ -151,6 +153,49 @@ struct Probe {
 /// Problems of one repo (its toolchain is not installed, `cargo metadata` fails) do not
 /// stop the plan: they are kept in [`RepoPlan::error`] and that repo fails when run.
 pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result<Resolved> {
+    resolve_with(manifest, opts, cache, &mut |_| {})
+}
+
+/// The chain-wide cache keys (registry, git), known from the lockfiles before any
+/// `cargo metadata` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ChainKeys {
+    /// Registry key over the selected repos' lockfiles (absent when none has one).
+    pub registry: Option<CacheKey>,
+    /// Git key, present only when some lockfile has a git dependency.
+    pub git: Option<CacheKey>,
+}
+
+/// The registry and git keys: one input per repo lockfile (`lock_hashes` sorted by repo).
+fn chain_keys(lock_hashes: &[(String, String)], has_git: bool) -> ChainKeys {
+    if lock_hashes.is_empty() {
+        return ChainKeys::default();
+    }
+    let inputs: Vec<(String, String)> = lock_hashes
+        .iter()
+        .map(|(n, h)| (format!("lockfile-sha256 {n}"), h.clone()))
+        .collect();
+    let all = crate::cache::key::hash_inputs(&inputs);
+    ChainKeys {
+        registry: Some(CacheKey::derive(
+            Stage::Registry,
+            "registry",
+            inputs.clone(),
+            &all,
+        )),
+        git: has_git.then(|| CacheKey::derive(Stage::Git, "git", inputs, &all)),
+    }
+}
+
+/// [`resolve`], calling `before_metadata` with the chain-wide keys once the lockfiles are
+/// known and before `cargo metadata` runs: `ci` restores the registry there, so that a
+/// runner without network (or with an empty `$CARGO_HOME`) resolves from the cache.
+pub fn resolve_with(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    cache: &Cache,
+    before_metadata: &mut dyn FnMut(&ChainKeys),
+) -> Result<Resolved> {
     let root = effective_root(manifest, opts);
     for name in &opts.only {
         manifest.repo(name)?;
@@ -185,20 +230,73 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
     }
 
     let toolchain_of = |r: &Repo| opts.toolchain.clone().or_else(|| r.toolchain.clone());
-    let probes: BTreeMap<String, Probe> = std::thread::scope(|s| {
-        let handles: Vec<_> = manifest
-            .repos
+    let selected: BTreeSet<&str> = if opts.only.is_empty() {
+        manifest.repos.iter().map(|r| r.name.as_str()).collect()
+    } else {
+        opts.only.iter().map(String::as_str).collect()
+    };
+    let cargo_repos: Vec<&Repo> = manifest
+        .repos
+        .iter()
+        .filter(|r| r.kind == RepoKind::Cargo)
+        .collect();
+
+    // Phase A, one thread per repo: the compiler identity and a lockfile. Nothing here
+    // needs the registry when the repo commits its Cargo.lock.
+    let rustcs: BTreeMap<String, Result<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cargo_repos
             .iter()
-            .filter(|r| r.kind == RepoKind::Cargo)
             .map(|r| {
                 let dir = Manifest::checkout_dir(&root, r);
                 let env = metadata::toolchain_env(toolchain_of(r).as_deref());
                 let name = r.name.clone();
                 s.spawn(move || {
-                    let rustc = metadata::rustc_version(&dir, &env);
+                    let rustc = metadata::rustc_version(&dir, &env).and_then(|v| {
+                        metadata::ensure_lockfile(&dir, &env)?;
+                        Ok(v)
+                    });
+                    (name, rustc)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .collect()
+    });
+
+    // The chain-wide keys come from the lockfiles alone, so the registry can be restored
+    // before `cargo metadata` needs it (an offline runner resolves from the restored index).
+    let mut locked = LockedPackages::default();
+    let mut lock_hashes = Vec::new();
+    for r in &cargo_repos {
+        let lock_path = Manifest::checkout_dir(&root, r).join("Cargo.lock");
+        if selected.contains(r.name.as_str()) {
+            if let Ok(h) = sha256_file(&lock_path) {
+                locked.add_lockfile(&lock_path)?;
+                lock_hashes.push((r.name.clone(), h));
+            }
+        }
+    }
+    lock_hashes.sort();
+    let chain_keys = chain_keys(&lock_hashes, locked.has_git);
+    before_metadata(&chain_keys);
+
+    // Phase B, one thread per repo: the resolved graph (and the fallback when it fails).
+    let probes: BTreeMap<String, Probe> = std::thread::scope(|s| {
+        let handles: Vec<_> = cargo_repos
+            .iter()
+            .map(|r| {
+                let dir = Manifest::checkout_dir(&root, r);
+                let env = metadata::toolchain_env(toolchain_of(r).as_deref());
+                let name = r.name.clone();
+                let rustc = match &rustcs[&r.name] {
+                    Ok(v) => Ok(v.clone()),
+                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                };
+                s.spawn(move || {
                     let meta = if rustc.is_ok() {
-                        metadata::ensure_lockfile(&dir, &env)
-                            .and_then(|_| metadata::read_metadata(&name, &dir, &env))
+                        metadata::read_metadata(&name, &dir, &env)
                     } else {
                         Err(anyhow::anyhow!("not resolved: the toolchain cannot run"))
                     };
@@ -236,15 +334,7 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
         .flat_map(|(i, l)| l.iter().map(move |n| (n.as_str(), i)))
         .collect();
 
-    let selected: BTreeSet<&str> = if opts.only.is_empty() {
-        manifest.repos.iter().map(|r| r.name.as_str()).collect()
-    } else {
-        opts.only.iter().map(String::as_str).collect()
-    };
-
     let mut repos = Vec::new();
-    let mut locked = LockedPackages::default();
-    let mut lock_hashes = Vec::new();
     for name in levels.iter().flatten() {
         let r = manifest.repo(name)?;
         let dir = Manifest::checkout_dir(&root, r);
@@ -266,10 +356,6 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
             None
         };
         let is_selected = selected.contains(name.as_str());
-        if is_selected && lock_sha256.is_some() {
-            locked.add_lockfile(&lock_path)?;
-            lock_hashes.push((name.clone(), lock_sha256.clone().unwrap_or_default()));
-        }
         let cache_key = match (&rustc, &lock_sha256, error.is_none()) {
             (Some(rustc), Some(lock), true) => Some(target_key(
                 r, &variant, &features, &profile, deps, rustc, lock,
@@ -322,20 +408,10 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
         });
     }
 
-    let (registry_key, git_key) = if lock_hashes.is_empty() {
-        (None, None)
-    } else {
-        let inputs: Vec<(String, String)> = lock_hashes
-            .iter()
-            .map(|(n, h)| (format!("lockfile-sha256 {n}"), h.clone()))
-            .collect();
-        let all = crate::cache::key::hash_inputs(&inputs);
-        let reg = CacheKey::derive(Stage::Registry, "registry", inputs.clone(), &all);
-        let git = locked
-            .has_git
-            .then(|| CacheKey::derive(Stage::Git, "git", inputs, &all));
-        (Some(reg), git)
-    };
+    let ChainKeys {
+        registry: registry_key,
+        git: git_key,
+    } = chain_keys;
     let registry_hit = registry_key.as_ref().is_some_and(|k| cache.contains(k));
     let git_hit = git_key.as_ref().is_some_and(|k| cache.contains(k));
     Ok(Resolved {
@@ -357,7 +433,8 @@ pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result
 }
 
 /// The target dir key of a repo: KEY_VERSION, stage, repo, variant, features, profile,
-/// dependency mode and `rustc -vV` make the environment part; the lockfile hash the rest.
+/// dependency mode, `rustc -vV` and the `$CARGO_HOME` path make the environment part; the
+/// lockfile hash the rest.
 pub fn target_key(
     r: &Repo,
     variant: &str,
@@ -380,6 +457,13 @@ pub fn target_key(
             ("profile".into(), profile.to_owned()),
             ("deps".into(), deps.to_string()),
             ("rustc -vV".into(), rustc.to_owned()),
+            // Cargo fingerprints registry dependencies by the path of their sources under
+            // $CARGO_HOME ("PathToSourceChanged"): an entry built with another cargo home
+            // would recompile every dependency, so it must not match.
+            (
+                "cargo home".into(),
+                crate::cache::cargo_home::cargo_home().display().to_string(),
+            ),
         ],
         lock_sha256,
     )

@@ -1,0 +1,50 @@
+//! Tidy checks (rust-analyzer style): the repository's own conventions, checked by
+//! `cargo test`.
+
+use std::fs;
+
+use crate::support::{workspace, xtask};
+
+#[test]
+fn every_module_starts_with_a_module_doc() {
+    let mut missing = Vec::new();
+    for dir in ["xtask/src", "xtask/tests"] {
+        for e in walkdir::WalkDir::new(workspace().join(dir)).into_iter().flatten() {
+            if e.path().extension().is_some_and(|x| x == "rs") {
+                let text = fs::read_to_string(e.path()).unwrap();
+                if !text.trim_start().starts_with("//!") {
+                    missing.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "modules without a `//!` doc: {missing:#?}");
+}
+
+#[test]
+fn sample_chain_lockfiles_are_committed_and_current() {
+    // Every sample repo commits its Cargo.lock (the real repos do not; the sample does, so
+    // the registry cache is keyed on something stable). `cargo metadata --locked` fails if
+    // a lockfile is missing or stale.
+    let sample = workspace().join("ci/sample");
+    for e in fs::read_dir(&sample).unwrap().flatten() {
+        if e.path().join("Cargo.toml").is_file() {
+            assert!(e.path().join("Cargo.lock").is_file(), "{} has no Cargo.lock", e.path().display());
+            let out = std::process::Command::new("cargo")
+                .args(["metadata", "--format-version", "1", "--locked", "--offline", "--no-deps"])
+                .current_dir(e.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}: {}", e.path().display(), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+#[test]
+fn cli_help_lists_every_command() {
+    let out = xtask().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["ci", "plan", "checkout", "demo", "cache"] {
+        assert!(help.contains(&format!("  {cmd} ")), "`{cmd}` missing from --help:\n{help}");
+    }
+}
