@@ -28,6 +28,8 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// Inspect the local cache.
     Cache(CacheArgs),
+    /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd).
+    Bench(BenchArgs),
 }
 
 /// Flags shared by `ci`, `plan` and `checkout`.
@@ -165,14 +167,64 @@ pub struct CacheArgs {
     pub cmd: CacheCmd,
 }
 
+/// Where the cache is and which `[cache]` settings apply, for `cache` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct CacheRoot {
+    /// Cache root (default: $BLLVM_CI_CACHE_DIR, else the manifest's `[cache] dir`, else the per-user cache dir).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Chain manifest whose `[cache]` table gives the root and retention (defaults apply when it does not exist).
+    #[arg(long = "manifest", value_name = "PATH", default_value = crate::manifest::DEFAULT_MANIFEST)]
+    pub cache_manifest: PathBuf,
+}
+
 /// Cache subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum CacheCmd {
-    /// List entries: stage, key, size, files.
+    /// List entries: stage, key, size, files, last use, hits, and whether a job holds it.
     List {
-        /// Cache root (default as for `ci`).
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Hit rate per repo and stage over the recorded runs, bytes and time saved, the largest entries, recommendations.
+    Stats {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+    },
+    /// Apply retention now (max entries per stage, max age by last use, byte budget, disk guard).
+    Prune {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Only print what would be evicted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check every entry against its manifest (file list, sizes, mtimes, sha256 of every byte); exit 1 if any is damaged.
+    Verify {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Only check the file list, sizes and mtimes (what every restore checks), not the bytes.
+        #[arg(long)]
+        quick: bool,
+        /// Discard damaged entries.
+        #[arg(long)]
+        discard: bool,
+    },
+    /// Remove every entry no job holds (with --stage, only that stage's).
+    Clear {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Only this stage (registry, git, target).
+        #[arg(long)]
+        stage: Option<String>,
     },
     /// Print a repo's target key and every input that went into it.
     Key {
@@ -182,5 +234,77 @@ pub enum CacheCmd {
         /// The repo.
         #[arg(long)]
         repo: String,
+    },
+    /// Save a directory as an entry (scripts and tests; prints the outcome as JSON).
+    #[command(hide = true)]
+    Put {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Stage (registry, git, target).
+        #[arg(long, default_value = "target")]
+        stage: String,
+        /// Key.
+        #[arg(long)]
+        key: String,
+        /// Directory to save.
+        #[arg(long)]
+        src: PathBuf,
+    },
+    /// Restore an entry into a directory (scripts and tests; prints the outcome as JSON).
+    #[command(hide = true)]
+    Get {
+        /// Cache root and settings.
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Stage (registry, git, target).
+        #[arg(long, default_value = "target")]
+        stage: String,
+        /// Key.
+        #[arg(long)]
+        key: String,
+        /// Directory to restore into.
+        #[arg(long)]
+        dst: PathBuf,
+        /// Open the cache read-only (as an untrusted event would): copy, never write.
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub cmd: BenchCmd,
+}
+
+/// Benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCmd {
+    /// Restore and save of a target dir: our engine (move and copy) against `rsync -a --delete` and `tar` + `zstd`.
+    Cache {
+        /// A real target dir to measure (default: a generated one with a real target's shape).
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
+        /// Build the sample chain (`ci/sample`) and measure its largest target dir instead.
+        #[arg(long, conflicts_with = "target_dir")]
+        sample: bool,
+        /// Scratch dir on the filesystem to measure (default: target/bllvm-ci/bench).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Generated tree: number of files.
+        #[arg(long, default_value_t = 24_000)]
+        files: usize,
+        /// Generated tree: total size in MiB.
+        #[arg(long, default_value_t = 1200)]
+        mib: u64,
+        /// Repetitions of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Write the figures into this Markdown file (replacing its `<!-- bench:cache -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
     },
 }

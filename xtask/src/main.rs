@@ -10,6 +10,7 @@
 //! be resolved); 2 the run could not start (bad manifest, missing checkout, cycle, bad
 //! flags).
 
+mod bench;
 mod cache;
 mod checkout;
 mod ci;
@@ -105,25 +106,6 @@ fn run(args: Xtask) -> Result<ExitCode> {
         }
         Cmd::Demo(a) => demo::demo(&a),
         Cmd::Cache(c) => match c.cmd {
-            CacheCmd::List { cache_dir } => {
-                let cache = Cache::open(&cache::resolve_root(cache_dir.as_deref(), None))?;
-                let entries = cache.entries();
-                println!(
-                    "cache root {}: {} entries",
-                    cache.root().display(),
-                    entries.len()
-                );
-                for e in entries {
-                    println!(
-                        "  {:<8} {:<60} {:>10} {:>7} files",
-                        e.stage,
-                        e.key,
-                        fsutil::human_bytes(e.bytes),
-                        e.files
-                    );
-                }
-                Ok(ExitCode::SUCCESS)
-            }
             CacheCmd::Key { resolve, repo } => {
                 let (manifest, mut opts, cache) = open(&resolve)?;
                 manifest.repo(&repo)?;
@@ -149,7 +131,9 @@ fn run(args: Xtask) -> Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            other => cache::cli::run(other),
         },
+        Cmd::Bench(a) => bench::run(a.cmd),
     }
 }
 

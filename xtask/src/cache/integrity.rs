@@ -172,11 +172,6 @@ impl Manifest {
         s
     }
 
-    /// The content hash: sha256 of [`Manifest::to_tsv`].
-    pub fn content_hash(&self) -> String {
-        sha256_hex(self.to_tsv())
-    }
-
     /// Parse `manifest.tsv` text.
     ///
     /// Errors: a malformed line (the entry is then treated as damaged).

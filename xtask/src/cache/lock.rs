@@ -32,8 +32,6 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct EntryLock {
     file: File,
-    /// The mode it was taken in.
-    pub mode: Mode,
 }
 
 impl EntryLock {
@@ -65,7 +63,7 @@ impl EntryLock {
             Mode::Exclusive => fs4::FileExt::try_lock(&file),
         };
         match res {
-            Ok(()) => Ok(Some(EntryLock { file, mode })),
+            Ok(()) => Ok(Some(EntryLock { file })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
         }

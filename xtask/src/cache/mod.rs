@@ -49,6 +49,7 @@
 //! never runs cargo.
 
 pub mod cargo_home;
+pub mod cli;
 pub mod integrity;
 pub mod key;
 pub mod lock;
@@ -79,9 +80,10 @@ use retention::{EntryUse, Eviction, FsUsage, Policy};
 /// Name of the environment variable that sets the cache root.
 pub const CACHE_DIR_ENV: &str = "BLLVM_CI_CACHE_DIR";
 
-/// Test hook: a saver sleeps this many seconds after writing its entry under `tmp/` and
-/// before publishing it, so tests can kill it or read concurrently at that point.
-pub const PAUSE_ENV: &str = "BLLVM_CI_CACHE_TEST_PAUSE_BEFORE_PUBLISH";
+/// Test hook: when set to a path `G`, a saver that has written its entry under `tmp/`
+/// creates `G.waiting.<pid>` and waits until `G` exists before publishing, so tests can
+/// kill it, race it against another saver, or read concurrently at exactly that point.
+pub const GATE_ENV: &str = "BLLVM_CI_CACHE_TEST_GATE";
 
 /// Version of `entry.json`. Entries of another version are treated as damaged.
 pub const ENTRY_SCHEMA: u32 = 2;
@@ -337,12 +339,14 @@ impl Cache {
     }
 
     /// Use `clock` (Unix seconds) instead of the system clock.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the bench
     pub fn with_clock(mut self, clock: Clock) -> Cache {
         self.clock = clock;
         self
     }
 
     /// Use `f` instead of `statvfs` for the disk guard.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the bench
     pub fn with_fs_stats(mut self, f: FsStatsFn) -> Cache {
         self.fs_stats = f;
         self
@@ -354,6 +358,7 @@ impl Cache {
     }
 
     /// Whether this cache never writes.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the bench
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -406,6 +411,7 @@ impl Cache {
     }
 
     /// Read an entry's `entry.json`.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the bench
     ///
     /// Errors: missing or unparsable.
     pub fn info(&self, key: &CacheKey) -> Result<EntryInfo> {
@@ -904,11 +910,13 @@ impl Cache {
         start: Instant,
         strategy: Strategy,
     ) -> Result<Save> {
-        if let Some(secs) = std::env::var(PAUSE_ENV)
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        if let Some(gate) = std::env::var_os(GATE_ENV).map(PathBuf::from) {
+            let mut waiting = gate.clone().into_os_string();
+            waiting.push(format!(".waiting.{}", std::process::id()));
+            let _ = fs::write(&waiting, b"");
+            while !gate.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let dst = self.entry_dir(key);
         fs::create_dir_all(dst.parent().expect("entry dirs have a parent"))?;
@@ -958,6 +966,7 @@ impl Cache {
     }
 
     /// Every listed entry's `entry.json`, sorted by stage and key.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the bench
     pub fn entries(&self) -> Vec<EntryInfo> {
         self.list().into_iter().map(|l| l.info).collect()
     }
