@@ -14,7 +14,8 @@ use crate::cache::cargo_home::{self, skip_git_path};
 use crate::cache::{Cache, CacheKey, Restore, Save};
 use crate::exec::{self, Echo, StepCommand};
 use crate::manifest::RepoKind;
-use crate::plan::{self, Plan, RepoPlan};
+use crate::plan::{self, Action, Plan, RepoPlan};
+use crate::results::{Record, RecordedStep, Results};
 use crate::summary::{RepoReport, RepoStatus, RunSummary, StageReport, StepReport};
 
 /// Options of one run.
@@ -30,14 +31,50 @@ pub struct RunOptions {
     pub run_dir: PathBuf,
     /// Stream step output to stdout.
     pub echo: Echo,
+    /// Repos of one level run at once, at most this many (`--jobs`; 1 = one at a time).
+    pub jobs: usize,
 }
 
-/// Run `plan` with `cache`. Returns the summary; the caller prints it and sets the exit
-/// code from [`RunSummary::failed`].
+/// Restore the chain-wide stages (registry, git) into `$CARGO_HOME`, merging (never
+/// deleting). Called through [`plan::resolve_with`] before `cargo metadata` runs, so the
+/// resolver finds the index and crates an earlier run saved. With `enabled` false the
+/// stages are reported as misses and nothing is read.
+pub fn restore_chain(cache: &Cache, keys: &plan::ChainKeys, enabled: bool) -> Vec<StageReport> {
+    let cargo_home = cargo_home::cargo_home();
+    let mut out = Vec::new();
+    if let Some(k) = &keys.registry {
+        out.push(restore_stage(
+            cache,
+            k,
+            &cargo_home.join("registry"),
+            true,
+            enabled,
+        ));
+    }
+    if let Some(k) = &keys.git {
+        out.push(restore_stage(
+            cache,
+            k,
+            &cargo_home.join("git"),
+            true,
+            enabled,
+        ));
+    }
+    out
+}
+
+/// Run `plan` with `cache`; `chain_cache` holds the chain-wide stages already restored by
+/// [`restore_chain`] (they are saved again at the end). Returns the summary; the caller
+/// prints it and sets the exit code from [`RunSummary::failed`].
 ///
 /// Errors only for problems outside any repo (the run directory cannot be created);
 /// step failures are results, not errors.
-pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    mut chain_cache: Vec<StageReport>,
+) -> Result<RunSummary> {
     let start = Instant::now();
     std::fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("create run dir {}", opts.run_dir.display()))?;
@@ -47,65 +84,128 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         .map_or_else(|| "run".to_owned(), |n| n.to_string_lossy().into_owned());
     let cargo_home = cargo_home::cargo_home();
 
-    // Chain-wide stages first: the registry and git dirs every repo shares.
-    let mut chain_cache = Vec::new();
-    if let Some(k) = &plan.registry_key {
-        chain_cache.push(restore_stage(
-            cache,
-            k,
-            &cargo_home.join("registry"),
-            true,
-            opts.restore,
-        ));
-    }
-    if let Some(k) = &plan.git_key {
-        chain_cache.push(restore_stage(
-            cache,
-            k,
-            &cargo_home.join("git"),
-            true,
-            opts.restore,
-        ));
-    }
-
+    let results = Results::new(cache.root());
     let mut failed: BTreeSet<String> = BTreeSet::new();
     let mut stopped = false;
-    let mut reports = Vec::new();
-    for r in &plan.repos {
-        if !r.selected {
-            continue;
+    let mut reports: Vec<RepoReport> = Vec::new();
+    for level in &plan.levels {
+        // Decide every repo of the level first; run the runnable ones (concurrently with
+        // --jobs); keep the reports in plan order.
+        let mut runnable: Vec<&RepoPlan> = Vec::new();
+        let mut level_reports: Vec<(String, RepoReport)> = Vec::new();
+        for name in level {
+            let r = plan
+                .repos
+                .iter()
+                .find(|r| &r.name == name)
+                .expect("levels name planned repos");
+            if !r.selected {
+                continue;
+            }
+            let failed_up: Vec<String> = plan
+                .graph
+                .upstream_closure(&[r.name.as_str()])
+                .into_iter()
+                .filter(|u| failed.contains(u))
+                .collect();
+            let skip = if !failed_up.is_empty() {
+                Some(RepoStatus::Skipped(format!(
+                    "upstream failed: {}",
+                    failed_up.join(", ")
+                )))
+            } else if stopped {
+                Some(RepoStatus::Skipped(
+                    "not run: stopped after a failure (pass --keep-going to run independent repos)"
+                        .to_owned(),
+                ))
+            } else {
+                match &r.action {
+                    Action::SkipCached => Some(RepoStatus::Cached(format!(
+                        "a successful run with fingerprint {} is recorded; `cargo xtask logs {}` replays it, --force re-runs",
+                        r.fingerprint.short(),
+                        r.name
+                    ))),
+                    Action::SkipNotAffected(why) => Some(RepoStatus::Skipped(why.clone())),
+                    Action::Run | Action::NotSelected => None,
+                }
+            };
+            match skip {
+                Some(status) => {
+                    println!("==> {} (level {}): {}", r.name, r.level, status.describe());
+                    level_reports.push((r.name.clone(), empty_report(r, status)));
+                }
+                None => runnable.push(r),
+            }
         }
-        println!("==> {} (level {})", r.name, r.level);
-        let failed_up: Vec<String> = plan
-            .graph
-            .upstream_closure(&[r.name.as_str()])
-            .into_iter()
-            .filter(|u| failed.contains(u))
-            .collect();
-        let status_skip = if !failed_up.is_empty() {
-            Some(format!("upstream failed: {}", failed_up.join(", ")))
-        } else if stopped {
-            Some(
-                "not run: stopped after a failure (pass --keep-going to run independent repos)"
-                    .to_owned(),
-            )
+        let parallel = opts.jobs > 1 && runnable.len() > 1;
+        let workers = if parallel {
+            opts.jobs.min(runnable.len())
         } else {
-            None
+            1
         };
-        let report = match status_skip {
-            Some(why) => {
-                println!("    skipped: {why}");
-                empty_report(r, RepoStatus::Skipped(why))
+        // Share the machine's cores among the repos running at once (cargo's -j).
+        let cargo_jobs = parallel.then(|| (num_cpus() / workers).max(1));
+        let queue = std::sync::Mutex::new(
+            runnable
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        );
+        let done = std::sync::Mutex::new(Vec::new());
+        let print_lock = std::sync::Mutex::new(());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let Some(r) = queue.lock().expect("queue lock").pop_front() else {
+                        break;
+                    };
+                    let mut ropts = opts.clone();
+                    if parallel {
+                        // Step output is kept in the logs and printed as one block per
+                        // repo when it ends, so concurrent repos never interleave.
+                        ropts.echo = Echo::Quiet;
+                    }
+                    let t0 = start.elapsed().as_secs_f64();
+                    println!("==> {} (level {})", r.name, r.level);
+                    let mut report =
+                        run_repo(plan, r, cache, &ropts, cargo_jobs).unwrap_or_else(|e| {
+                            let mut rep = empty_report(r, RepoStatus::Failed(format!("{e:#}")));
+                            rep.warnings
+                                .push("internal error while running the repo".into());
+                            rep
+                        });
+                    report.start_secs = t0;
+                    report.end_secs = start.elapsed().as_secs_f64();
+                    if parallel && opts.echo == Echo::Stream {
+                        let _guard = print_lock.lock().expect("print lock");
+                        for st in &report.steps {
+                            println!("----- {} {} ({})", r.name, st.name, st.log);
+                            if let Ok(text) = std::fs::read_to_string(&st.log) {
+                                print!("{text}");
+                            }
+                        }
+                    }
+                    done.lock()
+                        .expect("done lock")
+                        .push((r.name.clone(), report));
+                });
             }
-            None => run_repo(plan, r, cache, opts)?,
-        };
-        if matches!(report.status, RepoStatus::Failed(_)) {
-            failed.insert(r.name.clone());
-            if !opts.keep_going {
-                stopped = true;
+        });
+        level_reports.extend(done.into_inner().expect("done lock"));
+        // Plan order within the level, whatever order the workers finished in.
+        level_reports.sort_by_key(|(n, _)| level.iter().position(|l| l == n));
+        for (name, report) in level_reports {
+            if matches!(report.status, RepoStatus::Failed(_)) {
+                failed.insert(name.clone());
+                if !opts.keep_going {
+                    stopped = true;
+                }
             }
+            if matches!(report.status, RepoStatus::Ok | RepoStatus::Failed(_)) {
+                let r = plan.repos.iter().find(|r| r.name == name).expect("planned");
+                record_result(&results, r, &report, &run_id);
+            }
+            reports.push(report);
         }
-        reports.push(report);
     }
 
     // Save the chain-wide stages last, pruned to what the lockfiles name.
@@ -145,10 +245,50 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
     Ok(summary)
 }
 
+/// Record a finished repo in the result cache (success records skip it next time; the
+/// last run's inputs feed `plan --explain`). A failure to record is only a warning.
+fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &str) {
+    let ok = matches!(report.status, RepoStatus::Ok);
+    let rec = Record {
+        schema_version: 1,
+        repo: r.name.clone(),
+        fingerprint: r.fingerprint.hash.clone(),
+        inputs: r.fingerprint.inputs.clone(),
+        status: if ok { "ok" } else { "failed" }.to_owned(),
+        run_id: run_id.to_owned(),
+        finished_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        steps: report
+            .steps
+            .iter()
+            .map(|s| RecordedStep {
+                name: s.name.clone(),
+                secs: s.secs,
+            })
+            .collect(),
+    };
+    let logs: Vec<(String, PathBuf)> = report
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), PathBuf::from(&s.log)))
+        .collect();
+    if let Err(e) = results.record(&r.fingerprint, &rec, &logs) {
+        eprintln!("warning: could not record the result of {}: {e:#}", r.name);
+    }
+}
+
+/// Cores available to this process (for sharing cargo's -j between concurrent repos).
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
     RepoReport {
         name: r.name.clone(),
         status,
+        start_secs: 0.0,
+        end_secs: 0.0,
         steps: Vec::new(),
         cache: Vec::new(),
         restore_secs: 0.0,
@@ -232,7 +372,13 @@ fn save_stage(
     add_notes(cache, rep);
 }
 
-fn run_repo(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions) -> Result<RepoReport> {
+fn run_repo(
+    plan: &Plan,
+    r: &RepoPlan,
+    cache: &Cache,
+    opts: &RunOptions,
+    cargo_jobs: Option<usize>,
+) -> Result<RepoReport> {
     let mut report = empty_report(r, RepoStatus::Ok);
     if let Some(e) = &r.error {
         println!("    error: {}", e.lines().next().unwrap_or(""));
@@ -277,6 +423,9 @@ fn run_repo(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions) -> Resu
     for step in &r.steps {
         let args = plan::step_args(step, &r.features, &plan.profile);
         let mut env = r.env.clone();
+        if let Some(j) = cargo_jobs {
+            env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
+        }
         env.extend(step.env.clone());
         let cmd = StepCommand {
             program: step.program.clone(),

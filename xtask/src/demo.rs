@@ -49,24 +49,40 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| workspace.join("target/bllvm-ci/demo"));
     let cache_root = a.cache_dir.clone().unwrap_or_else(|| dir.join("cache"));
     let cache = Cache::open(&cache_root)?;
-    let mut last = None;
-    for round in 1..=2 {
-        println!(
-            "\n######## demo run {round} of 2: fresh copy of the sample chain, cache {}",
-            cache_root.display()
-        );
+    let rounds = [
+        (
+            "cold: fresh copy of the sample chain, builds what the cache lacks",
+            true,
+        ),
+        (
+            "a fresh job on the same runner, forced to run: every cache stage restores",
+            true,
+        ),
+        (
+            "nothing changed: every repo's fingerprint has a recorded success",
+            false,
+        ),
+    ];
+    let mut summaries = Vec::new();
+    for (i, (what, force)) in rounds.iter().enumerate() {
+        let round = i + 1;
+        println!("\n######## demo run {round} of {}: {what}", rounds.len());
         let manifest_path = copy_sample(&sample, &dir)?;
         let manifest = Manifest::load(&manifest_path)?;
+        let opts = PlanOptions {
+            force: force.then(Vec::new),
+            ..PlanOptions::default()
+        };
         let mut chain_cache = Vec::new();
-        let resolved =
-            plan::resolve_with(&manifest, &PlanOptions::default(), &cache, &mut |keys| {
-                chain_cache = ci::restore_chain(&cache, keys, true);
-            })?;
+        let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
+            chain_cache = ci::restore_chain(&cache, keys, true);
+        })?;
         print!("{}", resolved.plan.render(false));
         let summary = ci::run(
             &resolved.plan,
             &cache,
             &ci::RunOptions {
+                jobs: 1,
                 keep_going: false,
                 save: true,
                 restore: true,
@@ -83,23 +99,35 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
         if summary.failed() {
             return Ok(ExitCode::from(1));
         }
-        last = Some(summary);
+        summaries.push(summary);
     }
-    if let Some(s) = last {
-        let hits = s
-            .repos
+    let hits = |s: &crate::summary::RunSummary| {
+        s.repos
             .iter()
             .flat_map(|r| &r.cache)
+            .chain(&s.chain_cache)
             .filter(|c| c.restore_word() == "hit")
             .count()
-            + s.chain_cache
-                .iter()
-                .filter(|c| c.restore_word() == "hit")
-                .count();
-        println!(
-            "\nsecond run: {hits} cache stage(s) restored; logs in {}",
-            dir.join("runs").display()
-        );
-    }
+    };
+    println!(
+        "\nrun 1: {:.1} s, {} cache stage(s) restored",
+        summaries[0].secs,
+        hits(&summaries[0])
+    );
+    println!(
+        "run 2: {:.1} s, {} cache stage(s) restored",
+        summaries[1].secs,
+        hits(&summaries[1])
+    );
+    println!(
+        "run 3: {:.1} s, {} repo(s) cached",
+        summaries[2].secs,
+        summaries[2]
+            .repos
+            .iter()
+            .filter(|r| r.status.word() == "cached")
+            .count()
+    );
+    println!("logs: {}", dir.join("runs").display());
     Ok(ExitCode::SUCCESS)
 }

@@ -28,8 +28,20 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// Inspect the local cache.
     Cache(CacheArgs),
+    /// Print the repo graph with edge origins, levels and what `ci` would do per repo.
+    Graph(GraphArgs),
+    /// Replay the step logs recorded for a repo's current fingerprint (a `cached` repo).
+    Logs(LogsArgs),
     /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd).
     Bench(BenchArgs),
+    /// Dispatch `repository_dispatch` events to the repos downstream of one repo, or walk a release set through the chain.
+    Chain(ChainArgs),
+    /// Generate the GitHub Actions workflows from the manifest (`--check`: fail if they drifted).
+    Workflows(WorkflowsArgs),
+    /// Explain a failed step's log: the known errors it shows, what they mean, how to fix them.
+    Explain(ExplainArgs),
+    /// Check in a second or two what a run needs (checkouts, toolchains, disk, secrets, inputs), listing every problem.
+    Preflight(PreflightArgs),
 }
 
 /// Flags shared by `ci`, `plan` and `checkout`.
@@ -64,9 +76,15 @@ pub struct Resolve {
     /// Cache root (default: $BLLVM_CI_CACHE_DIR, else the manifest's `[cache] dir`, else the per-user cache dir).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Print every cache key input.
+    /// Print every cache key and fingerprint input.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Re-run repos whose fingerprint has a recorded success: all of them, or the named one (repeatable).
+    #[arg(long, value_name = "REPO", num_args = 0..=1)]
+    pub force: Option<Vec<String>>,
+    /// Only run repos changed between two git refs, and their downstream (BASE..HEAD; or set BLLVM_CI_BASE and BLLVM_CI_HEAD).
+    #[arg(long, value_name = "BASE..HEAD")]
+    pub affected: Option<String>,
 }
 
 /// `--deps` values.
@@ -108,6 +126,13 @@ pub struct CiArgs {
     /// Only log step output, do not stream it.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Repos of one level run at once, N at a time (cargo's own jobs are shared out so the
+    /// machine is not oversubscribed). Default 1.
+    #[arg(short, long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// On pull_request events, post (or update) one PR comment with the run summary (GITHUB_TOKEN with pull-requests: write).
+    #[arg(long)]
+    pub comment: bool,
 }
 
 /// Output formats.
@@ -129,6 +154,41 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Say which fingerprint inputs of REPO changed since its last recorded run.
+    #[arg(long, value_name = "REPO")]
+    pub explain: Option<String>,
+}
+
+/// `cargo xtask graph`.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    /// Plan flags.
+    #[command(flatten)]
+    pub resolve: Resolve,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+/// `graph --format` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// Graphviz dot.
+    Dot,
+    /// A mermaid flowchart (renders on GitHub).
+    Mermaid,
+    /// JSON (`schema_version` 1).
+    Json,
+}
+
+/// `cargo xtask logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Plan flags (the fingerprint is computed as `ci` would).
+    #[command(flatten)]
+    pub resolve: Resolve,
+    /// The repo whose recorded logs to print.
+    pub repo: String,
 }
 
 /// `cargo xtask checkout`.
@@ -307,4 +367,125 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+}
+
+/// `cargo xtask explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// Log file to read (a step log from the run directory); `-` or nothing reads stdin.
+    #[arg(value_name = "LOG")]
+    pub log: Option<PathBuf>,
+    /// Knowledge base to use instead of the one built in (ci/error-patterns.toml).
+    #[arg(long, value_name = "FILE")]
+    pub patterns: Option<PathBuf>,
+    /// Output format (`json`: the matches as an array).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `cargo xtask chain`: tell downstream repos to run (`repository_dispatch`).
+///
+/// The token comes from the variable `[chain] token-env` names, else `GITHUB_TOKEN`; it is
+/// never printed. Exit codes: 0 all sent or skipped; 2 the run could not start (no token,
+/// bad flags); 3 bad credentials (401); 4 the token cannot reach a repo (403/404); 5 invalid
+/// dispatch (422); 6 rate limited past --max-wait; 7 server or network errors after retries.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
+    /// Plan flags (the graph the targets come from).
+    #[command(flatten)]
+    pub resolve: Resolve,
+    /// The repo whose run propagates: its downstream repos are dispatched.
+    #[arg(long, value_name = "REPO", required_unless_present = "release")]
+    pub from: Option<String>,
+    /// Dispatch the whole downstream closure of --from, not only its direct dependents.
+    #[arg(long)]
+    pub transitive: bool,
+    /// Only dispatch this repo (repeatable; must be downstream of --from).
+    #[arg(long = "to", value_name = "REPO")]
+    pub to: Vec<String>,
+    /// Event type to send, over the manifest's `[chain.event-types]` entry for the trigger.
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Trigger being propagated (push, release, develop, ...; default: from GITHUB_EVENT_NAME, else push).
+    #[arg(long, value_name = "NAME")]
+    pub trigger: Option<String>,
+    /// Commit of --from that was built (default: $GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// Git ref of --from's run (default: $GITHUB_REF).
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Correlation id of the chain run (default: the one received upstream, else gh-<run id>-<attempt>, else local-<time>-<pid>).
+    #[arg(long, value_name = "ID")]
+    pub chain_id: Option<String>,
+    /// GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Print each request (URL, event type, payload) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Walk release set VERSION (from ci/versions.toml) through the whole chain in order; a dry run unless --execute.
+    #[arg(long, value_name = "VERSION", conflicts_with_all = ["from", "transitive", "to", "dry_run"])]
+    pub release: Option<String>,
+    /// With --release: send the dispatches (default: print them only).
+    #[arg(long, requires = "release")]
+    pub execute: bool,
+    /// Release sets file (default: versions.toml beside the manifest).
+    #[arg(long, value_name = "PATH")]
+    pub versions: Option<PathBuf>,
+    /// Retries after a 5xx or network error (each dispatch carries the same dispatch_id).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+    /// Backoff before the first retry, in milliseconds; doubles after each.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub retry_delay_ms: u64,
+    /// Longest wait, in seconds, for a rate limit (Retry-After / x-ratelimit-reset) or a backoff.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub max_wait: u64,
+}
+
+/// `cargo xtask workflows`: write (or `--check`) the GitHub Actions workflows generated
+/// from the manifest. Exit codes: 0 written or up to date; 1 `--check` found a file that
+/// differs; 2 the manifest cannot be read.
+#[derive(Debug, Clone, Args)]
+pub struct WorkflowsArgs {
+    /// Chain manifest to read.
+    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Compare the files on disk with what the manifest generates; exit 1 if one differs.
+    #[arg(long)]
+    pub check: bool,
+    /// Directory the `.github/` files go under (default: the current directory).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `cargo xtask preflight`. Exit codes: 0 nothing fatal (warnings may be printed); 2 a
+/// fatal problem (the same checks `ci` runs before it starts).
+#[derive(Debug, Clone, Args)]
+pub struct PreflightArgs {
+    /// Plan flags (manifest, root, only, variant, toolchain, cache dir).
+    #[command(flatten)]
+    pub resolve: Resolve,
+    /// Also check what `cargo xtask chain` needs: a dispatch token (--token-env, else GITHUB_TOKEN).
+    #[arg(long)]
+    pub chain: bool,
+    /// Variable holding the dispatch token, tried before GITHUB_TOKEN (with --chain).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Check release inputs: --release-version and --ref must be given and valid.
+    #[arg(long)]
+    pub release: bool,
+    /// Version being released (X.Y.Z), with --release.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub release_version: Option<String>,
+    /// Git ref (tag, branch, commit) a release builds from, with --release.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Output format (`json`: `schema_version` 1, the problems as an array).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }

@@ -12,18 +12,28 @@
 
 mod bench;
 mod cache;
+mod chain;
 mod checkout;
 mod ci;
 mod demo;
+mod dispatch;
+mod events;
 mod exec;
+mod explain;
+mod fingerprint;
 mod flags;
 mod fsutil;
 mod graph;
+mod graph_out;
 mod manifest;
 mod metadata;
 mod patches;
 mod plan;
+mod preflight;
+mod release;
+mod results;
 mod summary;
+mod workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,17 +61,23 @@ fn run(args: Xtask) -> Result<ExitCode> {
     match args.cmd {
         Cmd::Ci(a) => {
             let (manifest, opts, cache) = open(&a.resolve)?;
-            let resolved = plan::resolve(&manifest, &opts, &cache)?;
+            let mut chain_cache = Vec::new();
+            let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
+                chain_cache = ci::restore_chain(&cache, keys, !a.no_restore);
+            })?;
             if a.resolve.verbose {
                 print!("{}", resolved.plan.render(true));
             }
             let run_dir = a.run_dir.unwrap_or_else(|| default_run_dir());
+            // Pull requests never save caches (see `events`).
+            let event = events::Event::from_env()?;
             let summary = ci::run(
                 &resolved.plan,
                 &cache,
                 &ci::RunOptions {
+                    jobs: a.jobs,
                     keep_going: a.keep_going,
-                    save: !a.no_save,
+                    save: !a.no_save && event.may_save(),
                     restore: !a.no_restore,
                     run_dir: run_dir.clone(),
                     echo: if a.quiet {
@@ -70,19 +86,72 @@ fn run(args: Xtask) -> Result<ExitCode> {
                         exec::Echo::Stream
                     },
                 },
+                chain_cache,
             )?;
             drop(resolved);
             print!("{}", summary.render());
             println!("logs: {}", run_dir.display());
+            if a.comment {
+                chain::comment_on_pull_request(&event, &summary.render());
+            }
             Ok(if summary.failed() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Graph(a) => {
+            let (manifest, opts, cache) = open(&a.resolve)?;
+            let resolved = plan::resolve(&manifest, &opts, &cache)?;
+            match a.format {
+                flags::GraphFormat::Dot => print!("{}", graph_out::dot(&resolved.plan)),
+                flags::GraphFormat::Mermaid => print!("{}", graph_out::mermaid(&resolved.plan)),
+                flags::GraphFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&graph_out::json(&resolved.plan))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Logs(a) => {
+            let (manifest, opts, cache) = open(&a.resolve)?;
+            manifest.repo(&a.repo)?;
+            let resolved = plan::resolve(&manifest, &opts, &cache)?;
+            let r = resolved
+                .plan
+                .repos
+                .iter()
+                .find(|r| r.name == a.repo)
+                .expect("every manifest repo is planned");
+            let store = results::Results::new(cache.root());
+            let logs = store.logs(&r.name, &r.fingerprint.hash);
+            if logs.is_empty() {
+                anyhow::bail!(
+                    "no recorded run of `{}` at its current fingerprint {}: run `cargo xtask ci` first (only successful runs are recorded)",
+                    r.name,
+                    r.fingerprint.short()
+                );
+            }
+            for l in logs {
+                println!("==> {}", l.display());
+                print!("{}", std::fs::read_to_string(&l)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plan(a) => {
             let (manifest, opts, cache) = open(&a.resolve)?;
             let resolved = plan::resolve(&manifest, &opts, &cache)?;
+            if let Some(name) = &a.explain {
+                manifest.repo(name)?;
+                let r = resolved
+                    .plan
+                    .repos
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .expect("every manifest repo is planned");
+                print!("{}", plan::explain(r, &results::Results::new(cache.root())));
+                return Ok(ExitCode::SUCCESS);
+            }
             match a.format {
                 Format::Text => print!("{}", resolved.plan.render(a.resolve.verbose)),
                 Format::Json => println!(
@@ -105,6 +174,13 @@ fn run(args: Xtask) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo(a) => demo::demo(&a),
+        Cmd::Chain(a) => chain::run(&a),
+        Cmd::Workflows(a) => {
+            let manifest = Manifest::load(&a.manifest)?;
+            workflows::run(&manifest, &a.out, a.check)
+        }
+        Cmd::Explain(a) => explain::cli(&a),
+        Cmd::Preflight(a) => preflight::cli(&a),
         Cmd::Cache(c) => match c.cmd {
             CacheCmd::Key { resolve, repo } => {
                 let (manifest, mut opts, cache) = open(&resolve)?;
@@ -146,11 +222,30 @@ fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
         variant: r.common.variant.clone(),
         toolchain: r.toolchain.clone(),
         deps: r.deps.map(Into::into),
+        force: r.force.clone(),
+        affected: affected_refs(r.affected.as_deref())?,
     };
     let root = cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     let cache =
         Cache::open(&root).with_context(|| format!("open cache root {}", root.display()))?;
     Ok((manifest, opts, cache))
+}
+
+/// `--affected BASE..HEAD`, else `BLLVM_CI_BASE` and `BLLVM_CI_HEAD` when both are set.
+fn affected_refs(flag: Option<&str>) -> Result<Option<(String, String)>> {
+    if let Some(f) = flag {
+        return match f.split_once("..") {
+            Some((b, h)) if !b.is_empty() && !h.is_empty() && !h.starts_with('.') => {
+                Ok(Some((b.to_owned(), h.to_owned())))
+            }
+            _ => anyhow::bail!("`--affected {f}` is not of the form BASE..HEAD (two git refs)"),
+        };
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Ok(match (env("BLLVM_CI_BASE"), env("BLLVM_CI_HEAD")) {
+        (Some(b), Some(h)) => Some((b, h)),
+        _ => None,
+    })
 }
 
 /// `target/bllvm-ci/runs/<UTC timestamp>-<pid>` under the current directory.

@@ -35,6 +35,12 @@ pub struct Manifest {
     pub defaults: Defaults,
     /// Local cache settings.
     pub cache: CacheSettings,
+    /// Checks run before a run starts (`[preflight]`).
+    pub preflight: PreflightSettings,
+    /// Failure and recovery notifications (`[notify]`).
+    pub notify: NotifySettings,
+    /// Chain propagation settings (`[chain]`): event types, token variable, hop limit.
+    pub chain: ChainSettings,
     /// Repositories in manifest order (run order comes from the graph, not from here).
     pub repos: Vec<Repo>,
 }
@@ -128,6 +134,149 @@ impl Default for CacheSettings {
             disk_min_free_bytes: 2 << 30,
         }
     }
+}
+
+/// Chain propagation settings (`[chain]`), read by `cargo xtask chain` and
+/// `cargo xtask workflows`. Every field is optional.
+///
+/// ```toml
+/// [chain]
+/// token-env = "BLLVM_CHAIN_TOKEN"   # a PAT with contents: write on every chain repo
+/// max-hops = 8
+/// orchestrator = "BTCDecoded/bllvm-ci"
+/// [chain.event-types]
+/// push = "bllvm-upstream-push"
+/// release = "bllvm-upstream-release"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChainSettings {
+    /// `repository_dispatch` event type sent per trigger (`push`, `release`, `develop`,
+    /// ...: the name of what happened upstream); a trigger not listed sends
+    /// `bllvm-upstream-<trigger>`. GitHub limits an event type to 1-100 characters
+    /// (checked before sending).
+    #[serde(default)]
+    pub event_types: BTreeMap<String, String>,
+    /// Environment variable holding the token used for dispatches, e.g. a PAT with
+    /// `contents: write` on the downstream repos (the workflow `GITHUB_TOKEN` only reaches
+    /// its own repo). When unset or empty at run time, `GITHUB_TOKEN` is used.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A dispatch never goes past this many hops from the repo that started the chain
+    /// (the loop guard's second half; the first is never dispatching to a repo already
+    /// on the chain's path).
+    #[serde(default = "default_max_hops")]
+    pub max_hops: u32,
+    /// GitHub `owner/name` of this orchestrator repository, which the generated workflow
+    /// template of the chain repos checks out (`cargo xtask workflows`).
+    #[serde(default = "default_orchestrator")]
+    pub orchestrator: String,
+}
+
+impl Default for ChainSettings {
+    fn default() -> Self {
+        ChainSettings {
+            event_types: BTreeMap::new(),
+            token_env: None,
+            max_hops: default_max_hops(),
+            orchestrator: default_orchestrator(),
+        }
+    }
+}
+
+impl ChainSettings {
+    /// The event type dispatched for `trigger`: the manifest's entry, else
+    /// `bllvm-upstream-<trigger>` (`push` → `bllvm-upstream-push`).
+    pub fn event_type(&self, trigger: &str) -> String {
+        if let Some(t) = self.event_types.get(trigger) {
+            return t.clone();
+        }
+        format!("bllvm-upstream-{trigger}")
+    }
+}
+
+fn default_max_hops() -> u32 {
+    8
+}
+
+fn default_orchestrator() -> String {
+    "BTCDecoded/bllvm-ci".to_owned()
+}
+
+/// Checks `cargo xtask preflight` (and `ci`, before it resolves anything) makes
+/// (`[preflight]`). Every field is optional.
+///
+/// ```toml
+/// [preflight]
+/// min-free-gb = 20
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PreflightSettings {
+    /// Least free disk space, in GiB (2^30 bytes), on the filesystems of the checkout root
+    /// and of the cache root; below it the run does not start. `0` turns the check off.
+    /// Default 5: a cold debug build of the chain with its restored caches needs a few GiB
+    /// (the GitHub runners the seeds describe use a floor of 20).
+    #[serde(default = "default_min_free_gb")]
+    pub min_free_gb: f64,
+}
+
+impl Default for PreflightSettings {
+    fn default() -> Self {
+        PreflightSettings {
+            min_free_gb: default_min_free_gb(),
+        }
+    }
+}
+
+fn default_min_free_gb() -> f64 {
+    5.0
+}
+
+/// Notifications sent after `ci` when a run fails, and when a run succeeds after a failed
+/// one (`[notify]`). The webhook URLs are secrets: the manifest names the environment
+/// variables that hold them, never the URLs. With neither variable named, nothing is sent.
+///
+/// ```toml
+/// [notify]
+/// slack-webhook-env = "SLACK_WEBHOOK_URL"
+/// discord-webhook-env = "DISCORD_WEBHOOK_URL"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifySettings {
+    /// Environment variable holding a Slack incoming-webhook URL.
+    #[serde(default)]
+    pub slack_webhook_env: Option<String>,
+    /// Environment variable holding a Discord webhook URL.
+    #[serde(default)]
+    pub discord_webhook_env: Option<String>,
+    /// Seconds one webhook call may take in all (connect, send, answer) before it is given
+    /// up with a warning; default 10. A notification never fails a build.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: u64,
+    /// Also notify when a run succeeds after a failed one (default true).
+    #[serde(default = "default_true")]
+    pub recovery: bool,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            slack_webhook_env: None,
+            discord_webhook_env: None,
+            timeout: default_notify_timeout(),
+            recovery: true,
+        }
+    }
+}
+
+fn default_notify_timeout() -> u64 {
+    10
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How a repo's `[patch.crates-io]` entries that point at sibling checkouts are treated.
@@ -259,6 +408,12 @@ struct RawManifest {
     #[serde(default)]
     cache: CacheSettings,
     #[serde(default)]
+    preflight: PreflightSettings,
+    #[serde(default)]
+    notify: NotifySettings,
+    #[serde(default)]
+    chain: ChainSettings,
+    #[serde(default)]
     repo: Vec<RawRepo>,
 }
 
@@ -372,10 +527,10 @@ impl Manifest {
         };
 
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let root = match &raw.root {
+        let root = crate::fsutil::normalize(&match &raw.root {
             Some(r) => base.join(r.get_ref()),
             None => base.join("../.."),
-        };
+        });
 
         let defaults = raw.defaults;
         if defaults.timeout == 0 {
@@ -487,6 +642,9 @@ impl Manifest {
             root,
             defaults,
             cache: raw.cache,
+            preflight: raw.preflight,
+            notify: raw.notify,
+            chain: raw.chain,
             repos,
         })
     }
@@ -649,6 +807,20 @@ kind = "docs"
         let e = e.downcast::<ManifestError>().unwrap();
         assert_eq!((e.line, e.col), (4, 1), "{e}");
         assert!(e.message.contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn committed_manifests_parse() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let real = Manifest::load(&ws.join("ci/chain.toml")).unwrap();
+        assert!(real.repos.iter().any(|r| r.name == "blvm-consensus" && r.after == ["blvm-spec"]));
+        assert_eq!(real.repo("blvm-spec").unwrap().kind, RepoKind::Docs);
+        let sample = Manifest::load(&ws.join("ci/sample/chain.toml")).unwrap();
+        assert_eq!(sample.repos.len(), 7);
+        for r in &sample.repos {
+            let dir = Manifest::checkout_dir(&sample.root, r);
+            assert!(dir.is_dir(), "sample repo {} missing at {}", r.name, dir.display());
+        }
     }
 
     #[test]

@@ -15,11 +15,13 @@ use serde::Serialize;
 
 use crate::cache::cargo_home::LockedPackages;
 use crate::cache::{Cache, CacheKey, Stage};
+use crate::fingerprint::{self, Fingerprint};
 use crate::fsutil::sha256_file;
 use crate::graph::{EdgeOrigin, Graph};
 use crate::manifest::{DepsMode, Manifest, Repo, RepoKind, Step};
 use crate::metadata::{self, RepoMetadata};
 use crate::patches::{self, StrippedManifest};
+use crate::results::Results;
 
 /// Options that shape a plan (the common flags of `ci`, `plan` and `checkout`).
 #[derive(Debug, Clone, Default)]
@@ -34,6 +36,40 @@ pub struct PlanOptions {
     pub toolchain: Option<String>,
     /// Dependency mode override for every repo (`--deps`).
     pub deps: Option<DepsMode>,
+    /// Re-run repos even when the result cache has their fingerprint (`--force`): `Some`
+    /// with an empty list forces every repo, a list forces those repos.
+    pub force: Option<Vec<String>>,
+    /// Only run repos changed between two refs, and their downstream (`--affected
+    /// BASE..HEAD`).
+    pub affected: Option<(String, String)>,
+}
+
+/// What `ci` will do with a repo, as `graph` and `plan` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "reason")]
+pub enum Action {
+    /// Run its steps (with a cache restore if its key hits).
+    Run,
+    /// Skip: a successful run with the same fingerprint is recorded (`cached`).
+    SkipCached,
+    /// Skip: `--affected` found no change in it or upstream of it (reason given).
+    SkipNotAffected(String),
+    /// Skip: not named by `--only`.
+    NotSelected,
+}
+
+impl Action {
+    /// The word `graph` prints: `run`, `restore` (run with a cache hit), `skip-cached`,
+    /// `skip-not-affected`, `not-selected`.
+    pub fn word(&self, cache_hit: bool) -> &'static str {
+        match self {
+            Action::Run if cache_hit => "restore",
+            Action::Run => "run",
+            Action::SkipCached => "skip-cached",
+            Action::SkipNotAffected(_) => "skip-not-affected",
+            Action::NotSelected => "not-selected",
+        }
+    }
 }
 
 /// One edge into a repo, for display.
@@ -92,6 +128,10 @@ pub struct RepoPlan {
     pub stripped_patches: Vec<String>,
     /// Why the repo cannot run (toolchain missing, `cargo metadata` failed), if so.
     pub error: Option<String>,
+    /// Input fingerprint (see [`crate::fingerprint`]).
+    pub fingerprint: Fingerprint,
+    /// What `ci` will do with it.
+    pub action: Action,
 }
 
 /// The resolved plan for a run.
@@ -334,6 +374,33 @@ pub fn resolve_with(
         .flat_map(|(i, l)| l.iter().map(move |n| (n.as_str(), i)))
         .collect();
 
+    // Content hashes of every checkout, one thread each (git is the slow part).
+    let contents: BTreeMap<String, String> = std::thread::scope(|s| {
+        let handles: Vec<_> = manifest
+            .repos
+            .iter()
+            .map(|r| {
+                let dir = Manifest::checkout_dir(&root, r);
+                let name = r.name.clone();
+                s.spawn(move || {
+                    let h =
+                        fingerprint::content_hash(&dir).unwrap_or_else(|e| format!("error: {e:#}"));
+                    (name, h)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("content hash thread panicked"))
+            .collect()
+    });
+    let results = Results::new(cache.root());
+    let affected = match &opts.affected {
+        Some((base, head)) => Some(affected_repos(manifest, &root, &graph, base, head)),
+        None => None,
+    };
+    let mut fingerprints: BTreeMap<String, Fingerprint> = BTreeMap::new();
+
     let mut repos = Vec::new();
     for name in levels.iter().flatten() {
         let r = manifest.repo(name)?;
@@ -371,6 +438,54 @@ pub fn resolve_with(
             env.entry("CARGO_INCREMENTAL".into())
                 .or_insert_with(|| "0".into());
         }
+        let mut inputs: Vec<(String, String)> = vec![
+            ("content".into(), contents[name.as_str()].clone()),
+            (
+                "lockfile-sha256".into(),
+                lock_sha256.clone().unwrap_or_else(|| "none".into()),
+            ),
+            (
+                "rustc -vV".into(),
+                rustc.clone().unwrap_or_else(|| "none".into()),
+            ),
+            ("variant".into(), variant.clone()),
+            ("features".into(), features.join(",")),
+            ("profile".into(), profile.clone()),
+            ("deps".into(), deps.to_string()),
+            ("env".into(), format!("{env:?}")),
+        ];
+        for step in &r.steps {
+            inputs.push((
+                format!("step {}", step.name),
+                format!(
+                    "{} {} timeout={} env={:?}",
+                    step.program,
+                    step_args(step, &features, &profile).join(" "),
+                    step.timeout_secs,
+                    step.env
+                ),
+            ));
+        }
+        for up in graph.upstream(name) {
+            inputs.push((format!("upstream {up}"), fingerprints[up].hash.clone()));
+        }
+        let fingerprint = Fingerprint::new(inputs);
+        fingerprints.insert(name.clone(), fingerprint.clone());
+        let forced = opts
+            .force
+            .as_ref()
+            .is_some_and(|f| f.is_empty() || f.contains(name));
+        let action = if !is_selected {
+            Action::NotSelected
+        } else if let Some(reason) = affected.as_ref().and_then(|(set, notes)| {
+            (!set.contains(name)).then(|| notes.get(name).cloned().unwrap_or_default())
+        }) {
+            Action::SkipNotAffected(reason)
+        } else if error.is_none() && !forced && results.get(name, &fingerprint.hash).is_some() {
+            Action::SkipCached
+        } else {
+            Action::Run
+        };
         let edges = graph
             .edges()
             .filter(|(_, d, _)| *d == name)
@@ -405,6 +520,8 @@ pub fn resolve_with(
             unused_patches: meta.map(|m| m.unused_patches.clone()).unwrap_or_default(),
             stripped_patches: stripped.get(name).cloned().unwrap_or_default(),
             error,
+            fingerprint,
+            action,
         });
     }
 
@@ -430,6 +547,51 @@ pub fn resolve_with(
         },
         guards,
     })
+}
+
+/// The repos `--affected BASE..HEAD` selects: those whose checkout has changes between the
+/// two refs (`git diff --name-only BASE HEAD -- .` in the checkout, so a repo that is a
+/// subdirectory of a larger git repo counts only its own files), plus everything downstream
+/// of them. Returns the set and, for every other repo, the reason it is skipped.
+fn affected_repos(
+    manifest: &Manifest,
+    root: &Path,
+    graph: &Graph,
+    base: &str,
+    head: &str,
+) -> (BTreeSet<String>, BTreeMap<String, String>) {
+    let mut changed = BTreeSet::new();
+    let mut notes = BTreeMap::new();
+    for r in &manifest.repos {
+        let dir = Manifest::checkout_dir(root, r);
+        let out = std::process::Command::new("git")
+            .args(["diff", "--name-only", base, head, "--", "."])
+            .current_dir(&dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                if o.stdout.iter().any(|b| !b.is_ascii_whitespace()) {
+                    changed.insert(r.name.clone());
+                } else {
+                    notes.insert(
+                        r.name.clone(),
+                        format!("not affected: no change in {base}..{head} here or upstream"),
+                    );
+                }
+            }
+            _ => {
+                notes.insert(
+                    r.name.clone(),
+                    format!("not affected: {base}..{head} does not resolve in this checkout, and no upstream changed"),
+                );
+            }
+        }
+    }
+    let names: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let mut set = graph.downstream_closure(&names);
+    set.extend(changed.iter().cloned());
+    notes.retain(|n, _| !set.contains(n));
+    (set, notes)
 }
 
 /// The target dir key of a repo: KEY_VERSION, stage, repo, variant, features, profile,
@@ -566,6 +728,19 @@ impl Plan {
                         .collect();
                     s += &format!("    upstream: {}\n", e.join(", "));
                 }
+                s += &format!(
+                    "    action: {} (fingerprint {})\n",
+                    r.action.word(r.cache_hit),
+                    r.fingerprint.short()
+                );
+                if let Action::SkipNotAffected(why) = &r.action {
+                    s += &format!("    {why}\n");
+                }
+                if verbose {
+                    for (n, v) in &r.fingerprint.inputs {
+                        s += &format!("      fingerprint {n} = {}\n", v.replace('\n', "; "));
+                    }
+                }
                 if let Some(k) = &r.cache_key {
                     s += &format!("    cache target: {} ({})\n", k.key, hit(r.cache_hit));
                     if verbose {
@@ -595,6 +770,59 @@ impl Plan {
         }
         s
     }
+}
+
+/// `plan --explain REPO`: the repo's action, and which fingerprint inputs changed since its
+/// last recorded run (or that there is none).
+pub fn explain(r: &RepoPlan, results: &Results) -> String {
+    let mut s = format!(
+        "{}: {} (fingerprint {})\n",
+        r.name,
+        r.action.word(r.cache_hit),
+        r.fingerprint.short()
+    );
+    if let Action::SkipNotAffected(why) = &r.action {
+        s += &format!("  {why}\n");
+    }
+    match results.last(&r.name) {
+        None => s += "  no recorded run yet: every input is new\n",
+        Some(last) if last.fingerprint == r.fingerprint.hash => {
+            s += &format!(
+                "  no input changed since the last recorded run ({}, {})\n",
+                last.run_id, last.status
+            );
+        }
+        Some(last) => {
+            s += &format!(
+                "  changed since the last recorded run ({}, {}):\n",
+                last.run_id, last.status
+            );
+            for name in r.fingerprint.changed_inputs(&last.inputs) {
+                let old = last
+                    .inputs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.as_str());
+                let new = r
+                    .fingerprint
+                    .inputs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.as_str());
+                match (old, new) {
+                    (Some(o), Some(n)) => {
+                        s += &format!(
+                            "    {name}: {} -> {}\n",
+                            o.replace('\n', "; "),
+                            n.replace('\n', "; ")
+                        )
+                    }
+                    _ => s += &format!("    {name}\n"),
+                }
+            }
+        }
+    }
+    s
 }
 
 fn render_inputs(k: &CacheKey) -> String {

@@ -16,8 +16,11 @@ pub enum RepoStatus {
     Ok,
     /// A step failed or timed out, or the repo could not be resolved (reason given).
     Failed(String),
-    /// Not run (reason given: upstream failed, not selected, stopped early).
+    /// Not run (reason given: upstream failed, not affected, stopped early).
     Skipped(String),
+    /// Not run because a successful run with the same input fingerprint is recorded
+    /// (reason says how to replay or force it).
+    Cached(String),
 }
 
 impl RepoStatus {
@@ -27,6 +30,17 @@ impl RepoStatus {
             RepoStatus::Ok => "ok",
             RepoStatus::Failed(_) => "FAILED",
             RepoStatus::Skipped(_) => "skipped",
+            RepoStatus::Cached(_) => "cached",
+        }
+    }
+
+    /// `word: reason`, or just the word.
+    pub fn describe(&self) -> String {
+        match self {
+            RepoStatus::Ok => "ok".into(),
+            RepoStatus::Failed(why) | RepoStatus::Skipped(why) | RepoStatus::Cached(why) => {
+                format!("{}: {}", self.word(), why.lines().next().unwrap_or(""))
+            }
         }
     }
 }
@@ -91,6 +105,10 @@ pub struct RepoReport {
     /// Final status.
     #[serde(flatten)]
     pub status: RepoStatus,
+    /// Seconds from the start of the run when the repo started (0 when it did not run).
+    pub start_secs: f64,
+    /// Seconds from the start of the run when the repo ended (0 when it did not run).
+    pub end_secs: f64,
     /// Steps that ran, in order.
     pub steps: Vec<StepReport>,
     /// Cache results per stage (the target stage).
@@ -196,7 +214,7 @@ impl RunSummary {
             }
             s.push('\n');
             match &r.status {
-                RepoStatus::Failed(why) | RepoStatus::Skipped(why) => {
+                RepoStatus::Failed(why) | RepoStatus::Skipped(why) | RepoStatus::Cached(why) => {
                     for (i, line) in why.lines().enumerate() {
                         s += &format!(
                             "  {:<width$}    {}{line}\n",

@@ -1,1 +1,7 @@
 //! Integration tests: one binary, one module per concern.
+mod cache;
+mod debugging;
+mod chain;
+mod spine;
+mod support;
+mod tidy;

@@ -241,7 +241,9 @@ fn second_run_restores_every_stage_and_recompiles_no_dependency_crate() {
     // dependencies by their source path, so the path is part of the target key.
     fs::remove_dir_all(&home1).unwrap();
     let run2 = t.path().join("run2");
-    let (code, out) = run_ci(&m, &cache, &home1, &run2, &[], true);
+    // --force: the result cache would otherwise skip every repo (same fingerprints); this
+    // test is about the cache stages.
+    let (code, out) = run_ci(&m, &cache, &home1, &run2, &["--force"], true);
     assert_eq!(code, 0, "offline second run must build from the restored registry: {out}");
     let s2 = summary(&run2);
     assert_eq!(s2["chain_cache"][0]["restore"]["status"], "hit", "{s2}");

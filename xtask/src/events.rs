@@ -1,0 +1,219 @@
+//! The GitHub Actions event a run was started by (`GITHUB_EVENT_NAME`, and the webhook
+//! payload at `GITHUB_EVENT_PATH`), and what each event allows.
+//!
+//! | event | `ci` | caches | chain |
+//! |---|---|---|---|
+//! | `push` | runs | saved | propagates the `push` trigger |
+//! | `pull_request`, `pull_request_target` | runs | never saved | never dispatches |
+//! | `release` | runs the full chain | saved | propagates the `release` trigger |
+//! | `repository_dispatch` | runs | saved | continues the chain of `client_payload` (source, chain_id, hop, path) |
+//! | `workflow_dispatch` | runs | saved | trigger from the `trigger` input (default `push`) |
+//! | none (a laptop) | runs | saved | trigger `push` |
+//!
+//! Reading only: this module never runs anything and never talks to the API.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Which event started the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// No `GITHUB_EVENT_NAME`: a local run.
+    Local,
+    /// `push`.
+    Push,
+    /// `pull_request` or `pull_request_target`.
+    PullRequest,
+    /// `release`.
+    Release,
+    /// `repository_dispatch`: an upstream repo of the chain asked for this run.
+    RepositoryDispatch,
+    /// `workflow_dispatch`: started by hand.
+    WorkflowDispatch,
+    /// Any other event, by name (`schedule`, `merge_group`, ...): treated like `push`.
+    Other(String),
+}
+
+/// The chain state a `repository_dispatch` carries in `client_payload`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Incoming {
+    /// The repo that sent the dispatch.
+    #[serde(default)]
+    pub source: String,
+    /// The chain run's correlation id.
+    #[serde(default)]
+    pub chain_id: Option<String>,
+    /// Hops so far (1 for a direct dependent of the repo that started the chain).
+    #[serde(default)]
+    pub hop: u32,
+    /// Repos the chain went through, the source last.
+    #[serde(default)]
+    pub path: Vec<String>,
+    /// The trigger that started the chain.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The release set, when propagating a release.
+    #[serde(default)]
+    pub release_set: Option<String>,
+}
+
+/// The event of this run.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Which event.
+    pub kind: EventKind,
+    /// The webhook payload (`null` when there is none).
+    pub payload: serde_json::Value,
+}
+
+impl Event {
+    /// Read `GITHUB_EVENT_NAME` and the JSON file at `GITHUB_EVENT_PATH`.
+    ///
+    /// Errors: the event file is named but cannot be read or is not JSON.
+    pub fn from_env() -> Result<Event> {
+        let name = std::env::var("GITHUB_EVENT_NAME").ok();
+        let path = std::env::var_os("GITHUB_EVENT_PATH");
+        let text = match path.as_deref().map(Path::new) {
+            Some(p) if !p.as_os_str().is_empty() && name.is_some() => {
+                Some(std::fs::read_to_string(p).with_context(|| {
+                    format!(
+                        "read GITHUB_EVENT_PATH {}: unset it for a local run",
+                        p.display()
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        Event::parse(name.as_deref(), text.as_deref())
+    }
+
+    /// Build the event from its name and payload text (tests and [`Event::from_env`]).
+    pub fn parse(name: Option<&str>, payload: Option<&str>) -> Result<Event> {
+        let kind = match name.map(str::trim) {
+            None | Some("") => EventKind::Local,
+            Some("push") => EventKind::Push,
+            Some("pull_request") | Some("pull_request_target") => EventKind::PullRequest,
+            Some("release") => EventKind::Release,
+            Some("repository_dispatch") => EventKind::RepositoryDispatch,
+            Some("workflow_dispatch") => EventKind::WorkflowDispatch,
+            Some(other) => EventKind::Other(other.to_owned()),
+        };
+        let payload = match payload {
+            Some(t) => serde_json::from_str(t).context("GITHUB_EVENT_PATH is not JSON")?,
+            None => serde_json::Value::Null,
+        };
+        Ok(Event { kind, payload })
+    }
+
+    /// Whether caches may be saved: never on pull requests, whose code is not trusted
+    /// to write what later trusted runs restore.
+    pub fn may_save(&self) -> bool {
+        self.kind != EventKind::PullRequest
+    }
+
+    /// Whether the chain may be propagated: never from a pull request.
+    pub fn may_dispatch(&self) -> bool {
+        self.kind != EventKind::PullRequest
+    }
+
+    /// The chain state of a `repository_dispatch` (`None` for any other event).
+    pub fn incoming(&self) -> Option<Incoming> {
+        if self.kind != EventKind::RepositoryDispatch {
+            return None;
+        }
+        let cp = self.payload.get("client_payload")?;
+        serde_json::from_value(cp.clone()).ok()
+    }
+
+    /// The chain trigger this run propagates: `push`, `release`, the trigger carried by
+    /// a `repository_dispatch`, or a `workflow_dispatch`'s `trigger` input.
+    pub fn trigger(&self) -> String {
+        match &self.kind {
+            EventKind::Release => "release".into(),
+            EventKind::RepositoryDispatch => self
+                .incoming()
+                .and_then(|i| i.event)
+                .unwrap_or_else(|| "push".into()),
+            EventKind::WorkflowDispatch => self
+                .input("trigger")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "push".into()),
+            _ => "push".into(),
+        }
+    }
+
+    /// A `workflow_dispatch` input by name (inputs arrive as strings).
+    pub fn input(&self, name: &str) -> Option<String> {
+        if self.kind != EventKind::WorkflowDispatch {
+            return None;
+        }
+        match self.payload.get("inputs")?.get(name)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v => Some(v.to_string()),
+        }
+    }
+
+    /// The event's name as GitHub spells it (`local` for none).
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            EventKind::Local => "local",
+            EventKind::Push => "push",
+            EventKind::PullRequest => "pull_request",
+            EventKind::Release => "release",
+            EventKind::RepositoryDispatch => "repository_dispatch",
+            EventKind::WorkflowDispatch => "workflow_dispatch",
+            EventKind::Other(n) => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_requests_never_save_or_dispatch() {
+        let e = Event::parse(Some("pull_request"), Some(r#"{"number": 3}"#)).unwrap();
+        assert!(!e.may_save() && !e.may_dispatch());
+        let e = Event::parse(Some("push"), Some("{}")).unwrap();
+        assert!(e.may_save() && e.may_dispatch());
+        assert_eq!(e.trigger(), "push");
+        let e = Event::parse(None, None).unwrap();
+        assert_eq!(e.kind, EventKind::Local);
+        assert!(e.may_save());
+    }
+
+    #[test]
+    fn repository_dispatch_continues_the_chain() {
+        let e = Event::parse(
+            Some("repository_dispatch"),
+            Some(
+                r#"{"action": "bllvm-upstream-release", "client_payload": {"source": "bllvm-consensus",
+                "chain_id": "c-1", "hop": 2, "path": ["bllvm-primitives", "bllvm-consensus"],
+                "event": "release", "dispatch_id": "x", "version": "0.2.0"}}"#,
+            ),
+        )
+        .unwrap();
+        let i = e.incoming().unwrap();
+        assert_eq!(i.source, "bllvm-consensus");
+        assert_eq!(i.chain_id.as_deref(), Some("c-1"));
+        assert_eq!(i.hop, 2);
+        assert_eq!(i.path, ["bllvm-primitives", "bllvm-consensus"]);
+        assert_eq!(e.trigger(), "release");
+    }
+
+    #[test]
+    fn workflow_dispatch_inputs() {
+        let e = Event::parse(
+            Some("workflow_dispatch"),
+            Some(r#"{"inputs": {"trigger": "develop", "only": "bllvm-node"}}"#),
+        )
+        .unwrap();
+        assert_eq!(e.trigger(), "develop");
+        assert_eq!(e.input("only").as_deref(), Some("bllvm-node"));
+        assert!(e.incoming().is_none());
+        assert!(Event::parse(Some("push"), Some("not json")).is_err());
+    }
+}
