@@ -57,9 +57,15 @@ impl Env {
             .expect("request recording is on")
     }
 
-    /// `cargo xtask chain` on the sample chain, with no GitHub variables from the
-    /// environment but the fake token.
+    /// `cargo xtask chain` on the sample chain against the mock server, with no GitHub
+    /// variables from the environment but the fake token and a run id (so the chain id is
+    /// `gh-it-1`).
     fn chain(&self, args: &[&str]) -> Command {
+        self.chain_at(&self.server.uri(), args)
+    }
+
+    /// [`Env::chain`] against another API URL.
+    fn chain_at(&self, api_url: &str, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("xtask").unwrap();
         for v in [
             "GITHUB_TOKEN",
@@ -68,20 +74,20 @@ impl Env {
             "GITHUB_API_URL",
             "GITHUB_SHA",
             "GITHUB_REF",
-            "GITHUB_RUN_ID",
-            "GITHUB_RUN_ATTEMPT",
             "BLLVM_CI_CACHE_DIR",
         ] {
             c.env_remove(v);
         }
         c.env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_RUN_ID", "it")
+            .env("GITHUB_RUN_ATTEMPT", "1")
             .arg("chain")
             .arg("--manifest")
             .arg(sample_manifest())
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
-            .args(["--api-url", &self.server.uri()])
-            .args(["--retry-delay-ms", "1", "--chain-id", "it-chain"])
+            .args(["--api-url", api_url])
+            .args(["--retry-delay-ms", "1"])
             .args(args);
         c
     }
@@ -172,10 +178,10 @@ fn from_consensus_dispatches_its_direct_dependent_with_github_headers_and_body()
                 "ref": "refs/heads/main",
                 "version": "0.1.0",
                 "event": "push",
-                "chain_id": "it-chain",
+                "chain_id": "gh-it-1",
                 "hop": 1,
                 "path": ["bllvm-consensus"],
-                "dispatch_id": "it-chain:1:bllvm-protocol"
+                "dispatch_id": "gh-it-1:1:bllvm-protocol"
             }
         })
     );
@@ -220,7 +226,7 @@ fn transitive_dispatches_every_repo_that_depends_on_consensus_in_order() {
     assert_eq!(statuses, ["sent", "sent", "sent"]);
     assert_eq!(
         v["targets"][2]["client_payload"]["dispatch_id"],
-        "it-chain:1:bllvm-sdk"
+        "gh-it-1:1:bllvm-sdk"
     );
 }
 
@@ -273,7 +279,7 @@ fn dry_run_prints_each_request_and_sends_nothing() {
     assert!(out.stdout.contains("event_type: bllvm-upstream-push"));
     assert!(
         out.stdout
-            .contains(r#""dispatch_id":"it-chain:1:bllvm-node""#),
+            .contains(r#""dispatch_id":"gh-it-1:1:bllvm-node""#),
         "{}",
         out.stdout
     );
@@ -386,7 +392,7 @@ fn server_errors_are_retried_and_a_success_is_never_sent_twice() {
     );
     assert_eq!(
         body(&reqs[0])["client_payload"]["dispatch_id"],
-        "it-chain:1:bllvm-protocol"
+        "gh-it-1:1:bllvm-protocol"
     );
 }
 
@@ -417,9 +423,10 @@ fn transport_errors_are_retried_then_reported() {
         .local_addr()
         .unwrap()
         .port();
-    let mut c = env.chain(&["--from", "bllvm-consensus", "--retries", "1"]);
-    c.args(["--api-url", &format!("http://127.0.0.1:{port}")]);
-    let out = run(c);
+    let out = run(env.chain_at(
+        &format!("http://127.0.0.1:{port}"),
+        &["--from", "bllvm-consensus", "--retries", "1"],
+    ));
     assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("request failed on all 2 attempts"),
@@ -507,11 +514,8 @@ fn loop_guard_stops_a_cycle_and_bounds_hops() {
 fn repository_dispatch_continues_the_chain_with_its_trigger() {
     let env = Env::new();
     env.mount(ok_204("bllvm-node"));
+    // The chain id given upstream wins over this run's own (gh-it-1).
     let mut c = env.chain(&["--from", "bllvm-protocol"]);
-    // A chain id given upstream wins over the local one.
-    c.env("GITHUB_RUN_ID", "77");
-    let args: Vec<String> = vec![];
-    c.args(&args);
     env.event(
         &mut c,
         "repository_dispatch",
@@ -527,6 +531,12 @@ fn repository_dispatch_continues_the_chain_with_its_trigger() {
     assert_eq!(b["client_payload"]["event"], "release");
     assert_eq!(b["client_payload"]["hop"], 2);
     assert_eq!(b["client_payload"]["source"], "bllvm-protocol");
+    assert_eq!(b["client_payload"]["chain_id"], "c-rel");
+    assert_eq!(b["client_payload"]["dispatch_id"], "c-rel:2:bllvm-node");
+    assert_eq!(
+        b["client_payload"]["path"],
+        json!(["bllvm-consensus", "bllvm-protocol"])
+    );
 }
 
 #[test]
