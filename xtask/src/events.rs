@@ -5,9 +5,9 @@
 //! |---|---|---|---|
 //! | `push` | runs | saved | propagates the `push` trigger |
 //! | `pull_request`, `pull_request_target` | runs | never saved | never dispatches |
-//! | `release` | runs the full chain | saved | propagates the `release` trigger |
+//! | `release` | runs the full chain (`--only` dropped) | saved | propagates the `release` trigger |
 //! | `repository_dispatch` | runs | saved | continues the chain of `client_payload` (source, chain_id, hop, path) |
-//! | `workflow_dispatch` | runs | saved | trigger from the `trigger` input (default `push`) |
+//! | `workflow_dispatch` | runs the `only` input's repos, if given | saved | trigger from the `trigger` input (default `push`) |
 //! | none (a laptop) | runs | saved | trigger `push` |
 //!
 //! Reading only: this module never runs anything and never talks to the API.
@@ -155,6 +155,33 @@ impl Event {
         }
     }
 
+    /// Shape the repos a `ci` run builds (`--only`) to the event: a `release` runs the
+    /// full chain, so any `--only` is dropped; a `workflow_dispatch` whose `only` input
+    /// names repos (separated by commas or spaces) runs those when no `--only` was given.
+    /// Returns a line for the log when it changed anything.
+    pub fn shape_only(&self, only: &mut Vec<String>) -> Option<String> {
+        match self.kind {
+            EventKind::Release if !only.is_empty() => {
+                let dropped = std::mem::take(only).join(", ");
+                Some(format!(
+                    "event release: running the full chain (ignoring --only {dropped})"
+                ))
+            }
+            EventKind::WorkflowDispatch if only.is_empty() => {
+                let input = self.input("only")?;
+                only.extend(
+                    input
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+                (!only.is_empty())
+                    .then(|| format!("event workflow_dispatch: only {}", only.join(", ")))
+            }
+            _ => None,
+        }
+    }
+
     /// The event's name as GitHub spells it (`local` for none).
     pub fn name(&self) -> &str {
         match &self.kind {
@@ -215,5 +242,26 @@ mod tests {
         assert_eq!(e.input("only").as_deref(), Some("bllvm-node"));
         assert!(e.incoming().is_none());
         assert!(Event::parse(Some("push"), Some("not json")).is_err());
+    }
+
+    #[test]
+    fn release_runs_the_full_chain_and_workflow_dispatch_picks_repos() {
+        let mut only = vec!["bllvm-node".to_owned()];
+        let e = Event::parse(Some("release"), Some("{}")).unwrap();
+        assert!(e.shape_only(&mut only).unwrap().contains("full chain"));
+        assert!(only.is_empty());
+        let e = Event::parse(
+            Some("workflow_dispatch"),
+            Some(r#"{"inputs": {"only": "bllvm-node, bllvm-sdk"}}"#),
+        )
+        .unwrap();
+        assert!(e.shape_only(&mut only).is_some());
+        assert_eq!(only, ["bllvm-node", "bllvm-sdk"]);
+        // An explicit --only wins over the input.
+        let mut only = vec!["bllvm-spec".to_owned()];
+        assert!(e.shape_only(&mut only).is_none());
+        assert_eq!(only, ["bllvm-spec"]);
+        let e = Event::parse(Some("push"), Some("{}")).unwrap();
+        assert!(e.shape_only(&mut only).is_none());
     }
 }

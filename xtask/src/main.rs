@@ -60,7 +60,13 @@ fn main() -> ExitCode {
 fn run(args: Xtask) -> Result<ExitCode> {
     match args.cmd {
         Cmd::Ci(a) => {
-            let (manifest, opts, cache) = open(&a.resolve)?;
+            // The GitHub event shapes the run: pull requests never save caches, a release
+            // runs the full chain, a workflow_dispatch may pick repos (see `events`).
+            let event = events::Event::from_env()?;
+            let (manifest, mut opts, cache) = open(&a.resolve)?;
+            if let Some(note) = event.shape_only(&mut opts.only) {
+                println!("{note}");
+            }
             let mut chain_cache = Vec::new();
             let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
                 chain_cache = ci::restore_chain(&cache, keys, !a.no_restore);
@@ -69,8 +75,6 @@ fn run(args: Xtask) -> Result<ExitCode> {
                 print!("{}", resolved.plan.render(true));
             }
             let run_dir = a.run_dir.unwrap_or_else(|| default_run_dir());
-            // Pull requests never save caches (see `events`).
-            let event = events::Event::from_env()?;
             let summary = ci::run(
                 &resolved.plan,
                 &cache,
