@@ -72,6 +72,15 @@ fn token_var(chain: &ChainSettings) -> &str {
     chain.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV)
 }
 
+/// What the template says about the dispatch token.
+fn token_note(token: &str) -> String {
+    if token == DEFAULT_TOKEN_ENV {
+        "Propagation uses the\n# workflow GITHUB_TOKEN, which cannot dispatch to other repos: set `token-env` in the\n# manifest's [chain] table to the name of a secret holding a token with\n# `contents: write` on the downstream repos, and add that secret to each repo.".to_owned()
+    } else {
+        format!("Propagation needs the\n# secret {token}: a token with `contents: write` on the downstream repos.")
+    }
+}
+
 fn types_list(chain: &ChainSettings) -> String {
     event_types(chain)
         .iter()
@@ -185,8 +194,7 @@ fn chain_template(chain: &ChainSettings, manifest_path: &str) -> String {
         s,
         r#"#
 # Copy this file to .github/workflows/bllvm-chain.yml in each repo of the chain. The
-# repo's name on GitHub must be its name in the manifest. It needs the secret {token}
-# (a token with `contents: write` on the downstream repos) to propagate the chain.
+# repo's name on GitHub must be its name in the manifest. {token_note}
 name: bllvm-chain
 
 on:
@@ -240,6 +248,7 @@ jobs:
         orch = ORCHESTRATOR_DIR,
         token = token,
         orchestrator = chain.orchestrator,
+        token_note = token_note(token),
     );
     s
 }
@@ -321,6 +330,9 @@ mod tests {
         ));
         assert!(template.contains("BLLVM_CHAIN_TOKEN: ${{ secrets.BLLVM_CHAIN_TOKEN }}"));
         assert!(template.contains("repository: x/orch"));
+        assert!(template.contains("Propagation needs the\n# secret BLLVM_CHAIN_TOKEN"));
+        let default = &generate(&manifest(""))[1].1;
+        assert!(default.contains("GITHUB_TOKEN, which cannot dispatch to other repos"));
         assert!(template.contains("cargo xtask ci --only \"$CHAIN_REPO\""));
         assert!(template.contains("cargo xtask chain --from \"$CHAIN_REPO\""));
         assert!(template.contains("if: ${{ github.event_name != 'pull_request' }}"));
