@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -86,7 +87,8 @@ pub fn run(
 
     let results = Results::new(cache.root());
     let mut failed: BTreeSet<String> = BTreeSet::new();
-    let mut stopped = false;
+    // Set when a repo fails without --keep-going: nothing else starts after that.
+    let stop = AtomicBool::new(false);
     let mut reports: Vec<RepoReport> = Vec::new();
     for level in &plan.levels {
         // Decide every repo of the level first; run the runnable ones (concurrently with
@@ -113,11 +115,8 @@ pub fn run(
                     "upstream failed: {}",
                     failed_up.join(", ")
                 )))
-            } else if stopped {
-                Some(RepoStatus::Skipped(
-                    "not run: stopped after a failure (pass --keep-going to run independent repos)"
-                        .to_owned(),
-                ))
+            } else if stop.load(Ordering::SeqCst) {
+                Some(stopped_status())
             } else {
                 match &r.action {
                     Action::SkipCached => Some(RepoStatus::Cached(format!(
@@ -158,6 +157,16 @@ pub fn run(
                     let Some(r) = queue.lock().expect("queue lock").pop_front() else {
                         break;
                     };
+                    if stop.load(Ordering::SeqCst) {
+                        // An earlier repo failed without --keep-going: the rest of the
+                        // queue is not started (repos already running finish).
+                        let status = stopped_status();
+                        println!("==> {} (level {}): {}", r.name, r.level, status.describe());
+                        done.lock()
+                            .expect("done lock")
+                            .push((r.name.clone(), empty_report(r, status)));
+                        continue;
+                    }
                     let mut ropts = opts.clone();
                     if parallel {
                         // Step output is kept in the logs and printed as one block per
@@ -175,6 +184,9 @@ pub fn run(
                         });
                     report.start_secs = t0;
                     report.end_secs = start.elapsed().as_secs_f64();
+                    if matches!(report.status, RepoStatus::Failed(_)) && !opts.keep_going {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                     if parallel && opts.echo == Echo::Stream {
                         let _guard = print_lock.lock().expect("print lock");
                         for st in &report.steps {
@@ -196,9 +208,6 @@ pub fn run(
         for (name, report) in level_reports {
             if matches!(report.status, RepoStatus::Failed(_)) {
                 failed.insert(name.clone());
-                if !opts.keep_going {
-                    stopped = true;
-                }
             }
             if matches!(report.status, RepoStatus::Ok | RepoStatus::Failed(_)) {
                 let r = plan.repos.iter().find(|r| r.name == name).expect("planned");
@@ -276,6 +285,12 @@ fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &
     if let Err(e) = results.record(&r.fingerprint, &rec, &logs) {
         eprintln!("warning: could not record the result of {}: {e:#}", r.name);
     }
+}
+
+fn stopped_status() -> RepoStatus {
+    RepoStatus::Skipped(
+        "not run: stopped after a failure (pass --keep-going to run independent repos)".to_owned(),
+    )
 }
 
 /// Cores available to this process (for sharing cargo's -j between concurrent repos).

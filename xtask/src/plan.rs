@@ -448,7 +448,8 @@ pub fn resolve_with(
                 "rustc -vV".into(),
                 rustc.clone().unwrap_or_else(|| "none".into()),
             ),
-            ("variant".into(), variant.clone()),
+            // The variant's features, not its name: a repo that lists no features for two
+            // variants builds the same thing under both.
             ("features".into(), features.join(",")),
             ("profile".into(), profile.clone()),
             ("deps".into(), deps.to_string()),
@@ -661,6 +662,10 @@ pub struct PlanJsonRepo<'a> {
     pub cache_hit: bool,
     /// Why it cannot run, if so.
     pub error: Option<&'a str>,
+    /// Input fingerprint (hex sha256).
+    pub fingerprint: &'a str,
+    /// What `ci` will do: `run`, `restore`, `skip-cached`, `skip-not-affected`, `not-selected`.
+    pub action: &'static str,
 }
 
 impl Plan {
@@ -681,6 +686,8 @@ impl Plan {
                     cache_key: r.cache_key.as_ref().map(|k| k.key.as_str()),
                     cache_hit: r.cache_hit,
                     error: r.error.as_deref(),
+                    fingerprint: &r.fingerprint.hash,
+                    action: r.action.word(r.cache_hit),
                 })
                 .collect(),
         }

@@ -5,3 +5,4 @@ mod chain;
 mod spine;
 mod support;
 mod tidy;
+mod skip;

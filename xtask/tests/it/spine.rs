@@ -294,7 +294,9 @@ fn a_failing_step_skips_downstream_and_sets_the_exit_code() {
     // Without --keep-going the run stops at the first failure.
     fs::write(chain.join("bllvm-muhash/src/lib.rs"), "pub fn broken( {\n").unwrap();
     let run = t.path().join("stop");
-    let (code, _) = run_ci(&m, &cache, &home, &run, &["--no-save"], false);
+    // A fresh cache root: the first run recorded bllvm-primitives' success, which would
+    // otherwise make it `cached` rather than not run.
+    let (code, _) = run_ci(&m, &t.path().join("cache2"), &home, &run, &["--no-save"], false);
     assert_eq!(code, 1);
     let s = summary(&run);
     assert_eq!(repo(&s, "bllvm-muhash")["status"], "failed");
