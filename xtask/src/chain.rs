@@ -341,7 +341,15 @@ impl Report {
             };
         }
         if self.outcomes.is_empty() {
-            let _ = writeln!(s, "nothing to dispatch: no repo depends on {}", self.from);
+            let _ = if self.from.starts_with("release ") {
+                writeln!(
+                    s,
+                    "nothing to dispatch: the {} set lists no repo",
+                    self.from
+                )
+            } else {
+                writeln!(s, "nothing to dispatch: no repo depends on {}", self.from)
+            };
         }
         s
     }
@@ -444,6 +452,12 @@ pub fn run(args: &ChainArgs) -> Result<ExitCode> {
             &chain_id,
         )
         .with_context(|| format!("release set `{set}` from {}", versions_path.display()))?;
+        let mut targets = targets;
+        if !event.may_dispatch() {
+            for t in &mut targets {
+                t.skip = Some(format!("{} events never dispatch", event.name()));
+            }
+        }
         (format!("release {set}"), targets, !args.execute, true)
     } else {
         let Some(from) = args.from.clone() else {

@@ -131,6 +131,7 @@ impl Client {
                                 status,
                                 wait_secs,
                                 max_wait_secs: self.policy.max_wait.as_secs(),
+                                attempts: attempt,
                             });
                         }
                         Duration::from_secs(wait_secs)

@@ -108,8 +108,9 @@ pub enum DispatchError {
         /// What is wrong.
         reason: String,
     },
-    /// 429, or 403 with rate-limit headers, asking to wait longer than allowed.
-    #[error("{repo}: rate limited ({status}): GitHub asks to wait {wait_secs}s, more than --max-wait {max_wait_secs}s; retry later or raise --max-wait")]
+    /// 429, or 403 with rate-limit signs, asking to wait longer than `--max-wait`, or
+    /// still answered on the last attempt.
+    #[error("{repo}: rate limited ({status}) after {attempts} attempt(s): GitHub asks to wait {wait_secs}s (--max-wait is {max_wait_secs}s); retry later or raise --max-wait")]
     RateLimited {
         /// Target `owner/name`.
         repo: String,
@@ -119,6 +120,8 @@ pub enum DispatchError {
         wait_secs: u64,
         /// The bound (`--max-wait`).
         max_wait_secs: u64,
+        /// Attempts made.
+        attempts: u32,
     },
     /// Server errors on every attempt.
     #[error("{repo}: GitHub answered {status} on all {attempts} attempts; retry later (the dispatch may have gone through: receivers dedupe on dispatch_id)")]

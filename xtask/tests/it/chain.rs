@@ -336,7 +336,7 @@ fn error_statuses_have_their_message_and_exit_code() {
         (
             ResponseTemplate::new(429).insert_header("retry-after", "3600"),
             6,
-            "rate limited (429): GitHub asks to wait 3600s, more than --max-wait 60s",
+            "rate limited (429) after 1 attempt(s): GitHub asks to wait 3600s (--max-wait is 60s)",
         ),
         (
             ResponseTemplate::new(403)
@@ -449,6 +449,24 @@ fn rate_limit_waits_for_retry_after_then_sends_once() {
     let out = run(env.chain(&["--from", "bllvm-consensus"]));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(env.requests().len(), 2);
+}
+
+#[test]
+fn rate_limits_are_waited_out_a_bounded_number_of_times() {
+    let env = Env::new();
+    env.mount(
+        Mock::given(method("POST"))
+            .and(path(dispatches("bllvm-protocol")))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0")),
+    );
+    let out = run(env.chain(&["--from", "bllvm-consensus", "--retries", "2"]));
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("rate limited (429) after 3 attempt(s)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(env.requests().len(), 3);
 }
 
 #[test]
