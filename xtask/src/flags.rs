@@ -42,6 +42,8 @@ pub enum Cmd {
     Explain(ExplainArgs),
     /// Check in a second or two what a run needs (checkouts, toolchains, disk, secrets, inputs), listing every problem.
     Preflight(PreflightArgs),
+    /// Send a test message to the webhooks the manifest's `[notify]` names (to check the secrets).
+    Notify(NotifyArgs),
 }
 
 /// Flags shared by `ci`, `plan` and `checkout`.
@@ -488,4 +490,16 @@ pub struct PreflightArgs {
     /// Output format (`json`: `schema_version` 1, the problems as an array).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// `cargo xtask notify`. Exit codes: 0 every webhook answered; 1 one failed (a warning
+/// says why, never with the URL); 2 no webhook is configured and set.
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// Shared flags (the manifest's `[notify]` table names the webhook variables).
+    #[command(flatten)]
+    pub common: Common,
+    /// Seconds one webhook call may take, over the manifest's `[notify] timeout`.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
 }

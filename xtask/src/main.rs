@@ -27,6 +27,7 @@ mod graph;
 mod graph_out;
 mod manifest;
 mod metadata;
+mod notify;
 mod patches;
 mod plan;
 mod preflight;
@@ -185,6 +186,7 @@ fn run(args: Xtask) -> Result<ExitCode> {
         }
         Cmd::Explain(a) => explain::cli(&a),
         Cmd::Preflight(a) => preflight::cli(&a),
+        Cmd::Notify(a) => notify::cli(&a),
         Cmd::Cache(c) => match c.cmd {
             CacheCmd::Key { resolve, repo } => {
                 let (manifest, mut opts, cache) = open(&resolve)?;
