@@ -337,7 +337,13 @@ impl Report {
                     writeln!(s, "dry-run  {} ({}) {}", t.repo, t.github, t.event_type)
                 }
                 Status::Skipped(why) => writeln!(s, "skipped  {} ({}): {why}", t.repo, t.github),
-                Status::Failed(e) => writeln!(s, "failed   {} ({}): {e}", t.repo, t.github),
+                Status::Failed(e) => writeln!(
+                    s,
+                    "failed   {} ({}): {}",
+                    t.repo,
+                    t.github,
+                    one_line(e, &t.github)
+                ),
             };
         }
         if self.outcomes.is_empty() {
@@ -599,6 +605,14 @@ fn post_comment(event: &Event, summary: &str) -> Result<crate::dispatch::comment
     ))
 }
 
+/// An error as one summary line: without the `owner/name: ` prefix the line already
+/// shows, and with GitHub's multi-line messages folded.
+fn one_line(e: &DispatchError, github: &str) -> String {
+    let text = e.to_string();
+    let text = text.strip_prefix(&format!("{github}: ")).unwrap_or(&text);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn env_nonempty(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
@@ -802,7 +816,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("failed   node (o/node): o/node: bad credentials (401)"),
+            text.contains("failed   node (o/node): bad credentials (401)"),
             "{text}"
         );
         assert_eq!(r.to_json()["targets"][2]["error_kind"], "server");

@@ -285,6 +285,27 @@ fn dry_run_prints_each_request_and_sends_nothing() {
     );
 }
 
+/// The text a person reads from a dry run, against GitHub's real API URL (nothing is
+/// sent, so no server is involved).
+#[test]
+fn dry_run_text_snapshot() {
+    let env = Env::new();
+    let out = run(env.chain_at(
+        "https://api.github.com",
+        &[
+            "--from",
+            "bllvm-consensus",
+            "--transitive",
+            "--dry-run",
+            "--sha",
+            "0123abc",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!("chain_dry_run", out.stdout);
+    assert!(env.requests().is_empty());
+}
+
 #[test]
 fn dry_run_needs_no_token_but_a_real_run_does() {
     let env = Env::new();
@@ -347,6 +368,7 @@ fn error_statuses_have_their_message_and_exit_code() {
             "rate limited (403)",
         ),
     ];
+    let mut lines = Vec::new();
     for (template, code, message) in cases {
         let env = Env::new();
         env.mount(
@@ -367,7 +389,18 @@ fn error_statuses_have_their_message_and_exit_code() {
             out.stdout
         );
         assert_eq!(env.requests().len(), 1, "{message}: retried");
+        // The wait computed from x-ratelimit-reset depends on the clock: not snapshotted.
+        if !message.starts_with("rate limited (403)") {
+            lines.extend(
+                out.stdout
+                    .lines()
+                    .filter(|l| l.starts_with("failed"))
+                    .map(|l| format!("exit {code}: {l}")),
+            );
+        }
     }
+    // What a person reads for each status (one line per target).
+    insta::assert_snapshot!("chain_error_lines", lines.join("\n"));
 }
 
 #[test]
