@@ -36,7 +36,10 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         mib,
         reps,
         record,
-    } = cmd;
+    } = cmd
+    else {
+        anyhow::bail!("`bench {cmd:?}` is run by its own module, not by the cache benchmark");
+    };
     for tool in ["rsync", "tar", "zstd"] {
         if Command::new(tool)
             .arg("--version")
@@ -217,7 +220,14 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     });
     print!("{report}");
     if let Some(path) = record {
-        record_section(&path, &report)?;
+        let tag = if target_dir.is_some() {
+            "target-dir"
+        } else if sample {
+            "sample"
+        } else {
+            "generated"
+        };
+        record_section(&path, tag, &report)?;
         println!("recorded in {}", path.display());
     }
     fsutil::remove_tree(&dir)?;
@@ -349,21 +359,26 @@ impl Measures {
     }
 }
 
-/// Replace (or append) the `<!-- bench:cache -->` ... `<!-- /bench:cache -->` section of
-/// the Markdown file at `path` with `body`.
-fn record_section(path: &Path, body: &str) -> Result<()> {
-    const OPEN: &str = "<!-- bench:cache -->";
-    const CLOSE: &str = "<!-- /bench:cache -->";
+/// Replace (or append) the `<!-- bench:cache:TAG -->` ... `<!-- /bench:cache:TAG -->`
+/// section of the Markdown file at `path` with `body`, the date and the command line.
+fn record_section(path: &Path, tag: &str, body: &str) -> Result<()> {
+    let open = format!("<!-- bench:cache:{tag} -->");
+    let close = format!("<!-- /bench:cache:{tag} -->");
+    let (open, close) = (open.as_str(), close.as_str());
     let text = fs::read_to_string(path).unwrap_or_default();
     let now = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year]-[month]-[day] [hour]:[minute] UTC"
         ))
         .unwrap_or_default();
-    let section = format!("{OPEN}\nLatest run: {now}.\n\n{body}{CLOSE}");
-    let out = match (text.find(OPEN), text.find(CLOSE)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let section = format!(
+        "{open}\nLatest run: {now}, `cargo xtask {}`.\n\n{body}{close}",
+        args.join(" ")
+    );
+    let out = match (text.find(open), text.find(close)) {
         (Some(a), Some(b)) if b > a => {
-            format!("{}{section}{}", &text[..a], &text[b + CLOSE.len()..])
+            format!("{}{section}{}", &text[..a], &text[b + close.len()..])
         }
         _ => format!("{text}\n{section}\n"),
     };

@@ -297,6 +297,12 @@ pub enum CacheCmd {
         #[arg(long)]
         repo: String,
     },
+    /// Build each selected repo's dependencies (its compiling steps: clippy, build, test --no-run, doc) and save the target entries, pruned to dependency artifacts.
+    Warm {
+        /// Plan flags.
+        #[command(flatten)]
+        resolve: Resolve,
+    },
     /// Save a directory as an entry (scripts and tests; prints the outcome as JSON).
     #[command(hide = true)]
     Put {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::retention::Policy;
 use super::{resolve_root, stats, Cache, CacheKey, Stage};
-use crate::flags::{CacheCmd, CacheRoot, Format};
+use crate::flags::{CacheCmd, CacheRoot, Format, Resolve};
 use crate::fsutil::human_bytes;
 use crate::manifest::{CacheSettings, Manifest};
 
@@ -215,6 +215,95 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             println!("{}", serde_json::to_string(&r)?);
             Ok(ExitCode::SUCCESS)
         }
+        CacheCmd::Warm { resolve } => warm(&resolve),
         CacheCmd::Key { .. } => bail!("`cache key` is handled by main"),
     }
+}
+
+/// The arguments a warm-up runs for a step, or `None` for steps that compile nothing
+/// (`fmt`, custom programs): `test` only builds (`--no-run`), `clippy` drops its lint
+/// flags (dependencies are built the same, and a lint failure must not stop the warm-up).
+fn warm_args(step: &crate::manifest::Step) -> Option<Vec<String>> {
+    if step.program != "cargo" {
+        return None;
+    }
+    let cmd = step.args.first()?.as_str();
+    let mut args: Vec<String> = step
+        .args
+        .iter()
+        .take_while(|a| *a != "--")
+        .cloned()
+        .collect();
+    match cmd {
+        "build" | "check" | "clippy" | "doc" => {}
+        "test" | "bench" => args.push("--no-run".into()),
+        _ => return None,
+    }
+    Some(args)
+}
+
+/// `cache warm`: for each selected cargo repo, restore its target entry, run its compiling
+/// steps, and save the entry pruned to dependency artifacts. Cargo has no
+/// "dependencies only" build: building dependency packages alone (`-p dep`) would resolve
+/// their features differently from the repo's own build and leave artifacts that build
+/// never uses, so the repo's own steps run and pruning drops the workspace's units.
+/// A step that fails (a lint, a compile error in the repo's own code) is reported and
+/// the warm-up goes on: the dependencies it built are still saved.
+fn warm(resolve: &Resolve) -> Result<ExitCode> {
+    let (manifest, opts, cache) = crate::open(resolve)?;
+    let cache = cache.with_policy(Policy::from(&manifest.cache));
+    let resolved = crate::plan::resolve(&manifest, &opts, &cache)?;
+    let plan = &resolved.plan;
+    for r in plan.repos.iter().filter(|r| r.selected) {
+        let Some(key) = &r.cache_key else {
+            println!(
+                "{}: no target key ({}), skipped",
+                r.name,
+                r.error.as_deref().unwrap_or("docs repo")
+            );
+            continue;
+        };
+        let target = r
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| crate::plan::default_target_dir(&r.dir));
+        let restored = cache.restore(key, &target, false)?;
+        println!("{}: restore {:?}", r.name, restored);
+        for step in &r.steps {
+            let Some(base) = warm_args(step) else {
+                continue;
+            };
+            let warm_step = crate::manifest::Step {
+                args: base,
+                ..step.clone()
+            };
+            let args = crate::plan::step_args(&warm_step, &r.features, &plan.profile);
+            println!(
+                "--> {} warm {}: cargo {}",
+                r.name,
+                step.name,
+                args.join(" ")
+            );
+            let st = std::process::Command::new("cargo")
+                .args(&args)
+                .current_dir(&r.dir)
+                .envs(r.env.iter().chain(step.env.iter()))
+                .status()
+                .with_context(|| format!("run cargo for {}", r.name))?;
+            if !st.success() {
+                println!(
+                    "    {} {} failed ({st}); dependencies built so far are kept",
+                    r.name, step.name
+                );
+            }
+        }
+        let members: Vec<String> = r.versions.keys().cloned().collect();
+        let prune = super::prune::target_prune(&target, &members);
+        let saved = cache.save(key, &target, &|p| prune.skips(p))?;
+        for n in cache.take_notes() {
+            println!("    note: {n}");
+        }
+        println!("{}: save {:?}", r.name, saved);
+    }
+    Ok(ExitCode::SUCCESS)
 }

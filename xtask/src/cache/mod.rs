@@ -975,10 +975,12 @@ impl Cache {
         self.list()
             .into_iter()
             .map(|l| EntryUse {
+                // A shared probe: it conflicts only with an exclusive holder (an entry
+                // moved out or being evicted), and never makes a concurrent reader miss.
                 leased: l.leased
                     || EntryLock::is_held(
                         &self.lock_path(&l.info.stage, &l.info.key),
-                        Mode::Exclusive,
+                        Mode::Shared,
                     ),
                 stage: l.info.stage,
                 key: l.info.key,

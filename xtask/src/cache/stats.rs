@@ -157,7 +157,8 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         .iter()
         .filter(|e| e.is_restore() && e.strategy == Some(Strategy::Copied))
         .collect();
-    let secs = |v: &[&Event]| v.iter().map(|e| e.secs).sum::<f64>();
+    // A fold from +0.0: an empty float `sum()` is -0.0 and would print as "-0.00 s".
+    let secs = |v: &[&Event]| v.iter().map(|e| e.secs).fold(0.0, |a, b| a + b);
     let bytes = |v: &[&Event]| v.iter().map(|e| e.bytes).sum::<u64>();
     let _ = writeln!(
         s,
