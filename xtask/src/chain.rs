@@ -515,13 +515,19 @@ pub fn run(args: &ChainArgs) -> Result<ExitCode> {
     let _entered = rt.enter();
     let needs_client = !dry_run && targets.iter().any(|t| t.skip.is_none());
     let client = if needs_client {
-        let (token, _var) = match Token::from_env(manifest.chain.token_env.as_deref()) {
+        let (token, var) = match Token::from_env(manifest.chain.token_env.as_deref()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(e.exit_code()));
             }
         };
+        if let Some(named) = manifest.chain.token_env.as_deref().filter(|n| *n != var) {
+            // Only names are printed, never the token.
+            eprintln!(
+                "note: {named} ([chain] token-env) is not set; using {var}, which may only reach its own repository"
+            );
+        }
         Some(Client::new(
             &api_url,
             &token,

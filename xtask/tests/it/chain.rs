@@ -66,6 +66,15 @@ impl Env {
 
     /// [`Env::chain`] against another API URL.
     fn chain_at(&self, api_url: &str, args: &[&str]) -> Command {
+        self.chain_full(&sample_manifest(), api_url, args)
+    }
+
+    /// [`Env::chain`] with another manifest.
+    fn chain_with(&self, manifest: &Path, args: &[&str]) -> Command {
+        self.chain_full(manifest, &self.server.uri(), args)
+    }
+
+    fn chain_full(&self, manifest: &Path, api_url: &str, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("xtask").unwrap();
         for v in [
             "GITHUB_TOKEN",
@@ -83,7 +92,7 @@ impl Env {
             .env("GITHUB_RUN_ATTEMPT", "1")
             .arg("chain")
             .arg("--manifest")
-            .arg(sample_manifest())
+            .arg(manifest)
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
             .args(["--api-url", api_url])
@@ -304,6 +313,76 @@ fn dry_run_text_snapshot() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     insta::assert_snapshot!("chain_dry_run", out.stdout);
     assert!(env.requests().is_empty());
+}
+
+/// A copy of the sample manifest (checkouts still in `ci/sample`) with a `[chain]` table.
+fn manifest_with_chain_table(env: &Env, table: &str) -> PathBuf {
+    let sample = std::fs::read_to_string(sample_manifest()).unwrap();
+    let root = sample_manifest().parent().unwrap().canonicalize().unwrap();
+    let text = sample.replacen(
+        "root = \".\"",
+        &format!("root = {:?}\n\n{table}", root.display().to_string()),
+        1,
+    );
+    assert!(
+        text.contains("[chain]"),
+        "the sample manifest no longer sets root = \".\""
+    );
+    let p = env.dir.path().join("chain.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn the_chain_table_names_the_token_variable_event_types_and_hop_limit() {
+    let env = Env::new();
+    let m = manifest_with_chain_table(
+        &env,
+        "[chain]\ntoken-env = \"BLLVM_IT_PAT\"\nmax-hops = 2\n[chain.event-types]\ndevelop = \"it-develop\"\n",
+    );
+    env.mount(ok_204("bllvm-protocol"));
+    let pat = "github_pat_FAKEtokenNEVERprint_second";
+    let mut c = env.chain_with(&m, &["--from", "bllvm-consensus", "--trigger", "develop"]);
+    c.env("BLLVM_IT_PAT", pat);
+    let out = run(c);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(pat) && !out.stderr.contains(pat));
+    let reqs = env.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(header(&reqs[0], "authorization"), format!("Bearer {pat}"));
+    assert_eq!(body(&reqs[0])["event_type"], "it-develop");
+    assert_eq!(body(&reqs[0])["client_payload"]["event"], "develop");
+
+    // Unset, it falls back to GITHUB_TOKEN and says so (by name only).
+    let mut c = env.chain_with(&m, &["--from", "bllvm-consensus"]);
+    let out = run(c);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("note: BLLVM_IT_PAT ([chain] token-env) is not set; using GITHUB_TOKEN"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        header(&env.requests()[1], "authorization"),
+        format!("Bearer {TOKEN}")
+    );
+
+    // max-hops = 2: a chain already at hop 2 stops here.
+    let mut c = env.chain_with(&m, &["--from", "bllvm-consensus"]);
+    env.event(
+        &mut c,
+        "repository_dispatch",
+        json!({"client_payload": {"source": "x", "chain_id": "c", "hop": 2, "path": ["x"]}}),
+    );
+    let out = run(c);
+    assert!(
+        out.stdout
+            .contains("loop guard: hop 3 is past [chain] max-hops = 2"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(env.requests().len(), 2, "nothing sent past max-hops");
 }
 
 #[test]
