@@ -148,29 +148,99 @@ impl Default for CacheSettings {
 /// push = "bllvm-upstream-push"
 /// release = "bllvm-upstream-release"
 /// ```
+///
+/// Values are checked when the manifest is read, because they also go into the generated
+/// workflows: event types are 1-100 characters (GitHub's limit) of letters, digits and
+/// `-_.:/`; `token-env` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`);
+/// `max-hops` is at least 1; `orchestrator` is `owner/name`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(try_from = "RawChainSettings")]
 pub struct ChainSettings {
     /// `repository_dispatch` event type sent per trigger (`push`, `release`, `develop`,
     /// ...: the name of what happened upstream); a trigger not listed sends
-    /// `bllvm-upstream-<trigger>`. GitHub limits an event type to 1-100 characters
-    /// (checked before sending).
-    #[serde(default)]
+    /// `bllvm-upstream-<trigger>`.
     pub event_types: BTreeMap<String, String>,
     /// Environment variable holding the token used for dispatches, e.g. a PAT with
     /// `contents: write` on the downstream repos (the workflow `GITHUB_TOKEN` only reaches
     /// its own repo). When unset or empty at run time, `GITHUB_TOKEN` is used.
-    #[serde(default)]
     pub token_env: Option<String>,
     /// A dispatch never goes past this many hops from the repo that started the chain
     /// (the loop guard's second half; the first is never dispatching to a repo already
-    /// on the chain's path).
-    #[serde(default = "default_max_hops")]
+    /// on the chain's path). Default 8.
     pub max_hops: u32,
     /// GitHub `owner/name` of this orchestrator repository, which the generated workflow
-    /// template of the chain repos checks out (`cargo xtask workflows`).
-    #[serde(default = "default_orchestrator")]
+    /// template of the chain repos checks out (`cargo xtask workflows`). Default
+    /// `BTCDecoded/bllvm-ci`.
     pub orchestrator: String,
+}
+
+/// `[chain]` as written, before [`ChainSettings`]'s checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawChainSettings {
+    #[serde(default)]
+    event_types: BTreeMap<String, String>,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default = "default_max_hops")]
+    max_hops: u32,
+    #[serde(default = "default_orchestrator")]
+    orchestrator: String,
+}
+
+impl TryFrom<RawChainSettings> for ChainSettings {
+    type Error = String;
+
+    fn try_from(r: RawChainSettings) -> std::result::Result<Self, String> {
+        for (trigger, t) in &r.event_types {
+            let n = t.chars().count();
+            if n == 0 || n > 100 {
+                return Err(format!(
+                    "[chain.event-types] {trigger} = \"{t}\": an event type must be 1 to 100 characters (GitHub's limit)"
+                ));
+            }
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+            {
+                return Err(format!(
+                    "[chain.event-types] {trigger} = \"{t}\": use only letters, digits and `-_.:/`"
+                ));
+            }
+        }
+        if let Some(v) = &r.token_env {
+            let mut cs = v.chars();
+            let ok = cs
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(format!(
+                    "[chain] token-env = \"{v}\" is not an environment variable name (letters, digits, `_`; not starting with a digit)"
+                ));
+            }
+        }
+        if r.max_hops == 0 {
+            return Err("[chain] max-hops must be at least 1".into());
+        }
+        let parts: Vec<&str> = r.orchestrator.split('/').collect();
+        if parts.len() != 2
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.chars().all(is_gh_char))
+        {
+            return Err(format!(
+                "[chain] orchestrator = \"{}\" is not of the form \"owner/name\"",
+                r.orchestrator
+            ));
+        }
+        Ok(ChainSettings {
+            event_types: r.event_types,
+            token_env: r.token_env,
+            max_hops: r.max_hops,
+            orchestrator: r.orchestrator,
+        })
+    }
 }
 
 impl Default for ChainSettings {
@@ -821,6 +891,44 @@ kind = "docs"
             let dir = Manifest::checkout_dir(&sample.root, r);
             assert!(dir.is_dir(), "sample repo {} missing at {}", r.name, dir.display());
         }
+    }
+
+    #[test]
+    fn chain_table_is_checked() {
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        let m = parse(&format!(
+            "[chain]\ntoken-env = \"BLLVM_PAT\"\nmax-hops = 3\n[chain.event-types]\ndevelop = \"dev\"\n{repo}"
+        ))
+        .unwrap();
+        assert_eq!(m.chain.token_env.as_deref(), Some("BLLVM_PAT"));
+        assert_eq!(m.chain.max_hops, 3);
+        assert_eq!(m.chain.event_type("develop"), "dev");
+        assert_eq!(m.chain.event_type("push"), "bllvm-upstream-push");
+        assert_eq!(parse(repo).unwrap().chain.max_hops, 8);
+        // Checks of values point at the table, unknown fields at the field.
+        for (bad, want, line) in [
+            ("[chain]\nmax-hops = 0\n", "max-hops must be at least 1", 1),
+            (
+                "[chain]\ntoken-env = \"1X\"\n",
+                "not an environment variable name",
+                1,
+            ),
+            ("[chain]\norchestrator = \"nope\"\n", "owner/name", 1),
+            ("[chain]\nbogus = 1\n", "unknown field `bogus`", 2),
+            (
+                "[chain.event-types]\npush = \"a\\\"b\"\n",
+                "only letters, digits",
+                1,
+            ),
+        ] {
+            let e = parse(&format!("{bad}{repo}")).unwrap_err();
+            let e = e.downcast::<ManifestError>().unwrap();
+            assert!(e.message.contains(want), "{bad}: {e}");
+            assert_eq!(e.line, line, "{bad}: {e}");
+        }
+        let long = "x".repeat(101);
+        let e = parse(&format!("[chain.event-types]\npush = \"{long}\"\n{repo}")).unwrap_err();
+        assert!(e.to_string().contains("1 to 100 characters"), "{e}");
     }
 
     #[test]
