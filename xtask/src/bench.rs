@@ -151,7 +151,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             Ok(())
         })?);
         cache.remove("target", &k2.key);
-        fsutil::remove_tree(&copy_dst.parent().expect("has parent"))?;
+        fsutil::remove_tree(copy_dst.parent().expect("has parent"))?;
 
         // rsync (the seeds): restore into a fresh checkout, save onto the existing copy.
         let rs_dst = dir.join("work-rsync/target");

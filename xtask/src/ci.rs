@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use crate::cache::cargo_home::{self, skip_git_path};
 use crate::cache::{Cache, CacheKey, Restore, Save};
 use crate::exec::{self, Echo, StepCommand};
+use crate::gha;
 use crate::manifest::RepoKind;
 use crate::plan::{self, Action, Plan, RepoPlan};
 use crate::results::{Record, RecordedStep, Results};
@@ -190,9 +191,17 @@ pub fn run(
                     if parallel && opts.echo == Echo::Stream {
                         let _guard = print_lock.lock().expect("print lock");
                         for st in &report.steps {
-                            println!("----- {} {} ({})", r.name, st.name, st.log);
+                            let title = format!("{} {} ({})", r.name, st.name, st.log);
+                            if gha::enabled() {
+                                println!("{}", gha::group(&title));
+                            } else {
+                                println!("----- {title}");
+                            }
                             if let Ok(text) = std::fs::read_to_string(&st.log) {
                                 print!("{text}");
+                            }
+                            if gha::enabled() {
+                                println!("{}", gha::END_GROUP);
                             }
                         }
                     }
@@ -251,6 +260,11 @@ pub fn run(
     };
     let json = serde_json::to_vec_pretty(&summary)?;
     std::fs::write(opts.run_dir.join("summary.json"), json)?;
+    if gha::enabled() {
+        if let Err(e) = gha::finish(plan, &summary) {
+            eprintln!("warning: could not write the GitHub Actions summary and outputs: {e:#}");
+        }
+    }
     Ok(summary)
 }
 
@@ -435,8 +449,16 @@ fn run_repo(
     if r.kind == RepoKind::Docs && r.steps.is_empty() {
         println!("    docs repo: nothing to build");
     }
+    let gha = gha::enabled();
     for step in &r.steps {
-        let args = plan::step_args(step, &r.features, &plan.profile);
+        let mut args = plan::step_args(step, &r.features, &plan.profile);
+        // In GitHub Actions, compiling cargo steps print JSON so errors become annotations;
+        // exec shows each diagnostic's rendered text, so the log reads as usual. Added
+        // here, not in the plan, so fingerprints are the same on a laptop and in Actions.
+        let json_diagnostics = gha && step.program == "cargo" && gha::takes_message_format(&args);
+        if json_diagnostics {
+            args.insert(1, "--message-format=json".to_owned());
+        }
         let mut env = r.env.clone();
         if let Some(j) = cargo_jobs {
             env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
@@ -448,6 +470,7 @@ fn run_repo(
             dir: r.dir.clone(),
             env,
             timeout: Duration::from_secs(step.timeout_secs),
+            json_diagnostics,
         };
         println!(
             "--> {} {}: {} {}",
@@ -457,7 +480,15 @@ fn run_repo(
             exec::shell_words(&cmd.args)
         );
         let log = log_dir.join(format!("{}.log", step.name));
-        let outcome = match exec::run_step(&cmd, &log, opts.echo) {
+        let grouped = gha && opts.echo == Echo::Stream;
+        if grouped {
+            println!("{}", gha::group(&format!("{} {}", r.name, step.name)));
+        }
+        let outcome = exec::run_step(&cmd, &log, opts.echo);
+        if grouped {
+            println!("{}", gha::END_GROUP);
+        }
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 report.status =
@@ -465,12 +496,26 @@ fn run_repo(
                 break;
             }
         };
+        if gha {
+            for d in &outcome.diagnostics {
+                if let Some(a) = gha::annotation(d, &r.name, &r.dir) {
+                    println!("{a}");
+                }
+            }
+        }
         report.steps.push(StepReport {
             name: step.name.clone(),
             code: outcome.code,
             timed_out: outcome.timed_out,
             secs: outcome.secs,
             log: log.display().to_string(),
+            errors: outcome
+                .diagnostics
+                .iter()
+                .filter(|d| d.level.starts_with("error"))
+                .take(20)
+                .cloned()
+                .collect(),
         });
         if outcome.timed_out {
             report.status = RepoStatus::Failed(format!(

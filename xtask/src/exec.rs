@@ -29,6 +29,64 @@ pub struct StepCommand {
     pub env: BTreeMap<String, String>,
     /// Kill after this long.
     pub timeout: Duration,
+    /// The command prints cargo's `--message-format=json`: show each diagnostic's
+    /// `rendered` text (the human output), collect the diagnostics, drop the other JSON
+    /// messages, and pass every non-JSON line (test output) through.
+    pub json_diagnostics: bool,
+}
+
+/// A compiler diagnostic from cargo's JSON messages, for annotations and summaries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// `error`, `warning`, ...
+    pub level: String,
+    /// The message's first line (e.g. "mismatched types").
+    pub message: String,
+    /// Error code (`E0308`), if any.
+    pub code: Option<String>,
+    /// File of the primary span, relative to the package's directory as rustc prints it.
+    pub file: Option<String>,
+    /// 1-based line of the primary span.
+    pub line: Option<usize>,
+    /// 1-based column of the primary span.
+    pub col: Option<usize>,
+    /// Directory of the package the diagnostic is about (from its manifest path).
+    pub package_dir: Option<String>,
+}
+
+/// Interpret one line of `--message-format=json` output: `Ok(Some(d))` a diagnostic (show
+/// its rendered text), `Ok(None)` another cargo message (hide it), `Err(())` not JSON
+/// (show the line as it is).
+fn parse_json_line(line: &[u8]) -> Result<Option<(Diagnostic, String)>, ()> {
+    if line.first() != Some(&b'{') {
+        return Err(());
+    }
+    let msg: cargo_metadata::Message = serde_json::from_slice(line).map_err(|_| ())?;
+    match msg {
+        cargo_metadata::Message::CompilerMessage(cm) => {
+            let d = &cm.message;
+            let primary = d.spans.iter().find(|s| s.is_primary);
+            let package_dir = std::path::Path::new(cm.target.src_path.as_str())
+                .ancestors()
+                .find(|a| a.join("Cargo.toml").is_file())
+                .map(|p| p.display().to_string());
+            let level = format!("{:?}", d.level).to_lowercase();
+            Ok(Some((
+                Diagnostic {
+                    level,
+                    message: d.message.clone(),
+                    code: d.code.as_ref().map(|c| c.code.clone()),
+                    file: primary.map(|s| s.file_name.clone()),
+                    line: primary.map(|s| s.line_start),
+                    col: primary.map(|s| s.column_start),
+                    package_dir,
+                },
+                d.rendered.clone().unwrap_or_else(|| format!("{}\n", d.message)),
+            )))
+        }
+        cargo_metadata::Message::TextLine(_) => Err(()),
+        _ => Ok(None),
+    }
 }
 
 /// How a step ended.
@@ -40,6 +98,8 @@ pub struct StepOutcome {
     pub timed_out: bool,
     /// Wall-clock seconds.
     pub secs: f64,
+    /// Compiler diagnostics (only with [`StepCommand::json_diagnostics`]).
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 impl StepOutcome {
@@ -87,6 +147,7 @@ pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome
             )
         })?;
     let pgid = child.id() as i32;
+    let diagnostics: Arc<Mutex<Vec<Diagnostic>>> = Arc::default();
     let readers: Vec<_> = [
         Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
         Box::new(child.stderr.take().expect("piped")),
@@ -94,16 +155,39 @@ pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome
     .into_iter()
     .map(|pipe| {
         let logf = Arc::clone(&logf);
+        let diagnostics = Arc::clone(&diagnostics);
+        let json = cmd.json_diagnostics;
         std::thread::spawn(move || {
             let mut r = BufReader::new(pipe);
             let mut line = Vec::new();
             while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                if echo == Echo::Stream {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&line);
-                    let _ = out.flush();
+                let shown: Option<Vec<u8>> = if json {
+                    match parse_json_line(&line) {
+                        Ok(Some((d, rendered))) => {
+                            // `--all-targets` compiles a file for the lib and its tests:
+                            // the same diagnostic arrives twice; show and keep it once.
+                            let mut all = diagnostics.lock().expect("diagnostics lock");
+                            if all.contains(&d) {
+                                None
+                            } else {
+                                all.push(d);
+                                Some(rendered.into_bytes())
+                            }
+                        }
+                        Ok(None) => None,
+                        Err(()) => Some(line.clone()),
+                    }
+                } else {
+                    Some(line.clone())
+                };
+                if let Some(text) = shown {
+                    if echo == Echo::Stream {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&text);
+                        let _ = out.flush();
+                    }
+                    let _ = logf.lock().expect("log lock").write_all(&text);
                 }
-                let _ = logf.lock().expect("log lock").write_all(&line);
                 line.clear();
             }
         })
@@ -135,10 +219,12 @@ pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome
             cmd.timeout.as_secs()
         )?;
     }
+    let diagnostics = std::mem::take(&mut *diagnostics.lock().expect("diagnostics lock"));
     Ok(StepOutcome {
         code: status.code(),
         timed_out,
         secs,
+        diagnostics,
     })
 }
 
@@ -175,6 +261,7 @@ mod tests {
             dir: std::env::temp_dir(),
             env: BTreeMap::new(),
             timeout,
+            json_diagnostics: false,
         }
     }
 

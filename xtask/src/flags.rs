@@ -319,7 +319,7 @@ pub enum CacheCmd {
         #[arg(long)]
         src: PathBuf,
     },
-    /// Restore an entry into a directory (scripts and tests; prints the outcome as JSON).
+    /// Restore an entry into a directory (scripts and tests; prints the outcome as JSON). Without --read-only a moved entry is consumed: `cache put` it back.
     #[command(hide = true)]
     Get {
         /// Cache root and settings.
@@ -351,6 +351,18 @@ pub struct BenchArgs {
 /// Benchmarks.
 #[derive(Debug, Clone, Subcommand)]
 pub enum BenchCmd {
+    /// `ci` on the unchanged sample chain against the bare loop of cargo commands it would run.
+    Noop {
+        /// Scratch dir (default: target/bllvm-ci/bench-noop); the sample chain is copied into it.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Repetitions of each side (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Write the figures into this Markdown file (replacing its `<!-- bench:noop -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// Restore and save of a target dir: our engine (move and copy) against `rsync -a --delete` and `tar` + `zstd`.
     Cache {
         /// A real target dir to measure (default: a generated one with a real target's shape).

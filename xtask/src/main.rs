@@ -11,6 +11,7 @@
 //! flags).
 
 mod bench;
+mod bench_noop;
 mod cache;
 mod chain;
 mod checkout;
@@ -23,6 +24,7 @@ mod explain;
 mod fingerprint;
 mod flags;
 mod fsutil;
+mod gha;
 mod graph;
 mod graph_out;
 mod manifest;
@@ -215,7 +217,14 @@ fn run(args: Xtask) -> Result<ExitCode> {
             }
             other => cache::cli::run(other),
         },
-        Cmd::Bench(a) => bench::run(a.cmd),
+        Cmd::Bench(a) => match a.cmd {
+            flags::BenchCmd::Noop { dir, reps, record } => bench_noop::run(&bench_noop::NoopOptions {
+                dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-noop")),
+                reps,
+                record,
+            }),
+            other => bench::run(other),
+        },
     }
 }
 

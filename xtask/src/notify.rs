@@ -537,6 +537,7 @@ mod tests {
                     timed_out: false,
                     secs: 1.0,
                     log: log.display().to_string(),
+                    errors: Vec::new(),
                 }],
                 cache: vec![],
                 restore_secs: 0.0,

@@ -58,6 +58,10 @@ pub struct StepReport {
     pub secs: f64,
     /// Log file of the step.
     pub log: String,
+    /// Compiler errors the step reported (from cargo's JSON diagnostics, in GitHub
+    /// Actions; at most 20), for the summary and notifications.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<crate::exec::Diagnostic>,
 }
 
 impl StepReport {

@@ -475,11 +475,14 @@ impl Cache {
         }
         let dir = self.root.join("log");
         let _ = fs::create_dir_all(&dir);
-        if let Ok(mut f) = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("events.jsonl"))
-        {
+        // Keep the log bounded: past 8 MiB it becomes `events.1.jsonl` (one rename, so a
+        // concurrent appender writes to one file or the other, never loses its line
+        // mid-way), replacing the previous generation. `cache stats` reads both.
+        let path = dir.join("events.jsonl");
+        if fs::metadata(&path).is_ok_and(|m| m.len() > stats::LOG_ROTATE_BYTES) {
+            let _ = fs::rename(&path, dir.join("events.1.jsonl"));
+        }
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
             // One write of one line: O_APPEND keeps concurrent lines whole.
             let mut line = serde_json::to_vec(ev).unwrap_or_default();
             line.push(b'\n');

@@ -19,12 +19,29 @@
 //! - `.fingerprint/`, `build/` and `deps/` entries of workspace units (by hash, see above)
 //!   and any `deps/` file named after a workspace crate (rust-cache's rule, kept as a net);
 //!
-//! and at the target root, rustdoc's output for workspace crates (`doc/<crate>`,
-//! `doc/src/<crate>`).
+//! and at the target root, `.rustc_info.json` (cargo's cache of `rustc -vV`, rewritten
+//! every run), and rustdoc's output for workspace crates: all of `doc/` when it holds
+//! only workspace crates (`cargo doc --no-deps`), else `doc/<crate>` and
+//! `doc/src/<crate>`.
+//!
+//! With these rules, an exact hit whose build recompiled only workspace crates saves as
+//! `unchanged`: every kept file is byte for byte (and mtime for mtime) the restored one.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Directories rustdoc shares between the crates of one `doc/` dir.
+const RUSTDOC_SHARED: &[&str] = &[
+    "src",
+    "static.files",
+    "search.index",
+    "trait.impl",
+    "type.impl",
+    "implementors",
+    "search-index",
+    "src-files",
+];
 
 /// The relative paths (under a target dir) that a save leaves out.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +149,12 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
             }
         }
     }
+    // `.rustc_info.json` is cargo's cache of `rustc -vV` and target info, rewritten on
+    // every run; cargo recreates it with one rustc call. Keeping it would make every
+    // entry look changed.
+    if target.join(".rustc_info.json").is_file() {
+        drop.insert(PathBuf::from(".rustc_info.json"));
+    }
     for doc in [PathBuf::from("doc")]
         .into_iter()
         .chain(profile_dirs(target).iter().filter_map(|p| {
@@ -140,6 +163,20 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
                 .map(|t| t.join("doc"))
         }))
     {
+        // With `cargo doc --no-deps` (the default doc step) every crate dir in `doc/` is
+        // the workspace's, and rustdoc rewrites its shared files (search index,
+        // `crates.js`, static files) on every run: the whole dir goes. When dependency
+        // docs are there too, only the workspace crates' dirs go, since the shared files
+        // index the dependencies as well.
+        let crate_dirs: Vec<String> = names(&target.join(&doc))
+            .into_iter()
+            .filter(|(n, is_dir)| *is_dir && !RUSTDOC_SHARED.contains(&n.as_str()))
+            .map(|(n, _)| n)
+            .collect();
+        if !crate_dirs.is_empty() && crate_dirs.iter().all(|c| crates.contains(c)) {
+            drop.insert(doc.clone());
+            continue;
+        }
         for c in &crates {
             for p in [doc.join(c), doc.join("src").join(c)] {
                 if target.join(&p).exists() {
@@ -209,9 +246,14 @@ mod tests {
                 "debug/deps/itoa-bbbb.d",
                 "x86_64-unknown-linux-gnu/release/deps/libitoa-ffff.rlib",
                 "doc/itoa/index.html",
-                ".rustc_info.json",
                 "CACHEDIR.TAG",
             ]
         );
+        // `cargo doc --no-deps`: only workspace crates in doc/, so all of it goes.
+        fs::remove_dir_all(tg.join("doc/itoa")).unwrap();
+        fs::create_dir_all(tg.join("doc/static.files")).unwrap();
+        let plan = target_prune(tg, &["my-lib".to_owned()]);
+        assert!(plan.skips(Path::new("doc/static.files")));
+        assert!(plan.skips(Path::new("doc/my_lib/index.html")));
     }
 }

@@ -78,12 +78,21 @@ impl Event {
     }
 }
 
-/// Read the event log of the cache at `root` (malformed lines are skipped).
+/// Size past which `log/events.jsonl` is rotated to `events.1.jsonl`, in bytes.
+pub const LOG_ROTATE_BYTES: u64 = 8 << 20;
+
+/// Read the event log of the cache at `root`, the previous generation first (malformed
+/// lines, e.g. from a writer killed mid-line, are skipped).
 pub fn read_events(root: &Path) -> Vec<Event> {
-    std::fs::read_to_string(root.join("log/events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    ["log/events.1.jsonl", "log/events.jsonl"]
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(root.join(p))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<Event>>()
+        })
         .collect()
 }
 
@@ -223,7 +232,7 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         human_bytes(policy.max_bytes)
     );
     let mut largest: Vec<&Listed> = entries.iter().collect();
-    largest.sort_by(|a, b| b.info.bytes.cmp(&a.info.bytes));
+    largest.sort_by_key(|l| std::cmp::Reverse(l.info.bytes));
     for l in largest.iter().take(5) {
         let _ = writeln!(
             s,

@@ -244,6 +244,7 @@ fn read_only_cache_never_writes_under_its_root() {
             available: 1,
         })
     }));
+    assert!(ro.is_read_only());
     let dst = t.path().join("d");
     let r = ro.restore(&key("r-base-env-l2"), &dst, false).unwrap();
     assert!(

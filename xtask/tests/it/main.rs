@@ -6,3 +6,4 @@ mod spine;
 mod support;
 mod tidy;
 mod skip;
+mod gha;
