@@ -44,6 +44,8 @@ pub enum Cmd {
     Preflight(PreflightArgs),
     /// Send a test message to the webhooks the manifest's `[notify]` names (to check the secrets).
     Notify(NotifyArgs),
+    /// Print build trends from the metrics history, or write them as an HTML page with SVG charts (--html).
+    Report(ReportArgs),
 }
 
 /// Flags shared by `ci`, `plan` and `checkout`.
@@ -520,4 +522,24 @@ pub struct NotifyArgs {
     /// Seconds one webhook call may take, over the manifest's `[notify] timeout`.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+}
+
+/// `cargo xtask report`. Exit codes: 0 printed or written; 2 no history or unreadable.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Chain manifest (only its `[cache] dir` is read, to find the cache root).
+    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Cache root holding metrics/history.jsonl (default as for `ci`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// History file to read instead of <cache root>/metrics/history.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// How many of the latest runs to show.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub last: usize,
+    /// Write a self-contained HTML page with SVG charts to FILE instead of printing text.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }

@@ -29,11 +29,13 @@ mod graph;
 mod graph_out;
 mod manifest;
 mod metadata;
+mod metrics;
 mod notify;
 mod patches;
 mod plan;
 mod preflight;
 mod release;
+mod report;
 mod results;
 mod summary;
 mod workflows;
@@ -67,6 +69,10 @@ fn run(args: Xtask) -> Result<ExitCode> {
             // runs the full chain, a workflow_dispatch may pick repos (see `events`).
             let event = events::Event::from_env()?;
             let (manifest, mut opts, cache) = open(&a.resolve)?;
+            if let Some(code) = preflight::gate(&manifest, &a.resolve, cache.root()) {
+                return Ok(code);
+            }
+            let probe = metrics::Probe::start(cache.root());
             if let Some(note) = event.shape_only(&mut opts.only) {
                 println!("{note}");
             }
@@ -98,6 +104,8 @@ fn run(args: Xtask) -> Result<ExitCode> {
             drop(resolved);
             print!("{}", summary.render());
             println!("logs: {}", run_dir.display());
+            probe.finish(&summary, &cache, &run_dir);
+            notify::after_run(&manifest, &summary, cache.root());
             if a.comment {
                 chain::comment_on_pull_request(&event, &summary.render());
             }
@@ -189,6 +197,7 @@ fn run(args: Xtask) -> Result<ExitCode> {
         Cmd::Explain(a) => explain::cli(&a),
         Cmd::Preflight(a) => preflight::cli(&a),
         Cmd::Notify(a) => notify::cli(&a),
+        Cmd::Report(a) => report::cli(&a),
         Cmd::Cache(c) => match c.cmd {
             CacheCmd::Key { resolve, repo } => {
                 let (manifest, mut opts, cache) = open(&resolve)?;

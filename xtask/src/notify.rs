@@ -76,41 +76,92 @@ pub fn run_url(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     ))
 }
 
+/// What notifications need to know about a finished run, taken from its
+/// [`RunSummary`] by [`Outcome::from_summary`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Run id.
+    pub run_id: String,
+    /// Variant built.
+    pub variant: String,
+    /// The first failed repo, if any.
+    pub failure: Option<Failure>,
+    /// Other repos that failed.
+    pub also_failed: Vec<String>,
+}
+
+/// The first failure of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Repo name.
+    pub repo: String,
+    /// The step that failed and its log file, when one ran.
+    pub step: Option<(String, PathBuf)>,
+    /// The summary's reason (first line used when the log has no error line).
+    pub reason: String,
+}
+
+impl Outcome {
+    /// The run's outcome: its first failed repo (in plan order) and failed step.
+    pub fn from_summary(summary: &RunSummary) -> Outcome {
+        let failed: Vec<_> = summary
+            .repos
+            .iter()
+            .filter_map(|r| match &r.status {
+                RepoStatus::Failed(why) => Some((r, why)),
+                _ => None,
+            })
+            .collect();
+        Outcome {
+            run_id: summary.run_id.clone(),
+            variant: summary.variant.clone(),
+            failure: failed.first().map(|(r, why)| Failure {
+                repo: r.name.clone(),
+                step: r
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| !s.ok())
+                    .map(|s| (s.name.clone(), PathBuf::from(&s.log))),
+                reason: (*why).clone(),
+            }),
+            also_failed: failed.iter().skip(1).map(|(r, _)| r.name.clone()).collect(),
+        }
+    }
+
+    /// Whether the run failed.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+}
+
 /// Build the notice for a finished run (reads the failed step's log for its first error
 /// and the suggested fix).
 pub fn notice(
     kind: Kind,
     chain: &str,
-    summary: &RunSummary,
+    outcome: &Outcome,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Notice {
-    let failed: Vec<_> = summary
-        .repos
-        .iter()
-        .filter(|r| matches!(r.status, RepoStatus::Failed(_)))
-        .collect();
     let mut n = Notice {
         kind,
         chain: chain.to_owned(),
-        variant: summary.variant.clone(),
-        run_id: summary.run_id.clone(),
+        variant: outcome.variant.clone(),
+        run_id: outcome.run_id.clone(),
         repo: None,
         step: None,
         first_error: None,
         fix: None,
-        also_failed: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
+        also_failed: outcome.also_failed.clone(),
         run_url: run_url(env),
     };
-    if kind == Kind::Recovery {
-        return n;
-    }
-    let Some(r) = failed.first() else {
+    let Some(f) = outcome.failure.as_ref().filter(|_| kind == Kind::Failure) else {
         return n;
     };
-    n.repo = Some(r.name.clone());
-    if let Some(step) = r.steps.iter().rev().find(|s| !s.ok()) {
-        n.step = Some(step.name.clone());
-        if let Ok(bytes) = std::fs::read(&step.log) {
+    n.repo = Some(f.repo.clone());
+    if let Some((step, log)) = &f.step {
+        n.step = Some(step.clone());
+        if let Ok(bytes) = std::fs::read(log) {
             let log = String::from_utf8_lossy(&bytes);
             n.first_error = crate::explain::first_error(&log);
             n.fix = crate::explain::suggest(&log)
@@ -120,9 +171,7 @@ pub fn notice(
         }
     }
     if n.first_error.is_none() {
-        if let RepoStatus::Failed(why) = &r.status {
-            n.first_error = why.lines().next().map(str::to_owned);
-        }
+        n.first_error = f.reason.lines().next().map(str::to_owned);
     }
     n
 }
@@ -379,7 +428,7 @@ fn chain_label(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> Str
 /// status, and return the lines to print. `timeout` overrides `[notify] timeout` (tests).
 pub fn after_run_with(
     manifest: &Manifest,
-    summary: &RunSummary,
+    outcome: &Outcome,
     cache_root: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     timeout: Option<Duration>,
@@ -389,14 +438,14 @@ pub fn after_run_with(
         std::fs::canonicalize(&manifest.path)
             .unwrap_or_else(|_| manifest.path.clone())
             .display(),
-        summary.variant
+        outcome.variant
     );
     let mut state = State::load(cache_root);
-    let failed = summary.failed();
+    let failed = outcome.failed();
     let mut lines = Vec::new();
     if let Some(kind) = decide(state.chains.get(&key), failed, manifest.notify.recovery) {
         if !webhooks(manifest, env).is_empty() {
-            let n = notice(kind, &chain_label(manifest, env), summary, env);
+            let n = notice(kind, &chain_label(manifest, env), outcome, env);
             let t = timeout.unwrap_or(Duration::from_secs(manifest.notify.timeout.max(1)));
             lines.extend(send_all(manifest, &n, env, t));
         }
@@ -406,7 +455,7 @@ pub fn after_run_with(
         key,
         LastRun {
             failed,
-            run_id: summary.run_id.clone(),
+            run_id: outcome.run_id.clone(),
         },
     );
     if let Err(e) = state.save(cache_root) {
@@ -421,7 +470,7 @@ pub fn after_run_with(
 pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
     for l in after_run_with(
         manifest,
-        summary,
+        &Outcome::from_summary(summary),
         cache_root,
         &crate::preflight::process_env,
         None,
@@ -520,33 +569,16 @@ mod tests {
         .unwrap()
     }
 
-    fn failed_summary(log: &Path) -> RunSummary {
-        RunSummary {
-            schema_version: 1,
+    fn failed_outcome(log: &Path) -> Outcome {
+        Outcome {
             run_id: "r1".into(),
             variant: "base".into(),
-            chain_cache: vec![],
-            repos: vec![crate::summary::RepoReport {
-                name: "bllvm-node".into(),
-                status: RepoStatus::Failed("step `build` exited with code 101".into()),
-                start_secs: 0.0,
-                end_secs: 1.0,
-                steps: vec![crate::summary::StepReport {
-                    name: "build".into(),
-                    code: Some(101),
-                    timed_out: false,
-                    secs: 1.0,
-                    log: log.display().to_string(),
-                    errors: Vec::new(),
-                }],
-                cache: vec![],
-                restore_secs: 0.0,
-                restore_bytes: 0,
-                save_secs: 0.0,
-                save_bytes: 0,
-                warnings: vec![],
-            }],
-            secs: 1.0,
+            failure: Some(Failure {
+                repo: "bllvm-node".into(),
+                step: Some(("build".into(), log.to_path_buf())),
+                reason: "step `build` exited with code 101".into(),
+            }),
+            also_failed: vec![],
         }
     }
 
@@ -594,8 +626,8 @@ mod tests {
             "GITHUB_RUN_ID" => Some("42".into()),
             _ => None,
         };
-        let mut summary = failed_summary(&log);
-        let lines = after_run_with(&m, &summary, dir.path(), &env, None);
+        let mut outcome = failed_outcome(&log);
+        let lines = after_run_with(&m, &outcome, dir.path(), &env, None);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines.iter().all(|l| l.starts_with("notify:")), "{lines:?}");
         assert!(
@@ -629,16 +661,15 @@ mod tests {
         assert_eq!(e["fields"][1]["value"], "bllvm-node");
 
         // Same chain succeeds: one recovery message each; then nothing while it stays green.
-        summary.repos[0].status = RepoStatus::Ok;
-        summary.repos[0].steps[0].code = Some(0);
-        summary.run_id = "r2".into();
-        let lines = after_run_with(&m, &summary, dir.path(), &env, None);
+        outcome.failure = None;
+        outcome.run_id = "r2".into();
+        let lines = after_run_with(&m, &outcome, dir.path(), &env, None);
         assert_eq!(lines.len(), 2, "{lines:?}");
         let (_, s) = slack_rx.recv_timeout(bound).unwrap();
         assert_eq!(s["text"], "✅ bllvm/bllvm-ci is green again");
         let (_, d) = discord_rx.recv_timeout(bound).unwrap();
         assert_eq!(d["embeds"][0]["color"], 3066993);
-        assert!(after_run_with(&m, &summary, dir.path(), &env, None).is_empty());
+        assert!(after_run_with(&m, &outcome, dir.path(), &env, None).is_empty());
         let st = State::load(dir.path());
         assert_eq!(st.chains.values().next().unwrap().run_id, "r2");
     }
@@ -666,8 +697,8 @@ mod tests {
             _ => None,
         };
         let dir = tempfile::tempdir().unwrap();
-        let summary = failed_summary(&dir.path().join("missing.log"));
-        let lines = after_run_with(&m, &summary, dir.path(), &env, Some(Duration::from_secs(1)));
+        let outcome = failed_outcome(&dir.path().join("missing.log"));
+        let lines = after_run_with(&m, &outcome, dir.path(), &env, Some(Duration::from_secs(1)));
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines.iter().all(|l| l.starts_with("warning: notify:")),

@@ -130,7 +130,7 @@ fn check_checkouts(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) -> B
             out.push(fatal(
                 "checkout",
                 format!(
-                    "{}: no checkout at {}: run `cargo xtask checkout` (or pass --root DIR where the checkouts are)",
+                    "{}: expected a checkout at {}: run `cargo xtask checkout` (or pass --root DIR where the checkouts are)",
                     r.name,
                     dir.display()
                 ),

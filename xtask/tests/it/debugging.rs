@@ -154,7 +154,7 @@ kind = "docs"
         .filter(|l| l.starts_with("preflight: error") || l.starts_with("preflight: warning"))
         .collect();
     let has = |needle: &str| problems.iter().any(|l| l.contains(needle));
-    assert!(has("error [checkout] b: no checkout at"), "{stderr}");
+    assert!(has("error [checkout] b: expected a checkout at"), "{stderr}");
     assert!(has("error [secret] no token for dispatching"), "{stderr}");
     assert!(has("BLLVM_TEST_TOKEN or GITHUB_TOKEN"), "{stderr}");
     assert!(has("error [inputs] a release needs a version"), "{stderr}");
@@ -200,4 +200,210 @@ fn preflight_passes_on_the_sample_chain() {
 fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// A webhook on 127.0.0.1 that answers 200 to up to `n` requests and sends each JSON body
+/// to the returned channel; returns its URL (whose path plays the secret token).
+fn webhook_server(n: usize) -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/services/T0/B0/e2e-secret-token",
+        l.local_addr().unwrap()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in l.incoming().take(n) {
+            let Ok(mut s) = stream else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// End to end through `ci`: a one-repo chain whose `build` step fails with a linker error,
+/// then passes. The failed run writes build-metrics.json, grows the history by one and
+/// sends a Slack and a Discord message with the repo, step, first error and fix; the next
+/// run sends the recovery; `report` then shows both runs, as text and as HTML charts.
+#[test]
+fn ci_records_metrics_notifies_failure_then_recovery_and_report_shows_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("chain");
+    let step =
+        r#"steps = [{ name = "build", command = ["sh", "-c", "cat out.txt; exit $(cat code)"] }]"#;
+    let manifest = crate::support::write_chain(&root, &[("solo", &[])], &[("solo", step)]);
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text += "\n[preflight]\nmin-free-gb = 0.001\n[notify]\nslack-webhook-env = \"BLLVM_TEST_SLACK\"\ndiscord-webhook-env = \"BLLVM_TEST_DISCORD\"\n";
+    std::fs::write(&manifest, text).unwrap();
+    let solo = root.join("solo");
+    std::fs::write(solo.join("out.txt"), "   Compiling solo v0.1.0\nerror: linker `cc` not found\n  = note: No such file or directory (os error 2)\n").unwrap();
+    std::fs::write(solo.join("code"), "1").unwrap();
+    crate::support::git_commit_all(&solo);
+    let (slack, slack_rx) = webhook_server(2);
+    let (discord, discord_rx) = webhook_server(2);
+    let cache = dir.path().join("cache");
+    let history = cache.join("metrics/history.jsonl");
+    let run = |name: &str, code: i32| {
+        let run_dir = dir.path().join(name);
+        let out = crate::support::xtask()
+            .args(["ci", "--quiet", "--manifest"])
+            .arg(&manifest)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .env("CARGO_HOME", dir.path().join("cargo-home"))
+            .env("BLLVM_TEST_SLACK", &slack)
+            .env("BLLVM_TEST_DISCORD", &discord)
+            .env_remove("GITHUB_REPOSITORY")
+            .env_remove("GITHUB_RUN_ID")
+            .assert()
+            .code(code);
+        let o = out.get_output();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            !all.contains("e2e-secret-token"),
+            "a webhook URL was printed:\n{all}"
+        );
+        let metrics: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run_dir.join("build-metrics.json")).unwrap())
+                .unwrap();
+        (all, metrics)
+    };
+    let bound = std::time::Duration::from_secs(60);
+
+    let (out, m) = run("run1", 1);
+    assert!(
+        out.contains("notify: Slack message sent (BLLVM_TEST_SLACK)"),
+        "{out}"
+    );
+    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["run_id"], "run1");
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["event"], "local");
+    assert_eq!(m["repos"][0]["name"], "solo");
+    assert_eq!(m["repos"][0]["steps"][0]["name"], "build");
+    assert_eq!(m["repos"][0]["steps"][0]["status"], "failed");
+    assert!(m["repos"][0]["cache"][0]["restore"].is_string(), "{m:#}");
+    assert!(
+        m["disk"]["free_before_bytes"].as_u64().unwrap() > 0,
+        "{m:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap().lines().count(),
+        1
+    );
+    let s = slack_rx.recv_timeout(bound).expect("slack message");
+    let s_text = s.to_string();
+    assert!(
+        s["text"].as_str().unwrap().contains("failed: solo / build"),
+        "{s:#}"
+    );
+    assert!(s_text.contains("error: linker `cc` not found"), "{s:#}");
+    assert!(s_text.contains("Install a C toolchain"), "{s:#}");
+    let d = discord_rx.recv_timeout(bound).expect("discord message");
+    assert_eq!(d["embeds"][0]["color"], 15158332, "{d:#}");
+    assert!(d["embeds"][0]["description"]
+        .as_str()
+        .unwrap()
+        .contains("linker `cc` not found"));
+
+    std::fs::write(solo.join("code"), "0").unwrap();
+    let (_, m) = run("run2", 0);
+    assert_eq!(m["status"], "ok");
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap().lines().count(),
+        2
+    );
+    let s = slack_rx.recv_timeout(bound).expect("slack recovery");
+    assert!(
+        s["text"].as_str().unwrap().contains("is green again"),
+        "{s:#}"
+    );
+    let d = discord_rx.recv_timeout(bound).expect("discord recovery");
+    assert_eq!(d["embeds"][0]["color"], 3066993, "{d:#}");
+
+    let out = xtask()
+        .args(["report", "--cache-dir"])
+        .arg(&cache)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("metrics: 2 run(s)"), "{text}");
+    assert!(text.contains("solo/build"), "{text}");
+    let page = dir.path().join("report/index.html");
+    xtask()
+        .args(["report", "--cache-dir"])
+        .arg(&cache)
+        .arg("--html")
+        .arg(&page)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&page).unwrap();
+    let svgs: Vec<&str> = html.split("<svg").skip(1).collect();
+    assert_eq!(svgs.len(), 4, "{html}");
+    for (svg, title) in svgs.iter().zip([
+        "Duration per repo",
+        "Cache hit rate",
+        "Cache size",
+        "Slowest steps",
+    ]) {
+        assert!(svg.contains(&format!("<title>{title}</title>")), "{title}");
+    }
+    screenshot_if_chromium(&page);
+}
+
+/// Render the report in headless Chromium when it is installed, and check a PNG came out;
+/// says so and skips that part otherwise (CI installs chromium; a laptop may not have it).
+fn screenshot_if_chromium(page: &std::path::Path) {
+    let Some(bin) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| which(b))
+    else {
+        println!("chromium is not installed: skipping the headless rendering of the report");
+        return;
+    };
+    let png = page.with_extension("png");
+    let st = std::process::Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=900,1800",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{bin} failed to render the report");
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
 }
