@@ -480,3 +480,39 @@ fn concurrent_ci_runs_share_one_cache_root_without_damage() {
         "{targets:?}"
     );
 }
+
+#[test]
+fn a_job_that_dies_holding_a_moved_entry_frees_it_for_cleanup() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("cache");
+    let src = t.path().join("src");
+    make_tree(&src, 20, b'm');
+    let out = xtask()
+        .args([
+            "cache",
+            "put",
+            "--manifest",
+            "/nonexistent.toml",
+            "--cache-dir",
+        ])
+        .arg(&root)
+        .args(["--key", "r-base-env-lock", "--src"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // `get` moves the entry out under its exclusive lease and exits without saving, as a
+    // job killed mid-build would: the OS drops the lease, the stub stays listed.
+    let dst = t.path().join("d");
+    let (r, _) = get(&root, "r-base-env-lock", &dst, false);
+    assert_eq!(r["status"], "hit");
+    assert_eq!(r["strategy"], "moved");
+    assert_eq!(contents(&dst), contents(&src));
+    let stub = &entry_dirs(&root)[0];
+    assert!(stub.join("entry.json").is_file() && !stub.join("data").exists());
+    // The next open sees a stub whose lease is free, so its holder is gone: removed.
+    let (code, out) = cache_cmd(&root, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(": 0 entries"), "{out}");
+    assert!(entry_dirs(&root).is_empty());
+}
