@@ -232,8 +232,10 @@ pub struct Cache {
     /// Trees this process restored (or created) that its save may move into the cache,
     /// by destination path.
     leases: Arc<Mutex<HashMap<PathBuf, Lease>>>,
-    /// Problems turned into warnings (damaged entries, no space), drained by the caller.
-    notes: Arc<Mutex<Vec<String>>>,
+    /// Problems turned into warnings (damaged entries, no space), drained by the caller,
+    /// per thread: `ci` runs the repos of a level on parallel threads, and each repo's
+    /// report must get its own notes.
+    notes: Arc<Mutex<HashMap<std::thread::ThreadId, Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -368,14 +370,24 @@ impl Cache {
         &self.policy
     }
 
-    /// Take the warnings collected since the last call (damaged entries discarded, saves
-    /// skipped for lack of space, ...).
+    /// Take the warnings this thread's restores and saves collected since its last call
+    /// (damaged entries discarded, entries held by other jobs, saves skipped for lack of
+    /// space, ...).
     pub fn take_notes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .remove(&std::thread::current().id())
+            .unwrap_or_default()
     }
 
     fn note(&self, s: String) {
-        self.notes.lock().expect("notes lock").push(s);
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .entry(std::thread::current().id())
+            .or_default()
+            .push(s);
     }
 
     fn stage_dir(&self, stage: &str) -> PathBuf {
