@@ -202,6 +202,44 @@ pub fn suggest(log_text: &str) -> Vec<Match> {
     KnowledgeBase::embedded().scan(log_text)
 }
 
+/// One line per knowledge-base entry the log file at `log` matches, at most `max`, as
+/// `[id] title: fix` — what the runner puts under a failed step in its summary. Empty when
+/// the file cannot be read or nothing matches (a hint is never an error).
+pub fn hints(log: &Path, max: usize) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(log) else {
+        return Vec::new();
+    };
+    suggest(&String::from_utf8_lossy(&bytes))
+        .into_iter()
+        .take(max)
+        .map(|m| format!("[{}] {}: {}", m.id, m.title, m.fix))
+        .collect()
+}
+
+/// After `ci`: print, for each failed repo's failed step, the hints its log matches (at
+/// most 3) and the command that explains it in full. Prints nothing for a green run.
+pub fn print_hints(summary: &crate::summary::RunSummary) {
+    for r in &summary.repos {
+        if !matches!(r.status, crate::summary::RepoStatus::Failed(_)) {
+            continue;
+        }
+        let Some(step) = r.steps.iter().rev().find(|s| !s.ok()) else {
+            continue;
+        };
+        let h = hints(Path::new(&step.log), 3);
+        if h.is_empty() {
+            continue;
+        }
+        println!(
+            "hints for {} `{}` (full: cargo xtask explain {}):",
+            r.name, step.name, step.log
+        );
+        for line in h {
+            println!("  {line}");
+        }
+    }
+}
+
 /// Remove ANSI escape sequences (cargo's colours) and carriage returns.
 pub fn normalize(log: &str) -> String {
     static ANSI: OnceLock<Regex> = OnceLock::new();
@@ -398,6 +436,21 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("error[E0425]"));
+    }
+
+    #[test]
+    fn hints_read_a_log_file_and_are_empty_when_it_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("build.log");
+        std::fs::write(&log, "error: linker `cc` not found\nerror[E0277]: x\n").unwrap();
+        let h = hints(&log, 1);
+        assert_eq!(h.len(), 1);
+        assert!(
+            h[0].starts_with("[linker-not-found] linker `cc` not found: Install a C toolchain"),
+            "{h:?}"
+        );
+        assert_eq!(hints(&log, 5).len(), 2);
+        assert!(hints(&dir.path().join("none.log"), 5).is_empty());
     }
 
     #[test]

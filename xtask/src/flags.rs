@@ -492,7 +492,7 @@ pub struct PreflightArgs {
     /// Plan flags (manifest, root, only, variant, toolchain, cache dir).
     #[command(flatten)]
     pub resolve: Resolve,
-    /// Also check what `cargo xtask chain` needs: a dispatch token (--token-env, else GITHUB_TOKEN).
+    /// Also check what `cargo xtask chain` needs: a dispatch token (--token-env, then `[chain] token-env`, then GITHUB_TOKEN).
     #[arg(long)]
     pub chain: bool,
     /// Variable holding the dispatch token, tried before GITHUB_TOKEN (with --chain).

@@ -499,12 +499,17 @@ pub fn cli(a: &crate::flags::PreflightArgs) -> anyhow::Result<ExitCode> {
     );
     let mut req = ci_request(&manifest, &a.resolve, &cache_root);
     if a.chain {
-        req.token_envs = a
+        // The same order `cargo xtask chain` reads them in: the flag, the manifest's
+        // `[chain] token-env`, then GITHUB_TOKEN.
+        let mut vars: Vec<String> = a
             .token_env
             .iter()
+            .chain(manifest.chain.token_env.iter())
             .cloned()
-            .chain(["GITHUB_TOKEN".to_owned()])
             .collect();
+        vars.push("GITHUB_TOKEN".to_owned());
+        vars.dedup();
+        req.token_envs = vars;
     }
     if a.release {
         req.release = Some(Release {

@@ -155,6 +155,7 @@ fn line_chart(
             .build_cartesian_2d(0f64..x_top, 0f64..y_top)?;
         chart
             .configure_mesh()
+            .light_line_style(BLACK.mix(0.04))
             .x_desc("run (oldest → newest)")
             .y_desc(y_desc)
             .x_labels(n.clamp(2, 12))
@@ -179,7 +180,8 @@ fn line_chart(
                     .map(|p| Circle::new(p, 3, color.filled())),
             )?;
         }
-        if series.len() > 1 || !series.first().is_some_and(|(l, _)| l.is_empty()) {
+        // A legend only where there is more than one line to tell apart.
+        if series.len() > 1 {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
@@ -213,22 +215,30 @@ fn bar_chart(title: &str, bars: &[(String, f64)]) -> DrawResult<String> {
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(BLACK.mix(0.04))
             .x_desc("mean seconds")
             .y_labels(bars.len().max(1))
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    names.get(*i).cloned().unwrap_or_default()
+                    // Index 0 is drawn at the bottom: the slowest (first) bar goes on top.
+                    names
+                        .len()
+                        .checked_sub(i + 1)
+                        .and_then(|j| names.get(j))
+                        .cloned()
+                        .unwrap_or_default()
                 }
                 SegmentValue::Last => String::new(),
             })
             .draw()?;
-        chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        chart.draw_series(bars.iter().enumerate().map(|(rank, (_, v))| {
+            let i = bars.len() - 1 - rank;
             let mut r = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
                     (*v, SegmentValue::Exact(i + 1)),
                 ],
-                Palette99::pick(i).filled(),
+                Palette99::pick(rank).filled(),
             );
             r.set_margin(4, 4, 0, 0);
             r

@@ -86,6 +86,8 @@ fn preflight_lists_every_planted_problem_at_once_and_exits_2() {
     std::fs::write(
         root.join("chain.toml"),
         r#"root = "."
+[chain]
+token-env = "BLLVM_TEST_CHAIN_TOKEN"
 [preflight]
 min-free-gb = 0.001
 [notify]
@@ -137,6 +139,7 @@ kind = "docs"
         ])
         .env_remove("GITHUB_TOKEN")
         .env_remove("BLLVM_TEST_TOKEN")
+        .env_remove("BLLVM_TEST_CHAIN_TOKEN")
         .env_remove("BLLVM_TEST_DISCORD_HOOK")
         .env_remove("RUSTUP_TOOLCHAIN")
         .env("BLLVM_TEST_SLACK_HOOK", FAKE_HOOK)
@@ -154,9 +157,15 @@ kind = "docs"
         .filter(|l| l.starts_with("preflight: error") || l.starts_with("preflight: warning"))
         .collect();
     let has = |needle: &str| problems.iter().any(|l| l.contains(needle));
-    assert!(has("error [checkout] b: expected a checkout at"), "{stderr}");
+    assert!(
+        has("error [checkout] b: expected a checkout at"),
+        "{stderr}"
+    );
     assert!(has("error [secret] no token for dispatching"), "{stderr}");
-    assert!(has("BLLVM_TEST_TOKEN or GITHUB_TOKEN"), "{stderr}");
+    assert!(
+        has("set BLLVM_TEST_TOKEN or BLLVM_TEST_CHAIN_TOKEN or GITHUB_TOKEN"),
+        "{stderr}"
+    );
     assert!(has("error [inputs] a release needs a version"), "{stderr}");
     assert!(
         has("warning [secret] BLLVM_TEST_DISCORD_HOOK is unset"),
@@ -300,6 +309,14 @@ fn ci_records_metrics_notifies_failure_then_recovery_and_report_shows_the_runs()
     let (out, m) = run("run1", 1);
     assert!(
         out.contains("notify: Slack message sent (BLLVM_TEST_SLACK)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hints for solo `build` (full: cargo xtask explain "),
+        "{out}"
+    );
+    assert!(
+        out.contains("  [linker-not-found] linker `cc` not found: Install a C toolchain"),
         "{out}"
     );
     assert_eq!(m["schema_version"], 1);
