@@ -19,6 +19,7 @@ use crate::manifest::RepoKind;
 use crate::plan::{self, Action, Plan, RepoPlan};
 use crate::results::{Record, RecordedStep, Results};
 use crate::summary::{RepoReport, RepoStatus, RunSummary, StageReport, StepReport};
+use crate::testing;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -318,6 +319,7 @@ fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
         status,
         start_secs: 0.0,
         end_secs: 0.0,
+        tests: None,
         steps: Vec::new(),
         cache: Vec::new(),
         restore_secs: 0.0,
@@ -450,92 +452,131 @@ fn run_repo(
         println!("    docs repo: nothing to build");
     }
     let gha = gha::enabled();
-    for step in &r.steps {
-        let mut args = plan::step_args(step, &r.features, &plan.profile);
-        // In GitHub Actions, compiling cargo steps print JSON so errors become annotations;
-        // exec shows each diagnostic's rendered text, so the log reads as usual. Added
-        // here, not in the plan, so fingerprints are the same on a laptop and in Actions.
-        let json_diagnostics = gha && step.program == "cargo" && gha::takes_message_format(&args);
-        if json_diagnostics {
-            args.insert(1, "--message-format=json".to_owned());
-        }
-        let mut env = r.env.clone();
-        if let Some(j) = cargo_jobs {
-            env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
-        }
-        env.extend(step.env.clone());
-        let cmd = StepCommand {
-            program: step.program.clone(),
-            args,
-            dir: r.dir.clone(),
-            env,
-            timeout: Duration::from_secs(step.timeout_secs),
-            json_diagnostics,
-        };
-        println!(
-            "--> {} {}: {} {}",
-            r.name,
-            step.name,
-            cmd.program,
-            exec::shell_words(&cmd.args)
-        );
-        let log = log_dir.join(format!("{}.log", step.name));
-        let grouped = gha && opts.echo == Echo::Stream;
-        if grouped {
-            println!("{}", gha::group(&format!("{} {}", r.name, step.name)));
-        }
-        let outcome = exec::run_step(&cmd, &log, opts.echo);
-        if grouped {
-            println!("{}", gha::END_GROUP);
-        }
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                report.status =
-                    RepoStatus::Failed(format!("step `{}` could not start: {e:#}", step.name));
-                break;
+    let nextest = testing::nextest_available();
+    let tool_config = log_dir.join("nextest.toml");
+    if nextest {
+        testing::write_tool_config(&tool_config)?;
+    }
+    'steps: for step in &r.steps {
+        let step_args = plan::step_args(step, &r.features, &plan.profile);
+        for sub in testing::expand(
+            &step.name,
+            &step.program,
+            &step_args,
+            nextest,
+            &tool_config,
+            &target_dir,
+        ) {
+            let mut args = sub.args.clone();
+            // In GitHub Actions, compiling cargo steps print JSON so errors become
+            // annotations; exec shows each diagnostic's rendered text, so the log reads as
+            // usual. Added here, not in the plan, so fingerprints are the same on a laptop
+            // and in Actions.
+            let json_diagnostics =
+                gha && step.program == "cargo" && gha::takes_message_format(&args);
+            if json_diagnostics {
+                args.insert(1, "--message-format=json".to_owned());
             }
-        };
-        if gha {
-            for d in &outcome.diagnostics {
-                if let Some(a) = gha::annotation(d, &r.name, &r.dir) {
-                    println!("{a}");
+            let mut env = r.env.clone();
+            if let Some(j) = cargo_jobs {
+                env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
+            }
+            env.extend(step.env.clone());
+            let cmd = StepCommand {
+                program: step.program.clone(),
+                args,
+                dir: r.dir.clone(),
+                env,
+                timeout: Duration::from_secs(step.timeout_secs),
+                json_diagnostics,
+            };
+            println!(
+                "--> {} {}: {} {}",
+                r.name,
+                sub.name,
+                cmd.program,
+                exec::shell_words(&cmd.args)
+            );
+            let log = log_dir.join(format!("{}.log", sub.name));
+            if let Some(j) = &sub.junit {
+                let _ = std::fs::remove_file(j);
+            }
+            let grouped = gha && opts.echo == Echo::Stream;
+            if grouped {
+                println!("{}", gha::group(&format!("{} {}", r.name, sub.name)));
+            }
+            let outcome = exec::run_step(&cmd, &log, opts.echo);
+            if grouped {
+                println!("{}", gha::END_GROUP);
+            }
+            let mut outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    report.status =
+                        RepoStatus::Failed(format!("step `{}` could not start: {e:#}", sub.name));
+                    break 'steps;
+                }
+            };
+            if sub.lenient_no_lib
+                && !outcome.success()
+                && !outcome.timed_out
+                && std::fs::read_to_string(&log)
+                    .is_ok_and(|t| t.contains("no library targets found"))
+            {
+                // `cargo test --doc` in a workspace without a library: nothing to test.
+                outcome.code = Some(0);
+            }
+            if gha {
+                for d in &outcome.diagnostics {
+                    if let Some(a) = gha::annotation(d, &r.name, &r.dir) {
+                        println!("{a}");
+                    }
                 }
             }
-        }
-        report.steps.push(StepReport {
-            name: step.name.clone(),
-            code: outcome.code,
-            timed_out: outcome.timed_out,
-            secs: outcome.secs,
-            log: log.display().to_string(),
-            errors: outcome
-                .diagnostics
-                .iter()
-                .filter(|d| d.level.starts_with("error"))
-                .take(20)
-                .cloned()
-                .collect(),
-        });
-        if outcome.timed_out {
-            report.status = RepoStatus::Failed(format!(
-                "step `{}` timed out after {} s and was killed with its process tree (log: {})",
-                step.name,
-                step.timeout_secs,
-                log.display()
-            ));
-            break;
-        }
-        if !outcome.success() {
-            report.status = RepoStatus::Failed(format!(
-                "step `{}` exited with {} (log: {})",
-                step.name,
-                outcome
-                    .code
-                    .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}")),
-                log.display()
-            ));
-            break;
+            if let Some(j) = &sub.junit {
+                if let Ok(xml) = std::fs::read_to_string(j) {
+                    let counts = testing::count_junit(&xml);
+                    let _ = std::fs::copy(j, log_dir.join("junit.xml"));
+                    let t = report.tests.get_or_insert_with(Default::default);
+                    t.passed += counts.passed;
+                    t.failed += counts.failed;
+                    t.skipped += counts.skipped;
+                }
+            }
+            report.steps.push(StepReport {
+                name: sub.name.clone(),
+                code: outcome.code,
+                timed_out: outcome.timed_out,
+                secs: outcome.secs,
+                log: log.display().to_string(),
+                errors: outcome
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.level.starts_with("error"))
+                    .take(20)
+                    .cloned()
+                    .collect(),
+            });
+            if outcome.timed_out {
+                report.status = RepoStatus::Failed(format!(
+                    "step `{}` timed out after {} s and was killed with its process tree (log: {})",
+                    sub.name,
+                    step.timeout_secs,
+                    log.display()
+                ));
+                break 'steps;
+            }
+            if !outcome.success() {
+                report.status = RepoStatus::Failed(format!(
+                    "step `{}` exited with {} (log: {})",
+                    sub.name,
+                    outcome
+                        .code
+                        .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}")),
+                    log.display()
+                ));
+                break 'steps;
+            }
         }
     }
     if let Some(key) = &r.cache_key {

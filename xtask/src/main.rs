@@ -38,6 +38,7 @@ mod release;
 mod report;
 mod results;
 mod summary;
+mod testing;
 mod workflows;
 
 use std::path::PathBuf;

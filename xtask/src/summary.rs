@@ -115,6 +115,9 @@ pub struct RepoReport {
     pub end_secs: f64,
     /// Steps that ran, in order.
     pub steps: Vec<StepReport>,
+    /// Test counts from the JUnit report of a nextest test step (absent without nextest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<crate::testing::TestCounts>,
     /// Cache results per stage (the target stage).
     pub cache: Vec<StageReport>,
     /// Seconds spent restoring caches.
@@ -205,6 +208,9 @@ impl RunSummary {
             s += &format!("  {:<width$}  {:<7}", r.name, r.status.word());
             if !steps.is_empty() {
                 s += &format!("  {}", steps.join(", "));
+            }
+            if let Some(t) = &r.tests {
+                s += &format!("  | tests {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
             }
             if !cache.is_empty() {
                 s += &format!(

@@ -7,3 +7,4 @@ mod support;
 mod tidy;
 mod skip;
 mod gha;
+mod testing;
