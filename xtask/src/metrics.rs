@@ -251,10 +251,39 @@ pub fn history_path(cache_root: &Path) -> PathBuf {
     cache_root.join("metrics").join("history.jsonl")
 }
 
+/// Runs kept when the history is trimmed.
+pub const HISTORY_KEEP: usize = 1000;
+
+/// Size in bytes past which the history is trimmed to its last [`HISTORY_KEEP`] runs
+/// (a run's line is a few KiB, so this is some 2000 runs of a chain of seven repos).
+pub const HISTORY_TRIM_BYTES: u64 = 8 << 20;
+
 /// Append `m` as one line to the history at `path` (created with its directory if
-/// needed). One `write` of a whole line in append mode, so concurrent runs do not
-/// interleave lines.
+/// needed), then trim it past [`HISTORY_TRIM_BYTES`]. One `write` of a whole line in
+/// append mode, so concurrent runs do not interleave lines; a trim racing another run's
+/// append may drop that one line (the history is a trend, not a ledger).
 pub fn append(path: &Path, m: &BuildMetrics) -> Result<()> {
+    append_line(path, m)?;
+    trim(path, HISTORY_TRIM_BYTES, HISTORY_KEEP)
+}
+
+/// Keep only the last `keep` lines of the history at `path` once it is larger than
+/// `max_bytes` (rewritten to a temporary file, then renamed over it).
+fn trim(path: &Path, max_bytes: u64, keep: usize) -> Result<()> {
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    if len <= max_bytes {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read metrics history {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = lines[lines.len().saturating_sub(keep)..].join("\n") + "\n";
+    let tmp = path.with_extension(format!("jsonl.{}", std::process::id()));
+    std::fs::write(&tmp, kept).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replace {}", path.display()))
+}
+
+fn append_line(path: &Path, m: &BuildMetrics) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -450,6 +479,29 @@ pub(crate) mod tests {
         none.chain_cache.clear();
         none.repos.clear();
         assert_eq!(none.hit_rate(), None);
+    }
+
+    #[test]
+    fn a_large_history_is_trimmed_to_its_last_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = history_path(dir.path());
+        for i in 0..5 {
+            append_line(&path, &sample(&format!("r{i}"))).unwrap();
+        }
+        trim(&path, u64::MAX, 2).unwrap();
+        assert_eq!(
+            read_history(&path).unwrap().0.len(),
+            5,
+            "under the size: untouched"
+        );
+        trim(&path, 10, 2).unwrap();
+        let ids: Vec<String> = read_history(&path)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|m| m.run_id)
+            .collect();
+        assert_eq!(ids, ["r3", "r4"]);
     }
 
     #[test]

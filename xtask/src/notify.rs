@@ -426,6 +426,9 @@ fn chain_label(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> Str
 
 /// After `ci`: decide from the stored state whether to notify, send, record this run's
 /// status, and return the lines to print. `timeout` overrides `[notify] timeout` (tests).
+///
+/// With no webhook named in `[notify]`, does nothing at all (not even the state file: a
+/// chain without notifications leaves no trace in the cache root).
 pub fn after_run_with(
     manifest: &Manifest,
     outcome: &Outcome,
@@ -440,6 +443,10 @@ pub fn after_run_with(
             .display(),
         outcome.variant
     );
+    if manifest.notify.slack_webhook_env.is_none() && manifest.notify.discord_webhook_env.is_none()
+    {
+        return Vec::new();
+    }
     let mut state = State::load(cache_root);
     let failed = outcome.failed();
     let mut lines = Vec::new();
@@ -471,6 +478,30 @@ pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
     for l in after_run_with(
         manifest,
         &Outcome::from_summary(summary),
+        cache_root,
+        &crate::preflight::process_env,
+        None,
+    ) {
+        eprintln!("{l}");
+    }
+}
+
+/// When `ci` cannot start (a fatal preflight problem): notify as for a failed run whose
+/// reason is the first fatal problem, with the process environment; print what was done.
+pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache_root: &Path) {
+    let outcome = Outcome {
+        run_id: "preflight".into(),
+        variant: variant.to_owned(),
+        failure: Some(Failure {
+            repo: "(preflight: the run did not start)".into(),
+            step: None,
+            reason: problem.to_owned(),
+        }),
+        also_failed: Vec::new(),
+    };
+    for l in after_run_with(
+        manifest,
+        &outcome,
         cache_root,
         &crate::preflight::process_env,
         None,
@@ -598,6 +629,15 @@ mod tests {
         assert_eq!(decide(Some(&failed), false, false), None);
         assert_eq!(decide(Some(&ok), false, true), None);
         assert_eq!(decide(None, false, true), None);
+    }
+
+    #[test]
+    fn without_webhooks_nothing_is_sent_or_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest("");
+        let out = failed_outcome(&dir.path().join("x.log"));
+        assert!(after_run_with(&m, &out, dir.path(), &|_| None, None).is_empty());
+        assert!(!state_path(dir.path()).exists());
     }
 
     #[test]

@@ -479,14 +479,24 @@ pub fn ci_request<'a>(
 }
 
 /// For `ci`: run the checks, print the problems, and return `Some(exit code 2)` when one is
-/// fatal (the caller returns it), `None` to go on.
+/// fatal (the caller returns it; the `[notify]` webhooks are told the run did not start),
+/// `None` to go on.
 pub fn gate(manifest: &Manifest, r: &crate::flags::Resolve, cache_root: &Path) -> Option<ExitCode> {
     let start = Instant::now();
     let problems = check(manifest, &ci_request(manifest, r, cache_root));
     if problems.is_empty() {
         return None;
     }
-    report(&problems, start.elapsed().as_secs_f64()).then(|| ExitCode::from(2))
+    let fatal = report(&problems, start.elapsed().as_secs_f64());
+    if fatal {
+        let variant = r
+            .common
+            .variant
+            .clone()
+            .unwrap_or_else(|| manifest.defaults.variant.clone());
+        crate::notify::preflight_failed(manifest, &variant, &problems[0].message, cache_root);
+    }
+    fatal.then(|| ExitCode::from(2))
 }
 
 /// `cargo xtask preflight`: exit 0 when nothing is fatal, 2 otherwise.

@@ -424,3 +424,35 @@ fn screenshot_if_chromium(page: &std::path::Path) {
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
 }
+
+/// A `ci` that cannot start (a missing checkout) exits 2 and tells the webhook so.
+#[test]
+fn ci_stopped_by_preflight_notifies_that_the_run_did_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("chain");
+    let manifest = crate::support::write_chain(&root, &[("here", &[])], &[]);
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text += "\n[[repo]]\nname = \"gone\"\ngithub = \"o/gone\"\n\n[preflight]\nmin-free-gb = 0.001\n[notify]\nslack-webhook-env = \"BLLVM_TEST_SLACK\"\n";
+    std::fs::write(&manifest, text).unwrap();
+    let (slack, slack_rx) = webhook_server(1);
+    let out = crate::support::xtask()
+        .args(["ci", "--quiet", "--manifest"])
+        .arg(&manifest)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("BLLVM_TEST_SLACK", &slack)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("error [checkout] gone: expected a checkout at"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("e2e-secret-token"), "{stderr}");
+    let s = slack_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("slack message");
+    let body = s.to_string();
+    assert!(body.contains("(preflight: the run did not start)"), "{s:#}");
+    assert!(body.contains("gone: expected a checkout at"), "{s:#}");
+}
