@@ -96,6 +96,9 @@ fn ci_workflow(chain: &ChainSettings, manifest_path: &str) -> String {
     let _ = write!(
         s,
         r#"name: chain-ci
+# The chain id in the run's title is how a dispatched run is found (GitHub returns no run
+# id for a dispatch): search the runs for it, or read `display_title` in the REST API.
+run-name: chain-ci ${{{{ github.event_name }}}} ${{{{ github.event.client_payload.chain_id }}}}
 
 on:
   push:
@@ -196,6 +199,9 @@ fn chain_template(chain: &ChainSettings, manifest_path: &str) -> String {
 # Copy this file to .github/workflows/bllvm-chain.yml in each repo of the chain. The
 # repo's name on GitHub must be its name in the manifest. {token_note}
 name: bllvm-chain
+# The chain id in the run's title is how a dispatched run is found (GitHub returns no run
+# id for a dispatch): search the runs for it, or read `display_title` in the REST API.
+run-name: bllvm-chain ${{{{ github.event_name }}}} ${{{{ github.event.client_payload.chain_id }}}}
 
 on:
   push:
@@ -314,6 +320,11 @@ mod tests {
             );
             assert_eq!(text.matches("\n    permissions:").count(), jobs, "{text}");
             assert!(text.contains("\nconcurrency:\n  group: "), "{text}");
+            assert!(
+                text.contains("\nrun-name: ")
+                    && text.contains("${{ github.event.client_payload.chain_id }}\n"),
+                "{text}"
+            );
             assert!(!text.contains('\t'));
         }
     }
