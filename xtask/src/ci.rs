@@ -5,6 +5,7 @@
 //! warning in the summary and the repo builds as if it had missed.
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -505,7 +506,23 @@ fn run_repo(
             if grouped {
                 println!("{}", gha::group(&format!("{} {}", r.name, sub.name)));
             }
+            // On a terminal with the output kept in logs (--quiet, or concurrent repos), a
+            // spinner shows the repo, the step and its elapsed time; elsewhere plain lines.
+            let spinner = (opts.echo == Echo::Quiet && !gha && std::io::stdout().is_terminal())
+                .then(|| {
+                    let pb = indicatif::ProgressBar::new_spinner();
+                    pb.set_style(
+                        indicatif::ProgressStyle::with_template("    {spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    pb.set_message(format!("{} {}", r.name, sub.name));
+                    pb.enable_steady_tick(Duration::from_millis(120));
+                    pb
+                });
             let outcome = exec::run_step(&cmd, &log, opts.echo);
+            if let Some(pb) = spinner {
+                pb.finish_and_clear();
+            }
             if grouped {
                 println!("{}", gha::END_GROUP);
             }
@@ -557,6 +574,19 @@ fn run_repo(
                     .cloned()
                     .collect(),
             });
+            if opts.echo == Echo::Quiet {
+                let word = if outcome.timed_out {
+                    "timed out"
+                } else if outcome.success() {
+                    "ok"
+                } else {
+                    "FAILED"
+                };
+                println!(
+                    "    {} {}: {word} in {:.1} s",
+                    r.name, sub.name, outcome.secs
+                );
+            }
             if outcome.timed_out {
                 report.status = RepoStatus::Failed(format!(
                     "step `{}` timed out after {} s and was killed with its process tree (log: {})",

@@ -30,7 +30,9 @@ pub fn takes_message_format(args: &[String]) -> bool {
 
 /// Escape a workflow command's message (GitHub: `%`, `\r`, `\n`).
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escape a workflow command's property value (also `:` and `,`).
@@ -76,7 +78,11 @@ pub fn annotation(d: &Diagnostic, repo: &str, checkout: &Path) -> Option<String>
         None => format!("{repo}: {cmd}"),
     };
     props.push(format!("title={}", escape_property(&title)));
-    Some(format!("::{cmd} {}::{}", props.join(","), escape_data(&d.message)))
+    Some(format!(
+        "::{cmd} {}::{}",
+        props.join(","),
+        escape_data(&d.message)
+    ))
 }
 
 fn display_path(abs: &Path) -> String {
@@ -102,8 +108,11 @@ fn display_path(abs: &Path) -> String {
 /// The Markdown table appended to `$GITHUB_STEP_SUMMARY`: one row per repo with status,
 /// steps and their seconds, cache outcomes, and the reason of a failure or skip.
 pub fn summary_markdown(s: &RunSummary) -> String {
-    let mut md = format!("### bllvm chain CI: {}\n\n", if s.failed() { "failed" } else { "ok" });
-    md += "| repo | status | steps | cache | note |\n|---|---|---|---|---|\n";
+    let mut md = format!(
+        "### bllvm chain CI: {}\n\n",
+        if s.failed() { "failed" } else { "ok" }
+    );
+    md += "| repo | status | steps | tests | cache | note |\n|---|---|---|---|---|---|\n";
     for r in &s.repos {
         let icon = match r.status {
             RepoStatus::Ok => "✅ ok",
@@ -114,7 +123,14 @@ pub fn summary_markdown(s: &RunSummary) -> String {
         let steps: Vec<String> = r
             .steps
             .iter()
-            .map(|st| format!("{} {:.1}s{}", st.name, st.secs, if st.ok() { "" } else { " ❌" }))
+            .map(|st| {
+                format!(
+                    "{} {:.1}s{}",
+                    st.name,
+                    st.secs,
+                    if st.ok() { "" } else { " ❌" }
+                )
+            })
             .collect();
         let cache: Vec<String> = r
             .cache
@@ -122,14 +138,23 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             .map(|c| format!("{} {}", c.stage, c.restore_word()))
             .collect();
         let note = match &r.status {
-            RepoStatus::Failed(w) | RepoStatus::Skipped(w) => w.lines().next().unwrap_or("").to_owned(),
+            RepoStatus::Failed(w) | RepoStatus::Skipped(w) => {
+                w.lines().next().unwrap_or("").to_owned()
+            }
             _ => String::new(),
         };
+        let tests = r.tests.map_or_else(String::new, |t| {
+            format!(
+                "{} passed, {} failed, {} skipped",
+                t.passed, t.failed, t.skipped
+            )
+        });
         md += &format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             r.name,
             icon,
             steps.join(", "),
+            tests,
             cache.join(", "),
             note.replace('|', "\\|")
         );
@@ -151,7 +176,10 @@ pub fn outputs(plan: &Plan, s: &RunSummary) -> Vec<(String, String)> {
         .map(|r| r.name.as_str())
         .collect();
     let mut out = vec![
-        ("result".to_owned(), if failed.is_empty() { "ok" } else { "failed" }.to_owned()),
+        (
+            "result".to_owned(),
+            if failed.is_empty() { "ok" } else { "failed" }.to_owned(),
+        ),
         ("failed-repos".to_owned(), failed.join(",")),
     ];
     for r in plan.repos.iter().filter(|r| r.selected) {
@@ -215,7 +243,10 @@ mod tests {
             a,
             "::error file=/abs/src/lib.rs,line=3,col=9,title=bllvm-node%3A error[E0308]::mismatched types%0Aexpected `u32`, found `&str` (100%25)"
         );
-        let note = Diagnostic { level: "note".into(), ..d };
+        let note = Diagnostic {
+            level: "note".into(),
+            ..d
+        };
         assert!(annotation(&note, "x", Path::new("/")).is_none());
     }
 }
