@@ -10,7 +10,11 @@ use std::process::Command;
 /// The `xtask` binary under test, with a quiet, predictable environment.
 pub fn xtask() -> assert_cmd::Command {
     let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    // A shared target dir from the caller's environment would make every fixture repo
+    // build into one place, which is not what the tests are about.
     c.env_remove("BLLVM_CI_CACHE_DIR")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_EVENT_NAME")
         .env_remove("GITHUB_EVENT_PATH")
