@@ -241,10 +241,15 @@ fn check_toolchains(
                         _ => pin_of(&dir, forced.as_deref(), by_flag),
                     };
                     if let Err(e) = run_quiet(&dir, "rustc", &["-vV"], effective.as_deref()) {
+                        // rustup names the toolchain it looked for: `toolchain 'X' is not installed`.
+                        let name = e
+                            .split_once("toolchain '")
+                            .and_then(|(_, rest)| rest.split_once('\''))
+                            .map_or("<name>", |(n, _)| n);
                         probs.push(fatal(
                             "toolchain",
                             format!(
-                                "{}: the toolchain pinned by {pin} cannot run: {e}\n  fix: install it (`rustup toolchain install <name>` with the components the repo needs), or set `toolchain = \"stable\"` for `{}` in the manifest (or pass --toolchain)",
+                                "{}: the toolchain pinned by {pin} cannot run: {e}\n  fix: install it (`rustup toolchain install {name}` with the components the repo needs), or set `toolchain = \"stable\"` for `{}` in the manifest (or pass --toolchain)",
                                 r.name, r.name
                             ),
                         ));
@@ -433,7 +438,9 @@ fn check_inputs(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {
     }
 }
 
-/// Print `problems` (to stderr) and a verdict line; returns whether any is fatal.
+/// Print `problems` (to stderr) and a verdict line; returns whether any is fatal. In
+/// GitHub Actions each problem is also an `::error`/`::warning` annotation on stdout, so it
+/// shows on the run's page without opening the log.
 pub fn report(problems: &[Problem], secs: f64) -> bool {
     let fatal = problems
         .iter()
@@ -441,6 +448,11 @@ pub fn report(problems: &[Problem], secs: f64) -> bool {
         .count();
     for p in problems {
         eprintln!("preflight: {p}");
+    }
+    if crate::gha::enabled() {
+        for p in problems {
+            println!("{}", annotation(p));
+        }
     }
     if fatal > 0 {
         eprintln!(
@@ -454,6 +466,19 @@ pub fn report(problems: &[Problem], secs: f64) -> bool {
         );
     }
     fatal > 0
+}
+
+/// The GitHub Actions workflow command for `p` (GitHub's escaping rules, via [`crate::gha`]).
+pub fn annotation(p: &Problem) -> String {
+    let level = match p.severity {
+        Severity::Fatal => "error",
+        Severity::Warning => "warning",
+    };
+    format!(
+        "::{level} title={}::{}",
+        crate::gha::escape_property(&format!("preflight: {}", p.check)),
+        crate::gha::escape_data(&p.message)
+    )
 }
 
 /// The request `ci` makes before it resolves: no dispatch token, no release inputs.
@@ -553,6 +578,15 @@ pub fn cli(a: &crate::flags::PreflightArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_become_escaped_annotations() {
+        let p = fatal("toolchain", "a: cannot run: 100%\n  fix: install it".into());
+        assert_eq!(
+            annotation(&p),
+            "::error title=preflight%3A toolchain::a: cannot run: 100%25%0A  fix: install it"
+        );
+    }
 
     #[test]
     fn versions() {

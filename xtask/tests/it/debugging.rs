@@ -182,6 +182,10 @@ kind = "docs"
             "{stderr}"
         );
         assert!(has("rust-toolchain.toml"), "{stderr}");
+        assert!(
+            stderr.contains("fix: install it (`rustup toolchain install 1.0.0"),
+            "{stderr}"
+        );
     } else {
         println!(
             "rustup is not on PATH: rust-toolchain.toml pins are not checked, skipping that part"
