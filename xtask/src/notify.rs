@@ -97,8 +97,31 @@ pub struct Failure {
     pub repo: String,
     /// The step that failed and its log file, when one ran.
     pub step: Option<(String, PathBuf)>,
+    /// The step's first compiler error from cargo's JSON diagnostics (GitHub Actions
+    /// runs), as `error[E0308]: mismatched types (src/lib.rs:3:9)`; preferred over the log.
+    pub diagnostic: Option<String>,
     /// The summary's reason (first line used when the log has no error line).
     pub reason: String,
+}
+
+/// The last step of `r` that did not succeed.
+fn failed_step(r: &crate::summary::RepoReport) -> Option<&crate::summary::StepReport> {
+    r.steps.iter().rev().find(|s| !s.ok())
+}
+
+/// `error[E0308]: mismatched types (src/lib.rs:3:9)`, rustc's own first line with the place.
+fn describe_diagnostic(d: &crate::exec::Diagnostic) -> String {
+    let code = d
+        .code
+        .as_deref()
+        .map(|c| format!("[{c}]"))
+        .unwrap_or_default();
+    let place = match (&d.file, d.line, d.col) {
+        (Some(f), Some(l), Some(c)) => format!(" ({f}:{l}:{c})"),
+        (Some(f), _, _) => format!(" ({f})"),
+        _ => String::new(),
+    };
+    format!("{}{code}: {}{place}", d.level, d.message)
 }
 
 impl Outcome {
@@ -117,12 +140,10 @@ impl Outcome {
             variant: summary.variant.clone(),
             failure: failed.first().map(|(r, why)| Failure {
                 repo: r.name.clone(),
-                step: r
-                    .steps
-                    .iter()
-                    .rev()
-                    .find(|s| !s.ok())
-                    .map(|s| (s.name.clone(), PathBuf::from(&s.log))),
+                step: failed_step(r).map(|s| (s.name.clone(), PathBuf::from(&s.log))),
+                diagnostic: failed_step(r)
+                    .and_then(|s| s.errors.first())
+                    .map(describe_diagnostic),
                 reason: (*why).clone(),
             }),
             also_failed: failed.iter().skip(1).map(|(r, _)| r.name.clone()).collect(),
@@ -163,7 +184,10 @@ pub fn notice(
         n.step = Some(step.clone());
         if let Ok(bytes) = std::fs::read(log) {
             let log = String::from_utf8_lossy(&bytes);
-            n.first_error = crate::explain::first_error(&log);
+            n.first_error = f
+                .diagnostic
+                .clone()
+                .or_else(|| crate::explain::first_error(&log));
             n.fix = crate::explain::suggest(&log)
                 .into_iter()
                 .next()
@@ -171,7 +195,10 @@ pub fn notice(
         }
     }
     if n.first_error.is_none() {
-        n.first_error = f.reason.lines().next().map(str::to_owned);
+        n.first_error = f
+            .diagnostic
+            .clone()
+            .or_else(|| f.reason.lines().next().map(str::to_owned));
     }
     n
 }
@@ -495,6 +522,7 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
         failure: Some(Failure {
             repo: "(preflight: the run did not start)".into(),
             step: None,
+            diagnostic: None,
             reason: problem.to_owned(),
         }),
         also_failed: Vec::new(),
@@ -607,6 +635,7 @@ mod tests {
             failure: Some(Failure {
                 repo: "bllvm-node".into(),
                 step: Some(("build".into(), log.to_path_buf())),
+                diagnostic: None,
                 reason: "step `build` exited with code 101".into(),
             }),
             also_failed: vec![],
@@ -638,6 +667,34 @@ mod tests {
         let out = failed_outcome(&dir.path().join("x.log"));
         assert!(after_run_with(&m, &out, dir.path(), &|_| None, None).is_empty());
         assert!(!state_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn a_json_diagnostic_is_the_first_error_when_there_is_one() {
+        let d = crate::exec::Diagnostic {
+            level: "error".into(),
+            message: "mismatched types".into(),
+            code: Some("E0308".into()),
+            file: Some("src/lib.rs".into()),
+            line: Some(3),
+            col: Some(9),
+            package_dir: None,
+        };
+        assert_eq!(
+            describe_diagnostic(&d),
+            "error[E0308]: mismatched types (src/lib.rs:3:9)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("build.log");
+        std::fs::write(&log, "error: linker `cc` not found\n").unwrap();
+        let mut o = failed_outcome(&log);
+        o.failure.as_mut().unwrap().diagnostic = Some(describe_diagnostic(&d));
+        let n = notice(Kind::Failure, "c", &o, &|_| None);
+        assert_eq!(
+            n.first_error.as_deref(),
+            Some("error[E0308]: mismatched types (src/lib.rs:3:9)")
+        );
+        assert!(n.fix.unwrap().contains("(linker-not-found)"));
     }
 
     #[test]
