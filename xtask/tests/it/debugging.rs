@@ -1,14 +1,12 @@
 //! Issue 5, debugging aids, through the CLI: `explain` (error knowledge base), `preflight`,
 //! notifications and `report`.
 
-use assert_cmd::Command;
+use predicates::prelude::*;
 
-fn xtask() -> Command {
-    Command::cargo_bin("xtask").expect("xtask binary")
-}
+use crate::support::xtask;
 
-/// A cargo log as a failed `build` step writes it: a missing sibling and a real compile
-/// error, with cargo's colours on.
+/// A cargo log as a failed `build` step writes it: a real compile error, with cargo's
+/// colours on.
 const FAILED_BUILD_LOG: &str =
     "   \x1b[1m\x1b[32mCompiling\x1b[0m bllvm-node v0.1.0 (/ci/bllvm-node)\n\
 \x1b[1m\x1b[91merror[E0425]\x1b[0m: cannot find value `genesis` in this scope\n\
@@ -459,4 +457,48 @@ fn ci_stopped_by_preflight_notifies_that_the_run_did_not_start() {
     let body = s.to_string();
     assert!(body.contains("(preflight: the run did not start)"), "{s:#}");
     assert!(body.contains("gone: expected a checkout at"), "{s:#}");
+}
+
+#[test]
+fn report_without_history_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    xtask()
+        .args(["report", "--cache-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::str::contains("no metrics in")
+                .and(predicates::str::contains("run `cargo xtask ci` first")),
+        );
+}
+
+/// Tidy: the knowledge base in ci/ loads through `--patterns` as the embedded copy does,
+/// and a broken one is refused with the pattern's id.
+#[test]
+fn explain_patterns_flag_loads_the_file_and_rejects_a_bad_regex() {
+    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/error-patterns.toml");
+    xtask()
+        .args(["explain", "--patterns", kb, "-"])
+        .write_stdin("error: could not compile `x` (lib)\n")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("[could-not-compile]"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "schema_version = 1\n[[pattern]]\nid = \"broken\"\nregex = \"(\"\ntitle = \"t\"\nexplanation = \"e\"\nfix = \"f\"\nexample = \"x\"\ncounter-example = \"y\"\n",
+    )
+    .unwrap();
+    xtask()
+        .args(["explain", "--patterns"])
+        .arg(&bad)
+        .arg("-")
+        .write_stdin("x")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "pattern `broken` has an invalid regex",
+        ));
 }
