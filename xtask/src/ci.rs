@@ -127,7 +127,9 @@ pub fn run(
                         r.fingerprint.short(),
                         r.name
                     ))),
-                    Action::SkipNotAffected(why) => Some(RepoStatus::Skipped(why.clone())),
+                    Action::SkipNotAffected(why) | Action::SkipUnavailable(why) => {
+                        Some(RepoStatus::Skipped(why.clone()))
+                    }
                     Action::Run | Action::NotSelected => None,
                 }
             };

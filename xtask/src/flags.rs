@@ -28,6 +28,8 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// Inspect the local cache.
     Cache(CacheArgs),
+    /// List the variant × toolchain matrix cells and their repos.
+    Matrix(MatrixArgs),
     /// Print the repo graph with edge origins, levels and what `ci` would do per repo.
     Graph(GraphArgs),
     /// Replay the step logs recorded for a repo's current fingerprint (a `cached` repo).
@@ -130,6 +132,12 @@ pub struct CiArgs {
     /// Only log step output, do not stream it.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run every cell of the variant × toolchain matrix (repos' `toolchains` and `variants`), each as its own job.
+    #[arg(long, conflicts_with = "cell")]
+    pub matrix: bool,
+    /// Run one matrix cell (`<toolchain|default>-<variant>`, as `cargo xtask matrix` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub cell: Option<String>,
     /// Repos of one level run at once, N at a time (cargo's own jobs are shared out so the
     /// machine is not oversubscribed). Default 1.
     #[arg(short, long, default_value_t = 1, value_name = "N")]
@@ -183,6 +191,17 @@ pub enum GraphFormat {
     Mermaid,
     /// JSON (`schema_version` 1).
     Json,
+}
+
+/// `cargo xtask matrix`.
+#[derive(Debug, Clone, Args)]
+pub struct MatrixArgs {
+    /// Chain manifest to read.
+    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// `cargo xtask logs`.

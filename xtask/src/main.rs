@@ -28,6 +28,7 @@ mod gha;
 mod graph;
 mod graph_out;
 mod manifest;
+mod matrix;
 mod metadata;
 mod metrics;
 mod notify;
@@ -77,6 +78,21 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if let Some(note) = event.shape_only(&mut opts.only) {
                 println!("{note}");
             }
+            if a.matrix || a.cell.is_some() {
+                let run = ci::RunOptions {
+                    jobs: a.jobs,
+                    keep_going: a.keep_going,
+                    save: !a.no_save && event.may_save(),
+                    restore: !a.no_restore,
+                    run_dir: a.run_dir.clone().unwrap_or_else(default_run_dir),
+                    echo: if a.quiet {
+                        exec::Echo::Quiet
+                    } else {
+                        exec::Echo::Stream
+                    },
+                };
+                return matrix::run_cells(&manifest, &opts, &cache, &run, a.cell.as_deref());
+            }
             let mut chain_cache = Vec::new();
             let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
                 chain_cache = ci::restore_chain(&cache, keys, !a.no_restore);
@@ -116,6 +132,18 @@ fn run(args: Xtask) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Matrix(a) => {
+            let manifest = Manifest::load(&a.manifest)?;
+            match a.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&matrix::to_json(&manifest))?),
+                Format::Text => {
+                    for c in matrix::to_json(&manifest).cells {
+                        println!("{}: {}", c.name, c.repos.join(", "));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph(a) => {
             let (manifest, opts, cache) = open(&a.resolve)?;
@@ -250,6 +278,7 @@ fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
         deps: r.deps.map(Into::into),
         force: r.force.clone(),
         affected: affected_refs(r.affected.as_deref())?,
+        skip_unavailable_toolchains: false,
     };
     let root = cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     let cache =

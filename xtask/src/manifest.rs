@@ -405,6 +405,12 @@ pub struct Repo {
     pub toolchain: Option<String>,
     /// Dependency mode, over the default.
     pub deps: DepsMode,
+    /// Matrix: the toolchains this repo is built with under `ci --matrix` (e.g. its MSRV
+    /// and `stable`); empty = just its `toolchain` (or the default).
+    pub toolchains: Vec<String>,
+    /// Matrix: the variants this repo is built in under `ci --matrix`; empty = just the
+    /// default variant.
+    pub variants: Vec<String>,
 }
 
 impl Repo {
@@ -508,6 +514,10 @@ struct RawRepo {
     toolchain: Option<String>,
     #[serde(default)]
     deps: Option<DepsMode>,
+    #[serde(default)]
+    toolchains: Vec<String>,
+    #[serde(default)]
+    variants: Vec<String>,
 }
 
 /// A step is either the name of a built-in step (`"test"`) or a table.
@@ -678,6 +688,8 @@ impl Manifest {
                 env,
                 toolchain: r.toolchain.clone().or_else(|| defaults.toolchain.clone()),
                 deps: r.deps.unwrap_or(defaults.deps),
+                toolchains: r.toolchains.clone(),
+                variants: r.variants.clone(),
             });
         }
         for r in &raw.repo {

@@ -245,6 +245,8 @@ pub fn rustc_version(dir: &Path, env: &[(String, String)]) -> Result<String> {
         .arg("-vV")
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        // A probe never downloads a toolchain: a missing one is reported, with the fix.
+        .env("RUSTUP_AUTO_INSTALL", "0")
         .output()
         .context("run `rustc -vV`: is a Rust toolchain installed and on PATH?")?;
     if !out.status.success() {

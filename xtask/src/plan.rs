@@ -42,6 +42,9 @@ pub struct PlanOptions {
     /// Only run repos changed between two refs, and their downstream (`--affected
     /// BASE..HEAD`).
     pub affected: Option<(String, String)>,
+    /// A repo whose toolchain is not installed is skipped with the reason instead of
+    /// failing (matrix cells: an MSRV toolchain a machine lacks is not a build failure).
+    pub skip_unavailable_toolchains: bool,
 }
 
 /// What `ci` will do with a repo, as `graph` and `plan` show it.
@@ -56,6 +59,8 @@ pub enum Action {
     SkipNotAffected(String),
     /// Skip: not named by `--only`.
     NotSelected,
+    /// Skip: its toolchain is not installed here (matrix runs; reason given).
+    SkipUnavailable(String),
 }
 
 impl Action {
@@ -68,6 +73,7 @@ impl Action {
             Action::SkipCached => "skip-cached",
             Action::SkipNotAffected(_) => "skip-not-affected",
             Action::NotSelected => "not-selected",
+            Action::SkipUnavailable(_) => "skip-unavailable",
         }
     }
 }
@@ -476,8 +482,15 @@ pub fn resolve_with(
             .force
             .as_ref()
             .is_some_and(|f| f.is_empty() || f.contains(name));
+        let toolchain_missing = probe.is_some_and(|p| p.rustc.is_err());
         let action = if !is_selected {
             Action::NotSelected
+        } else if toolchain_missing && opts.skip_unavailable_toolchains {
+            Action::SkipUnavailable(format!(
+                "toolchain `{}` is not installed here: {}",
+                toolchain.as_deref().unwrap_or("(rust-toolchain.toml)"),
+                error.as_deref().and_then(|e| e.lines().next()).unwrap_or("")
+            ))
         } else if let Some(reason) = affected.as_ref().and_then(|(set, notes)| {
             (!set.contains(name)).then(|| notes.get(name).cloned().unwrap_or_default())
         }) {

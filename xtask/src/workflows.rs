@@ -42,7 +42,7 @@ const ORCHESTRATOR_DIR: &str = "bllvm-ci";
 pub fn generate(manifest: &Manifest) -> Vec<(&'static str, String)> {
     let m = manifest.path.to_string_lossy().replace('\\', "/");
     vec![
-        (CI_WORKFLOW, ci_workflow(&manifest.chain, &m)),
+        (CI_WORKFLOW, with_matrix(ci_workflow(&manifest.chain, &m), &crate::matrix::cells(manifest))),
         (CHAIN_TEMPLATE, chain_template(&manifest.chain, &m)),
     ]
 }
@@ -187,6 +187,35 @@ jobs:
         token = token,
     );
     s
+}
+
+/// With more than one matrix cell, the `ci` job becomes a `strategy.matrix` over the
+/// cells (one job per cell, `--cell`), installing each cell's toolchain first.
+fn with_matrix(workflow: String, cells: &[crate::matrix::Cell]) -> String {
+    if cells.len() < 2 {
+        return workflow;
+    }
+    let mut include = String::new();
+    for c in cells {
+        let _ = write!(
+            include,
+            "\n          - cell: \"{}\"\n            toolchain: \"{}\"",
+            c.name(),
+            c.toolchain.as_deref().unwrap_or("")
+        );
+    }
+    let strategy = format!(
+        "    strategy:\n      fail-fast: false\n      matrix:\n        include:{include}\n    steps:\n      - name: install the cell's toolchain\n        if: ${{{{ matrix.toolchain != '' }}}}\n        run: rustup toolchain install \"${{{{ matrix.toolchain }}}}\" --profile minimal\n"
+    );
+    let job = "    name: chain\n";
+    let workflow = workflow.replacen(job, "    name: chain ${{ matrix.cell }}\n", 1);
+    // The first `steps:` of the file is the ci job's.
+    let workflow = workflow.replacen("    steps:\n", &strategy, 1);
+    workflow.replacen(
+        "run: cargo xtask ci --keep-going --comment",
+        "run: cargo xtask ci --keep-going --comment --cell \"${{ matrix.cell }}\"",
+        1,
+    )
 }
 
 fn chain_template(chain: &ChainSettings, manifest_path: &str) -> String {

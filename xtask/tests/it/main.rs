@@ -8,3 +8,4 @@ mod tidy;
 mod skip;
 mod gha;
 mod testing;
+mod matrix;
