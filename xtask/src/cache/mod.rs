@@ -440,14 +440,24 @@ impl Cache {
 
     /// Unlist and delete an entry. The caller holds its exclusive lease (or knows no one
     /// can). The rename makes the removal atomic for readers; the deletion that follows
-    /// may be interrupted, leaving only a `tmp/` dir.
-    fn discard(&self, stage: &str, key: &str) {
+    /// may be interrupted, leaving only a `tmp/` dir. Evictions delete at once (the disk
+    /// guard measures the space they free); other discards delete in the background.
+    fn discard_now(&self, stage: &str, key: &str, now: bool) {
         let dir = self.dir_of(stage, key);
         let trash = self.new_tmp(&format!("trash-{stage}-{key}"));
         if fs::rename(&dir, &trash).is_ok() {
-            let _ = fsutil::remove_tree(&trash);
+            if now {
+                let _ = fsutil::remove_tree(&trash);
+            } else {
+                delete_in_background(trash);
+            }
         }
         let _ = fs::remove_file(self.usage_path(stage, key));
+    }
+
+    /// [`Cache::discard_now`] in the background.
+    fn discard(&self, stage: &str, key: &str) {
+        self.discard_now(stage, key, false);
     }
 
     fn usage(&self, stage: &str, key: &str, created: u64) -> Usage {
@@ -823,7 +833,12 @@ impl Cache {
         start: Instant,
     ) -> Result<Save> {
         let stage = key.stage.as_str();
-        transfer::remove_selected(src, skip).context("prune before save")?;
+        // Pruned paths are renamed aside (O(1) each) and deleted on a background thread:
+        // deleting tens of thousands of incremental files takes seconds, and the next
+        // repo's build need not wait for it.
+        let trash = self.new_tmp(&format!("trash-prune-{stage}"));
+        transfer::remove_selected(src, skip, Some(&trash)).context("prune before save")?;
+        delete_in_background(trash);
         let manifest = Manifest::build(src, lease.manifest.as_ref())?;
         let exact = lease.key.as_deref() == Some(key.key.as_str());
         if exact && lease.manifest.as_ref() == Some(&manifest) {
@@ -1035,7 +1050,7 @@ impl Cache {
     fn evict(&self, stage: &str, key: &str) -> bool {
         match EntryLock::try_take(&self.lock_path(stage, key), Mode::Exclusive, true) {
             Ok(Some(_held)) => {
-                self.discard(stage, key);
+                self.discard_now(stage, key, true);
                 true
             }
             _ => false,
@@ -1148,6 +1163,22 @@ impl Cache {
         for l in self.list().into_iter().filter(|l| l.leased) {
             self.evict(&l.info.stage, &l.info.key);
         }
+    }
+}
+
+/// Delete a tree under `tmp/` on a detached thread. A process that exits first leaves
+/// the rest, named with its pid, to the next [`Cache::open`].
+fn delete_in_background(dir: PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("cache-trash".into())
+        .spawn({
+            let dir = dir.clone();
+            move || {
+                let _ = fsutil::remove_tree(&dir);
+            }
+        });
+    if spawned.is_err() {
+        let _ = fsutil::remove_tree(&dir);
     }
 }
 
