@@ -11,7 +11,7 @@
 //! message is two lines since Rust 1.73). Results come in the knowledge base's order,
 //! which lists specific causes before generic ones.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
@@ -307,33 +307,77 @@ pub fn render(name: &str, log: &str, matches: &[Match]) -> String {
     s
 }
 
-/// `cargo xtask explain [LOG]`: print the matches of a log file (or stdin).
+/// The failed steps of a run directory, from its `summary.json`: (label, log path).
+///
+/// Errors: the directory has no readable `summary.json`.
+pub fn failed_step_logs(run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let path = run_dir.join("summary.json");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "{} has no summary.json: pass a run directory (target/bllvm-ci/runs/<id>), a step log, or `-` for stdin",
+            run_dir.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a run summary", path.display()))?;
+    let mut out = Vec::new();
+    for r in v["repos"].as_array().into_iter().flatten() {
+        if r["status"] != "failed" {
+            continue;
+        }
+        for st in r["steps"].as_array().into_iter().flatten() {
+            let ok = st["code"] == 0 && st["timed_out"] != true;
+            if let (false, Some(log)) = (ok, st["log"].as_str()) {
+                let label = format!(
+                    "{} `{}` ({log})",
+                    r["name"].as_str().unwrap_or("?"),
+                    st["name"].as_str().unwrap_or("?")
+                );
+                out.push((label, PathBuf::from(log)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `cargo xtask explain [LOG | RUN_DIR | -]`: print the matches of a step log, of every
+/// failed step of a run directory, or of stdin. JSON: an array of `{log, matches}`.
 ///
 /// Exit code 0 whether or not anything matched (the output says which); errors (exit 2)
-/// when the log or `--patterns` cannot be read.
+/// when a log, the run's summary or `--patterns` cannot be read.
 pub fn cli(a: &crate::flags::ExplainArgs) -> Result<std::process::ExitCode> {
     use std::io::Read;
-    let (name, bytes) = match a.log.as_deref() {
-        None => ("stdin".to_owned(), read_stdin()?),
-        Some(p) if p == Path::new("-") => ("stdin".to_owned(), read_stdin()?),
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read(p).with_context(|| {
-                format!(
-                    "cannot read log {}: pass a step log from the run directory, or `-` for stdin",
-                    p.display()
-                )
-            })?,
-        ),
+    let read = |p: &Path| -> Result<String> {
+        let b = std::fs::read(p).with_context(|| {
+            format!(
+                "cannot read log {}: pass a step log or a run directory, or `-` for stdin",
+                p.display()
+            )
+        })?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
     };
-    fn read_stdin() -> Result<Vec<u8>> {
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    match a.log.as_deref() {
+        None => {}
+        Some(p) if p == Path::new("-") => {}
+        Some(p) if p.is_dir() => {
+            let steps = failed_step_logs(p)?;
+            if steps.is_empty() && a.format == crate::flags::Format::Text {
+                println!("{}: no failed step in this run", p.display());
+            }
+            for (label, log) in steps {
+                inputs.push((label, read(&log)?));
+            }
+        }
+        Some(p) => inputs.push((p.display().to_string(), read(p)?)),
+    }
+    if a.log.is_none() || a.log.as_deref() == Some(Path::new("-")) {
         let mut b = Vec::new();
         std::io::stdin()
             .read_to_end(&mut b)
             .context("read the log from stdin")?;
-        Ok(b)
+        inputs.push(("stdin".into(), String::from_utf8_lossy(&b).into_owned()));
     }
-    let log = String::from_utf8_lossy(&bytes);
     let loaded;
     let kb = match &a.patterns {
         Some(p) => {
@@ -342,10 +386,23 @@ pub fn cli(a: &crate::flags::ExplainArgs) -> Result<std::process::ExitCode> {
         }
         None => KnowledgeBase::embedded(),
     };
-    let matches = kb.scan(&log);
-    match a.format {
-        crate::flags::Format::Text => print!("{}", render(&name, &log, &matches)),
-        crate::flags::Format::Json => println!("{}", serde_json::to_string_pretty(&matches)?),
+    let mut json = Vec::new();
+    for (i, (name, log)) in inputs.iter().enumerate() {
+        let matches = kb.scan(log);
+        match a.format {
+            crate::flags::Format::Text => {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", render(name, log, &matches));
+            }
+            crate::flags::Format::Json => {
+                json.push(serde_json::json!({"log": name, "matches": matches}))
+            }
+        }
+    }
+    if a.format == crate::flags::Format::Json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

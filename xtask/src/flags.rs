@@ -413,7 +413,7 @@ pub enum BenchCmd {
 /// `cargo xtask explain`.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
-    /// Log file to read (a step log from the run directory); `-` or nothing reads stdin.
+    /// A step log, or a run directory (every failed step in its summary.json); `-` or nothing reads stdin.
     #[arg(value_name = "LOG")]
     pub log: Option<PathBuf>,
     /// Knowledge base to use instead of the one built in (ci/error-patterns.toml).

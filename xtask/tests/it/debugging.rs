@@ -52,8 +52,9 @@ fn explain_reads_a_file_as_json_and_says_so_when_nothing_matches() {
         .assert()
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(v[0]["id"], "toolchain-not-installed");
-    assert!(v[0]["fix"]
+    assert_eq!(v[0]["log"], log.display().to_string());
+    assert_eq!(v[0]["matches"][0]["id"], "toolchain-not-installed");
+    assert!(v[0]["matches"][0]["fix"]
         .as_str()
         .unwrap()
         .contains("rustup toolchain install 1.70.0-x86_64-unknown-linux-gnu"));
@@ -345,6 +346,18 @@ fn ci_records_metrics_notifies_failure_then_recovery_and_report_shows_the_runs()
     );
     assert!(s_text.contains("error: linker `cc` not found"), "{s:#}");
     assert!(s_text.contains("Install a C toolchain"), "{s:#}");
+    // `explain RUN_DIR` explains every failed step of the run.
+    let out = xtask()
+        .arg("explain")
+        .arg(dir.path().join("run1"))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.starts_with("solo `build` ("), "{text}");
+    assert!(
+        text.contains("[linker-not-found] linker `cc` not found"),
+        "{text}"
+    );
     let d = discord_rx.recv_timeout(bound).expect("discord message");
     assert_eq!(d["embeds"][0]["color"], 15158332, "{d:#}");
     assert!(d["embeds"][0]["description"]
