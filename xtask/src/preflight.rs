@@ -281,27 +281,16 @@ fn check_toolchains(
 /// Free bytes available to unprivileged users on the filesystem holding `path` (the
 /// nearest existing ancestor), with that filesystem's device id; `None` if unknown.
 pub fn free_bytes(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let mut p = path.to_path_buf();
     while !p.exists() {
-        if !p.pop() {
+        if !p.pop() || p.as_os_str().is_empty() {
             p = PathBuf::from(".");
             break;
         }
     }
-    if p.as_os_str().is_empty() {
-        p = PathBuf::from(".");
-    }
     let dev = std::fs::metadata(&p).ok()?.dev();
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64 * st.f_frsize as u64, dev))
+    Some((fs4::available_space(&p).ok()?, dev))
 }
 
 fn check_disk(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {
