@@ -177,6 +177,22 @@ pub struct Resolved {
     pub plan: Plan,
     /// Stripped manifests, restored on drop.
     pub guards: Vec<StrippedManifest>,
+    /// Lockfiles generated for repos that commit none, removed on drop.
+    pub generated_lockfiles: Vec<GeneratedLockfile>,
+}
+
+/// A `Cargo.lock` this run generated (the repo commits none); removed when dropped, so
+/// the checkout is left as it was found and the next run resolves afresh. Kept, it would
+/// also poison a later run in the other dependency mode: a lockfile resolved against
+/// crates.io pins versions newer than a sibling checkout's, and cargo then reports the
+/// sibling `[patch]` as unused (seen on the real chain).
+#[derive(Debug)]
+pub struct GeneratedLockfile(pub PathBuf);
+
+impl Drop for GeneratedLockfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The effective checkout root: `--root`, else the manifest's.
@@ -287,6 +303,7 @@ pub fn resolve_with(
         .filter(|r| r.kind == RepoKind::Cargo)
         .collect();
 
+    let generated = std::sync::Mutex::new(Vec::new());
     // Phase A, one thread per repo: the compiler identity and a lockfile. Nothing here
     // needs the registry when the repo commits its Cargo.lock.
     let rustcs: BTreeMap<String, Result<String>> = std::thread::scope(|s| {
@@ -296,9 +313,15 @@ pub fn resolve_with(
                 let dir = Manifest::checkout_dir(&root, r);
                 let env = metadata::toolchain_env(toolchain_of(r).as_deref());
                 let name = r.name.clone();
+                let generated = &generated;
                 s.spawn(move || {
                     let rustc = metadata::rustc_version(&dir, &env).and_then(|v| {
-                        metadata::ensure_lockfile(&dir, &env)?;
+                        if metadata::ensure_lockfile(&dir, &env)? {
+                            generated
+                                .lock()
+                                .expect("lock list")
+                                .push(GeneratedLockfile(dir.join("Cargo.lock")));
+                        }
                         Ok(v)
                     });
                     (name, rustc)
@@ -560,6 +583,7 @@ pub fn resolve_with(
             graph,
         },
         guards,
+        generated_lockfiles: generated.into_inner().expect("lock list"),
     })
 }
 

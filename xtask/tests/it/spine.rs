@@ -76,6 +76,9 @@ fn after_edge_orders_what_cargo_cannot_see() {
     let m = write_chain(t.path(), &[("a", &[]), ("b", &[])], &[("a", "after = [\"b\"]")]);
     let plan = plan_json(&m, &t.path().join("cache"));
     assert_eq!(levels(&plan), vec![s(&["b"]), s(&["a"])]);
+    // The fixture repos commit no Cargo.lock: the one generated for the plan is removed
+    // again, so the checkouts are left as they were.
+    assert!(!t.path().join("a/Cargo.lock").exists() && !t.path().join("b/Cargo.lock").exists());
 }
 
 #[test]
