@@ -433,8 +433,23 @@ fn screenshot_if_chromium(page: &std::path::Path) {
         .arg(format!("file://{}", page.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    // A bound, not a timing assertion: a browser that hangs must not hang the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut child = st;
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            println!("{bin} did not finish within 120 s: skipping the headless rendering");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(st.success(), "{bin} failed to render the report");
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
