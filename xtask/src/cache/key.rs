@@ -92,6 +92,26 @@ impl CacheKey {
     }
 }
 
+/// Check that `key` names one directory under its stage: 1 to 200 letters, digits, `-`,
+/// `_` and `.`, not starting with `.`. Keys become paths (`entries/<stage>/<key>`), so a
+/// key with `/`, `..` or an absolute path would read or write outside the cache root
+/// (found by the issue 8 hostile-input suite: `cache put --key ../../x` wrote there).
+///
+/// Errors: the key is not of that form, with what to do.
+pub fn check_key(key: &str) -> anyhow::Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 200
+        && !key.starts_with('.')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    anyhow::ensure!(
+        ok,
+        "cache key `{key}` may only use letters, digits, `-`, `_` and `.` (1 to 200, not starting with `.`): keys name a directory under the cache root"
+    );
+    Ok(())
+}
+
 /// sha256 of inputs, each as `name=value` with its length, so that no two different input
 /// lists hash alike by concatenation.
 pub fn hash_inputs(inputs: &[(String, String)]) -> String {
@@ -131,5 +151,14 @@ mod tests {
             CacheKey::derive(Stage::Git, "r-base", base(), &lock).key
         );
         assert!(k.key.starts_with("r-base-"));
+        check_key(&k.key).unwrap();
+    }
+
+    #[test]
+    fn keys_that_leave_their_directory_are_refused() {
+        for bad in ["", "..", ".hidden", "../../x", "/abs", "a/b", "a\\b", "a b"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        check_key("bllvm-node-base-0123456789abcdef-fedcba9876543210").unwrap();
     }
 }

@@ -576,6 +576,7 @@ impl Cache {
     /// which the caller removes. Callers turn errors into a warning: a build never
     /// depends on the cache.
     pub fn restore(&self, key: &CacheKey, dst: &Path, merge: bool) -> Result<Restore> {
+        key::check_key(&key.key)?;
         if !merge && fsutil::non_empty_dir(dst) {
             return Ok(Restore::Kept);
         }
@@ -752,8 +753,10 @@ impl Cache {
     /// ([`Save::Exists`]). Before a copy, the disk guard makes room or skips the save
     /// ([`Save::NoSpace`]); after a save, retention and the guard run.
     ///
-    /// Errors: I/O errors; nothing partial is ever published.
+    /// Errors: an invalid key ([`key::check_key`]) or I/O errors; nothing partial is ever
+    /// published.
     pub fn save(&self, key: &CacheKey, src: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Save> {
+        key::check_key(&key.key)?;
         let lease = self.leases.lock().expect("leases").remove(src);
         if self.read_only {
             return Ok(Save::Skipped);
@@ -772,7 +775,14 @@ impl Cache {
             return Ok(Save::Empty);
         }
         let start = Instant::now();
-        let raw = fsutil::tree_size(src).bytes;
+        // Bytes before pruning, for the report and the disk guard. A target dir is walked
+        // whole; for the `$CARGO_HOME` stages only what the entry keeps is counted (the
+        // rest, e.g. `registry/src`, can be gigabytes nobody asked to measure).
+        let raw = if key.stage == Stage::Target {
+            fsutil::tree_size(src).bytes
+        } else {
+            kept_size(src, skip)
+        };
         let result = match lease {
             Some(l) if transfer::same_filesystem(&self.root.join("entries"), src) => {
                 self.save_by_move(key, src, skip, l, raw, start)
@@ -1134,13 +1144,29 @@ impl Cache {
             };
             out.push((stage, key, damage));
         }
+        // An entry whose entry.json cannot be read is not listed (so it is neither restored
+        // nor evicted) yet holds its disk space: report it too, so `verify --discard`
+        // removes it. Found by `cargo xtask stress` (corruption scenario).
+        for stage in Stage::ALL {
+            let Ok(rd) = fs::read_dir(self.stage_dir(stage.as_str())) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if let Err(err) = read_info(&e.path()) {
+                    if e.path().exists() {
+                        let key = e.file_name().to_string_lossy().into_owned();
+                        out.push((stage.as_str().to_owned(), key, vec![format!("{err:#}")]));
+                    }
+                }
+            }
+        }
         out
     }
 
     /// Discard an entry (for `cache verify --discard`, `cache clear`). Returns whether it
     /// was removed (false when a job holds it).
     pub fn remove(&self, stage: &str, key: &str) -> bool {
-        !self.read_only && self.evict(stage, key)
+        !self.read_only && key::check_key(key).is_ok() && self.evict(stage, key)
     }
 
     /// Remove `tmp/` directories whose writer (the pid in their name) is no longer alive.
@@ -1164,6 +1190,19 @@ impl Cache {
             self.evict(&l.info.stage, &l.info.key);
         }
     }
+}
+
+/// Bytes of the regular files under `root` that `skip` keeps (skipped dirs are not
+/// walked).
+fn kept_size(root: &Path, skip: &dyn Fn(&Path) -> bool) -> u64 {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.path().strip_prefix(root).map_or(true, |rel| !skip(rel)))
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Delete a tree under `tmp/` on a detached thread. A process that exits first leaves

@@ -192,16 +192,21 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         "time saved by moving instead of copying: {saved_secs:.1} s (at {}/s copy throughput)",
         human_bytes(copy_rate as u64)
     );
-    let raw: u64 = saves.iter().map(|e| e.raw_bytes).sum();
-    let stored: u64 = saves
+    // Pruning per stage: the registry's "raw" is the whole of `$CARGO_HOME/registry`,
+    // which says little about a target dir's pruning.
+    let mut pruning: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for e in saves
         .iter()
         .filter(|e| matches!(e.outcome.as_str(), "saved" | "unchanged"))
-        .map(|e| e.bytes)
-        .sum();
-    if raw > 0 {
+    {
+        let p = pruning.entry(e.stage.as_str()).or_default();
+        p.0 += e.bytes;
+        p.1 += e.raw_bytes;
+    }
+    for (stage, (stored, raw)) in pruning.into_iter().filter(|(_, (_, raw))| *raw > 0) {
         let _ = writeln!(
             s,
-            "pruning: saves kept {} of {} raw ({:.0}%)",
+            "pruning ({stage}): saves kept {} of {} raw ({:.0}%)",
             human_bytes(stored),
             human_bytes(raw),
             stored as f64 * 100.0 / raw as f64
