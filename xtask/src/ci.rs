@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub echo: Echo,
     /// Repos of one level run at once, at most this many (`--jobs`; 1 = one at a time).
     pub jobs: usize,
+    /// `--release` (and `--verify-deterministic`): build and collect release artifacts
+    /// after a repo's steps (see [`crate::release_build`]); `None` for an ordinary run.
+    pub release: Option<crate::release_build::ReleaseOptions>,
 }
 
 /// Restore the chain-wide stages (registry, git) into `$CARGO_HOME`, merging (never
@@ -136,7 +139,13 @@ pub fn run(
             match skip {
                 Some(status) => {
                     println!("==> {} (level {}): {}", r.name, r.level, status.describe());
-                    level_reports.push((r.name.clone(), empty_report(r, status)));
+                    let mut rep = empty_report(r, status);
+                    // Release: a `cached` repo's artifacts come from the builds store
+                    // (or a build when the store has none).
+                    if matches!(rep.status, RepoStatus::Cached(_)) {
+                        release_hook(plan, r, cache, opts, &mut rep);
+                    }
+                    level_reports.push((r.name.clone(), rep));
                 }
                 None => runnable.push(r),
             }
@@ -254,6 +263,17 @@ pub fn run(
         save_stage(cache, key, &src, &skip, opts.save, c);
     }
 
+    // Run-wide outputs of the release and coverage hooks.
+    crate::coverage::write_total(&opts.run_dir, &reports);
+    if opts.release.is_some() {
+        let path = crate::release_build::write_release_manifest(
+            &opts.run_dir,
+            &run_id,
+            &plan.variant,
+            &reports,
+        )?;
+        println!("release manifest: {}", path.display());
+    }
     let summary = RunSummary {
         schema_version: 1,
         run_id,
@@ -329,11 +349,30 @@ fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
         restore_bytes: 0,
         save_secs: 0.0,
         save_bytes: 0,
+        release: None,
+        coverage: None,
         warnings: r
             .unused_patches
             .iter()
             .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
             .collect(),
+    }
+}
+
+/// `--release`: build (or reuse) the repo's artifacts into the run dir; a failure marks
+/// the report failed (see [`crate::release_build::run_for_repo`]).
+fn release_hook(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions, report: &mut RepoReport) {
+    if let Some(release) = &opts.release {
+        let ctx = crate::release_build::RepoContext {
+            plan,
+            repo: r,
+            cache_root: cache.root(),
+            save: opts.save,
+            run_dir: &opts.run_dir,
+            echo: opts.echo,
+            opts: release,
+        };
+        crate::release_build::run_for_repo(&ctx, report);
     }
 }
 
@@ -480,6 +519,17 @@ fn run_repo(
             if json_diagnostics {
                 args.insert(1, "--message-format=json".to_owned());
             }
+            // Coverage: the tool must be installed; its reports go to the run dir (added
+            // here, not in the plan, so fingerprints do not depend on the run dir).
+            let coverage_dir = crate::coverage::output_dir(&log_dir);
+            let is_coverage = crate::coverage::is_coverage(&step.program, &args);
+            if is_coverage {
+                if let Err(why) = crate::coverage::prepare(&sub.name, &mut args, &coverage_dir) {
+                    println!("    {why}");
+                    report.status = RepoStatus::Failed(why);
+                    break 'steps;
+                }
+            }
             let mut env = r.env.clone();
             if let Some(j) = cargo_jobs {
                 env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
@@ -552,6 +602,12 @@ fn run_repo(
                     }
                 }
             }
+            if is_coverage && outcome.success() {
+                match crate::coverage::collect(&coverage_dir) {
+                    Ok(c) => report.coverage = Some(c),
+                    Err(e) => report.warnings.push(format!("{e:#}")),
+                }
+            }
             if let Some(j) = &sub.junit {
                 if let Ok(xml) = std::fs::read_to_string(j) {
                     let counts = testing::count_junit(&xml);
@@ -610,6 +666,11 @@ fn run_repo(
                 break 'steps;
             }
         }
+    }
+    // Release artifacts are built before the save, so the target entry keeps the release
+    // dependency units too.
+    if report.status == RepoStatus::Ok {
+        release_hook(plan, r, cache, opts, &mut report);
     }
     if let Some(key) = &r.cache_key {
         let st = report

@@ -87,6 +87,7 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
                 save: true,
                 restore: true,
                 run_dir: dir.join(format!("runs/run{round}")),
+                release: None,
                 echo: if a.quiet {
                     exec::Echo::Quiet
                 } else {

@@ -132,6 +132,12 @@ pub struct CiArgs {
     /// Only log step output, do not stream it.
     #[arg(short, long)]
     pub quiet: bool,
+    /// After each repo's steps, build it with `--release --locked` and collect the binaries its `artifacts` lists into <run dir>/artifacts/<repo>/ with SHA256SUMS, plus artifacts/release-manifest.json.
+    #[arg(long)]
+    pub release: bool,
+    /// Build each repo's release a second time from a clean target dir (<run dir>/verify/<repo>) and fail it if any artifact's bytes differ (implies --release).
+    #[arg(long)]
+    pub verify_deterministic: bool,
     /// Run every cell of the variant × toolchain matrix (repos' `toolchains` and `variants`), each as its own job.
     #[arg(long, conflicts_with = "cell")]
     pub matrix: bool,

@@ -16,6 +16,7 @@ mod cache;
 mod chain;
 mod checkout;
 mod ci;
+mod coverage;
 mod demo;
 mod dispatch;
 mod events;
@@ -36,6 +37,7 @@ mod patches;
 mod plan;
 mod preflight;
 mod release;
+mod release_build;
 mod report;
 mod results;
 mod summary;
@@ -85,6 +87,7 @@ fn run(args: Xtask) -> Result<ExitCode> {
                     save: !a.no_save && event.may_save(),
                     restore: !a.no_restore,
                     run_dir: a.run_dir.clone().unwrap_or_else(default_run_dir),
+                    release: None,
                     echo: if a.quiet {
                         exec::Echo::Quiet
                     } else {
@@ -110,6 +113,12 @@ fn run(args: Xtask) -> Result<ExitCode> {
                     save: !a.no_save && event.may_save(),
                     restore: !a.no_restore,
                     run_dir: run_dir.clone(),
+                    release: (a.release || a.verify_deterministic).then(|| {
+                        release_build::ReleaseOptions::from_manifest(
+                            &manifest,
+                            a.verify_deterministic,
+                        )
+                    }),
                     echo: if a.quiet {
                         exec::Echo::Quiet
                     } else {

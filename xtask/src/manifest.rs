@@ -411,6 +411,10 @@ pub struct Repo {
     /// Matrix: the variants this repo is built in under `ci --matrix`; empty = just the
     /// default variant.
     pub variants: Vec<String>,
+    /// Binary names `ci --release` collects from `target/release/` into the run's
+    /// `artifacts/<repo>/` (see `release_build.rs`); empty = the repo is built in release
+    /// but no file is collected.
+    pub artifacts: Vec<String>,
 }
 
 impl Repo {
@@ -458,9 +462,15 @@ pub const BUILTIN_STEPS: &[(&str, &[&str], bool)] = &[
     ("doc", &["doc", "--workspace", "--no-deps"], true),
 ];
 
+/// Built-in steps a repo names in its `steps` but that are not run by default:
+/// `coverage` (cargo-tarpaulin, see `coverage.rs`).
+pub const OPT_IN_STEPS: &[(&str, &[&str], bool)] =
+    &[(crate::coverage::STEP, crate::coverage::ARGS, true)];
+
 fn builtin_step(name: &str, timeout: u64) -> Option<Step> {
     BUILTIN_STEPS
         .iter()
+        .chain(OPT_IN_STEPS)
         .find(|(n, _, _)| *n == name)
         .map(|(n, args, features)| Step {
             name: (*n).to_owned(),
@@ -518,6 +528,8 @@ struct RawRepo {
     toolchains: Vec<String>,
     #[serde(default)]
     variants: Vec<String>,
+    #[serde(default)]
+    artifacts: Vec<String>,
 }
 
 /// A step is either the name of a built-in step (`"test"`) or a table.
@@ -690,6 +702,7 @@ impl Manifest {
                 deps: r.deps.unwrap_or(defaults.deps),
                 toolchains: r.toolchains.clone(),
                 variants: r.variants.clone(),
+                artifacts: r.artifacts.clone(),
             });
         }
         for r in &raw.repo {
@@ -799,7 +812,7 @@ fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step
         RawStep::Name(n) => builtin_step(n, default_timeout).ok_or_else(|| {
             format!(
                 "unknown step `{n}`: use a built-in step ({}) or a table with `name` and `args` or `command`",
-                BUILTIN_STEPS.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+                BUILTIN_STEPS.iter().chain(OPT_IN_STEPS).map(|s| s.0).collect::<Vec<_>>().join(", ")
             )
         }),
         RawStep::Table(t) => {

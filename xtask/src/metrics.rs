@@ -51,6 +51,10 @@ pub struct BuildMetrics {
     pub cache_entries: Option<u64>,
     /// Free disk space around the run.
     pub disk: DiskMetrics,
+    /// Line coverage over every repo with a `coverage` step, in percent (`None`: no repo
+    /// measured coverage; see `coverage.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage_line_percent: Option<f64>,
 }
 
 /// One repo's share of a run.
@@ -215,6 +219,7 @@ impl BuildMetrics {
             chain_cache: summary.chain_cache.iter().map(stage).collect(),
             cache_bytes: extra.cache_bytes,
             cache_entries: extra.cache_entries,
+            coverage_line_percent: crate::coverage::total(&summary.repos).map(|t| t.2),
             disk: DiskMetrics {
                 path: extra.disk_path.clone(),
                 free_before_bytes: extra.free_before,
@@ -453,6 +458,7 @@ pub(crate) mod tests {
             chain_cache: vec![stage("registry", "partial", 10)],
             cache_bytes: Some(5000),
             cache_entries: Some(2),
+            coverage_line_percent: None,
             disk: DiskMetrics {
                 path: "/cache".into(),
                 free_before_bytes: Some(10),

@@ -130,6 +130,13 @@ pub struct RepoReport {
     pub save_bytes: u64,
     /// Warnings for the summary (unused patches, cache problems).
     pub warnings: Vec<String>,
+    /// Release outputs (`ci --release`): files, hashes, determinism; see
+    /// [`crate::release_build`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::release_build::ReleaseRepo>,
+    /// Line coverage of a `coverage` step (see [`crate::coverage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<crate::coverage::CoverageReport>,
 }
 
 /// The whole run.
@@ -212,6 +219,21 @@ impl RunSummary {
             if let Some(t) = &r.tests {
                 s += &format!("  | tests {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
             }
+            if let Some(c) = &r.coverage {
+                s += &format!("  | coverage {:.1}% of {} lines", c.line_percent, c.lines);
+            }
+            if let Some(rel) = &r.release {
+                s += &format!(
+                    "  | release {} file(s){}{}",
+                    rel.files.len(),
+                    if rel.reused { " reused" } else { "" },
+                    match rel.deterministic {
+                        Some(true) => ", deterministic",
+                        Some(false) => ", NOT deterministic",
+                        None => "",
+                    }
+                );
+            }
             if !cache.is_empty() {
                 s += &format!(
                     "  | cache {} | restore {:.2}s {} | save {:.2}s {}",
@@ -245,6 +267,9 @@ impl RunSummary {
             .filter(|r| matches!(r.status, RepoStatus::Failed(_)))
             .map(|r| r.name.as_str())
             .collect();
+        if let Some((lines, covered, pct)) = crate::coverage::total(&self.repos) {
+            s += &format!("coverage: {pct:.1}% of lines ({covered}/{lines})\n");
+        }
         if failed.is_empty() {
             s += "result: ok\n";
         } else {

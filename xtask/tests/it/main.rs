@@ -9,3 +9,4 @@ mod skip;
 mod gha;
 mod testing;
 mod matrix;
+mod release;
