@@ -572,9 +572,9 @@ impl Cache {
     /// discarded (a note says which) and the next candidate is tried. Before restoring,
     /// the disk guard evicts least recently used entries while the filesystem is too full.
     ///
-    /// Errors: I/O errors while copying or moving; `dst` may then hold a partial tree,
-    /// which the caller removes. Callers turn errors into a warning: a build never
-    /// depends on the cache.
+    /// Errors: an invalid key ([`key::check_key`]); I/O errors while copying or moving,
+    /// after which `dst` may hold a partial tree that the caller removes. Callers turn
+    /// errors into a warning: a build never depends on the cache.
     pub fn restore(&self, key: &CacheKey, dst: &Path, merge: bool) -> Result<Restore> {
         key::check_key(&key.key)?;
         if !merge && fsutil::non_empty_dir(dst) {
