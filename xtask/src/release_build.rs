@@ -339,8 +339,15 @@ impl BuildsStore {
     }
 
     /// Copy the files of entry `key` into `dst` after checking every file's sha256.
-    /// Returns the files, or `None` on a miss. A damaged entry is removed and is a miss.
-    pub fn restore(&self, repo: &str, key: &str, dst: &Path) -> Option<Vec<ArtifactFile>> {
+    /// Returns the files, or `None` on a miss. A damaged entry is a miss, and is removed
+    /// when `writable` (a read-only run, e.g. an untrusted event, changes nothing).
+    pub fn restore(
+        &self,
+        repo: &str,
+        key: &str,
+        dst: &Path,
+        writable: bool,
+    ) -> Option<Vec<ArtifactFile>> {
         let dir = self.entry_dir(repo, key);
         let entry: StoreEntry =
             serde_json::from_slice(&fs::read(dir.join("entry.json")).ok()?).ok()?;
@@ -349,8 +356,10 @@ impl BuildsStore {
                 fsutil::sha256_file(&dir.join("files").join(&f.name)).is_ok_and(|h| h == f.sha256)
             });
         if !intact {
-            eprintln!("warning: builds store entry {key} is damaged: discarded, building");
-            self.discard(&dir);
+            eprintln!("warning: builds store entry {key} is damaged: not used, building");
+            if writable {
+                self.discard(&dir);
+            }
             return None;
         }
         fsutil::copy_tree(&dir.join("files"), dst, false, &|_| false).ok()?;
@@ -553,7 +562,7 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
     let timeout = r.steps.iter().map(|s| s.timeout_secs).max().unwrap_or(3600);
     let store = BuildsStore::new(ctx.cache_root);
 
-    let first = match store.restore(&r.name, &key, &out_dir) {
+    let first = match store.restore(&r.name, &key, &out_dir, ctx.save) {
         Some(files) => {
             println!(
                 "    release: {} file(s) reused from the builds store ({key})",
@@ -910,10 +919,12 @@ mod tests {
         let files = hash_files("r", &src, &["bin".into()]).unwrap();
         assert_eq!(files[0].size, 3);
         let store = BuildsStore::new(&t.path().join("cache"));
-        assert!(store.restore("r", "r-k", &t.path().join("x")).is_none());
+        assert!(store
+            .restore("r", "r-k", &t.path().join("x"), true)
+            .is_none());
         store.save("r", "r-k", &src, &files).unwrap();
         let dst = t.path().join("dst");
-        assert_eq!(store.restore("r", "r-k", &dst).unwrap(), files);
+        assert_eq!(store.restore("r", "r-k", &dst, true).unwrap(), files);
         assert_eq!(fs::read(dst.join("bin")).unwrap(), b"abc");
         assert!(
             !dst.join("SHA256SUMS").exists(),
@@ -921,7 +932,9 @@ mod tests {
         );
         // A changed byte is a damaged entry: discarded, a miss.
         fs::write(t.path().join("cache/builds/r/r-k/files/bin"), b"abd").unwrap();
-        assert!(store.restore("r", "r-k", &t.path().join("dst2")).is_none());
+        assert!(store
+            .restore("r", "r-k", &t.path().join("dst2"), true)
+            .is_none());
         assert!(!t.path().join("cache/builds/r/r-k").exists());
         let e = hash_files("r", &src, &["nope".into()]).unwrap_err();
         assert!(
