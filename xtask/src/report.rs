@@ -77,6 +77,10 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1u64 << 20) as f64
 }
 
+/// A repo's last run is flagged `<- slower` when it took this much longer than its median
+/// (and at least 2 s more, over at least 3 runs).
+pub const SLOWER: f64 = 0.25;
+
 /// The text report of `runs` (oldest first).
 pub fn render_text(runs: &[BuildMetrics], source: &str) -> String {
     let mut s = format!(
@@ -108,10 +112,13 @@ pub fn render_text(runs: &[BuildMetrics], source: &str) -> String {
         } else {
             "-".into()
         };
+        // Flag a last run much slower than usual; a second or two is noise, not a trend.
+        let slower = series.len() >= 3 && last > med * (1.0 + SLOWER) && last - med >= 2.0;
         let _ = writeln!(
             s,
-            "  {name:<24} median {med:>8.1}  last {last:>8.1}  ({change} vs median, {} run(s))",
-            series.len()
+            "  {name:<24} median {med:>8.1}  last {last:>8.1}  ({change} vs median, {} run(s)){}",
+            series.len(),
+            if slower { "  <- slower" } else { "" }
         );
     }
     s += "\nslowest steps (mean over the runs that ran them):\n";
@@ -421,7 +428,7 @@ mod tests {
             .map(|i| {
                 let mut m = crate::metrics::tests::sample(&format!("r{i}"));
                 m.cache_bytes = Some(i * (3 << 20));
-                m.repos[0].secs = i as f64;
+                m.repos[0].secs = 2.0 * i as f64;
                 m
             })
             .collect()
@@ -478,9 +485,17 @@ mod tests {
     fn text_report_lists_runs_trends_and_slowest_steps() {
         let t = render_text(&runs(), "h");
         assert!(t.contains("metrics: 4 run(s) from h"), "{t}");
-        // a: 1, 2, 3, 4 s; median (upper) 3, last 4.
+        // a: 2, 4, 6, 8 s; median (upper) 6, last 8: a third and 2 s slower, flagged.
         assert!(
-            t.contains("median      3.0  last      4.0  (+33% vs median, 4 run(s))"),
+            t.contains("  a  ")
+                && t.contains(
+                    "median      6.0  last      8.0  (+33% vs median, 4 run(s))  <- slower\n"
+                ),
+            "{t}"
+        );
+        // b: 3.5 s every time: not flagged.
+        assert!(
+            t.contains("median      3.5  last      3.5  (+0% vs median, 4 run(s))\n"),
             "{t}"
         );
         let slow = slowest_steps(&runs());
