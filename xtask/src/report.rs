@@ -1,6 +1,7 @@
 //! `cargo xtask report`: trends from the metrics history ([`crate::metrics`]) as text, or
 //! as one self-contained HTML page with SVG charts (`--html FILE`): duration per repo over
-//! the last runs, cache hit rate and cache size over time, and the slowest steps.
+//! the last runs, cache hit rate and cache size over time, the slowest steps, and line
+//! coverage over time when some run measured it.
 //!
 //! Charts are drawn with plotters' SVG backend built without font features: text becomes
 //! SVG `<text>` elements laid out with plotters' built-in metrics, so no fontconfig or
@@ -303,7 +304,7 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
         .take(10)
         .map(|(name, mean, _, _)| (name, mean))
         .collect();
-    let charts = [
+    let mut charts = vec![
         (
             "Duration per repo",
             "Wall-clock seconds of each repo in each run.",
@@ -333,6 +334,22 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
             bar_chart("Slowest steps", &slow).map_err(chart_err)?,
         ),
     ];
+    // Coverage only when some run measured it (a `coverage` step).
+    let coverage: Vec<Option<f64>> = runs.iter().map(|m| m.coverage_line_percent).collect();
+    if coverage.iter().any(Option::is_some) {
+        charts.push((
+            "Line coverage",
+            "Line coverage over every repo with a coverage step, in percent.",
+            line_chart(
+                "Line coverage",
+                "% of lines",
+                n,
+                &[("coverage".to_owned(), coverage)],
+                Some(100.0),
+            )
+            .map_err(chart_err)?,
+        ));
+    }
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>bllvm chain CI: build trends</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:900px}\nfigure{margin:0 0 2em 0}\nfigcaption{color:#555;font-size:.9em}\ntable{border-collapse:collapse;font-size:.9em}\ntd,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}\ntd.n{text-align:right}\n.failed{color:#b00}\n</style>\n</head>\n<body>\n<h1>bllvm chain CI: build trends</h1>\n",
     );
@@ -479,6 +496,17 @@ mod tests {
         for needle in ["src=", "<link", "<script", "url(", "href=\"http"] {
             assert!(!html.contains(needle), "{needle} in the page");
         }
+    }
+
+    #[test]
+    fn a_coverage_chart_appears_only_when_a_run_measured_coverage() {
+        let mut r = runs();
+        let count = |r: &[BuildMetrics]| render_html(r, "h").unwrap().matches("<svg").count();
+        assert_eq!(count(&r), 4);
+        r[2].coverage_line_percent = Some(71.5);
+        let html = render_html(&r, "h").unwrap();
+        assert_eq!(html.matches("<svg").count(), 5);
+        assert!(html.contains("<title>Line coverage</title>"));
     }
 
     #[test]
