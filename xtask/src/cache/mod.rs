@@ -55,7 +55,9 @@ pub mod key;
 pub mod lock;
 pub mod prune;
 pub mod retention;
+pub mod remote;
 pub mod stats;
+pub mod storage;
 pub mod transfer;
 
 use std::collections::HashMap;
@@ -599,19 +601,37 @@ impl Cache {
                     match self.load_checked(&dir) {
                         Ok((info, manifest)) => {
                             fsutil::remove_tree(dst)?;
-                            transfer::move_tree(&dir.join("data"), dst).with_context(|| {
-                                format!("move {} into {}", dir.display(), dst.display())
-                            })?;
-                            self.leases.lock().expect("leases").insert(
-                                dst.to_path_buf(),
-                                Lease {
-                                    key: Some(cand.clone()),
-                                    lock: Some(lock),
-                                    manifest: Some(manifest),
-                                    strategy: Strategy::Moved,
-                                },
-                            );
-                            return Ok(self.restored(key, &cand, &info, start, Strategy::Moved));
+                            match transfer::move_tree(&dir.join("data"), dst) {
+                                Ok(()) => {
+                                    self.leases.lock().expect("leases").insert(
+                                        dst.to_path_buf(),
+                                        Lease {
+                                            key: Some(cand.clone()),
+                                            lock: Some(lock),
+                                            manifest: Some(manifest),
+                                            strategy: Strategy::Moved,
+                                        },
+                                    );
+                                    return Ok(self.restored(
+                                        key,
+                                        &cand,
+                                        &info,
+                                        start,
+                                        Strategy::Moved,
+                                    ));
+                                }
+                                // The device check said "same filesystem" but the kernel
+                                // disagrees (a bind mount, an overlay): copy instead. A
+                                // failed rename moved nothing.
+                                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => drop(lock),
+                                Err(e) => {
+                                    return Err(anyhow::Error::new(e).context(format!(
+                                        "move {} into {}",
+                                        dir.display(),
+                                        dst.display()
+                                    )))
+                                }
+                            }
                         }
                         Err(Check::Stub) => {
                             // Its lease is free, so the job that moved it out is gone.
@@ -1233,6 +1253,103 @@ fn read_info(dir: &Path) -> Result<EntryInfo> {
     let p = dir.join("entry.json");
     let text = fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
+}
+
+/// Hooks for the storage backends (`storage.rs`, `remote.rs`): importing an entry
+/// fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
+/// transfers. Kept apart from the local engine above.
+impl Cache {
+    /// A fresh directory path under `tmp/` (not created) that [`Cache::open`] removes if
+    /// this process dies before using it. For entries being fetched from a remote.
+    pub fn scratch_dir(&self, what: &str) -> PathBuf {
+        self.new_tmp(what)
+    }
+
+    /// Publish the complete entry dir `dir` (`entry.json`, `manifest.tsv`, `data/`,
+    /// written outside the cache, e.g. downloaded) as `key`, after checking it like a
+    /// restore does (content hash of the manifest, file set, sizes, mtimes). `dir` should
+    /// be a [`Cache::scratch_dir`] (same filesystem: one rename); it is consumed.
+    ///
+    /// [`Save::Saved`]: published. [`Save::Exists`]: the key was already listed (first
+    /// writer wins). [`Save::Skipped`]: read-only cache, nothing written.
+    ///
+    /// Errors: the entry fails its check or an I/O error; `dir` is removed and nothing is
+    /// published.
+    pub fn import(&self, key: &CacheKey, dir: &Path) -> Result<Save> {
+        key::check_key(&key.key)?;
+        if self.read_only {
+            let _ = fsutil::remove_tree(dir);
+            return Ok(Save::Skipped);
+        }
+        if self.contains(key) {
+            let _ = fsutil::remove_tree(dir);
+            return Ok(Save::Exists);
+        }
+        let start = Instant::now();
+        let (info, m) = match self.load_checked(dir) {
+            Ok(x) => x,
+            Err(Check::Stub) | Err(Check::Damaged(_)) if !dir.exists() => {
+                anyhow::bail!("import {}: no such entry dir", dir.display())
+            }
+            Err(Check::Stub) => {
+                let _ = fsutil::remove_tree(dir);
+                anyhow::bail!("import {} entry {}: no data", key.stage, key.key)
+            }
+            Err(Check::Damaged(why)) => {
+                let _ = fsutil::remove_tree(dir);
+                anyhow::bail!("import {} entry {}: damaged ({why})", key.stage, key.key)
+            }
+        };
+        if info.key != key.key || info.stage != key.stage.as_str() {
+            let _ = fsutil::remove_tree(dir);
+            anyhow::bail!(
+                "import: entry dir holds {} {}, not {} {}",
+                info.stage,
+                info.key,
+                key.stage,
+                key.key
+            );
+        }
+        let r = self.publish(key, dir, &m, info.raw_bytes, start, Strategy::Copied);
+        if matches!(r, Ok(Save::Saved { .. })) {
+            self.touch(key.stage.as_str(), &key.key, false);
+        }
+        r
+    }
+
+    /// Take a shared lease on the entry for `key` (so no job moves it out or evicts it
+    /// while it is read, e.g. uploaded). `Ok(None)`: the entry is not listed with data, or
+    /// a job holds it exclusively (moved out).
+    ///
+    /// Errors: the lock file cannot be opened.
+    pub fn share_entry(&self, key: &CacheKey) -> Result<Option<EntryLock>> {
+        if !self.entry_dir(key).join("data").is_dir() {
+            return Ok(None);
+        }
+        let lock = EntryLock::try_take(
+            &self.lock_path(key.stage.as_str(), &key.key),
+            Mode::Shared,
+            !self.read_only,
+        )?;
+        // Re-check under the lease: the data may have been moved out just before.
+        Ok(lock.filter(|_| self.entry_dir(key).join("data").is_dir()))
+    }
+
+    /// Record a remote transfer in the event log (`remote-hit`, `remote-miss`,
+    /// `remote-error`, `uploaded`, `upload-exists`, `upload-error`); `bytes` are bytes
+    /// over the wire, `secs` wall-clock seconds. Read-only caches log nothing.
+    pub fn log_remote(&self, key: &CacheKey, outcome: &str, bytes: u64, raw_bytes: u64, secs: f64) {
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            key.stage.as_str(),
+            &key.key,
+            outcome,
+            None,
+            bytes,
+            raw_bytes,
+            secs,
+        ));
+    }
 }
 
 #[cfg(test)]
