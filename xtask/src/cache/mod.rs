@@ -55,9 +55,7 @@ pub mod key;
 pub mod lock;
 pub mod prune;
 pub mod retention;
-pub mod remote;
 pub mod stats;
-pub mod storage;
 pub mod transfer;
 
 use std::collections::HashMap;
