@@ -88,7 +88,7 @@ pub fn tree_size(dir: &Path) -> CopyStats {
 
 /// Whether `dir` exists and holds at least one entry.
 pub fn non_empty_dir(dir: &Path) -> bool {
-    fs::read_dir(dir).map_or(false, |mut d| d.next().is_some())
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Hex sha256 of a file's bytes.

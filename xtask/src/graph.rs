@@ -76,11 +76,6 @@ impl Graph {
             .insert(origin);
     }
 
-    /// All nodes, sorted by name.
-    pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(String::as_str)
-    }
-
     /// Every edge as `(upstream, downstream, origins)`, sorted.
     pub fn edges(&self) -> impl Iterator<Item = (&str, &str, &BTreeSet<EdgeOrigin>)> {
         self.edges

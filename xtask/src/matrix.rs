@@ -44,7 +44,7 @@ impl Cell {
         let v_ok = if repo.variants.is_empty() {
             self.variant == default_variant
         } else {
-            repo.variants.iter().any(|v| *v == self.variant)
+            repo.variants.contains(&self.variant)
         };
         tc_ok && v_ok
     }
@@ -123,44 +123,6 @@ pub fn to_json(manifest: &Manifest) -> MatrixJson {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn cells_and_members() {
-        let m = Manifest::parse(
-            r#"
-[[repo]]
-name = "a"
-github = "o/a"
-toolchains = ["1.85", "stable"]
-variants = ["base", "experimental"]
-[[repo]]
-name = "b"
-github = "o/b"
-"#,
-            Path::new("ci/chain.toml"),
-        )
-        .unwrap();
-        let names: Vec<String> = cells(&m).iter().map(Cell::name).collect();
-        assert_eq!(
-            names,
-            [
-                "default-base",
-                "1.85-base",
-                "1.85-experimental",
-                "stable-base",
-                "stable-experimental"
-            ]
-        );
-        let c = &cells(&m)[1];
-        assert_eq!(members(&m, c), ["a"]);
-        assert_eq!(members(&m, &cells(&m)[0]), ["b"]);
-    }
-}
-
 /// Run every cell (or only `only_cell`) one after the other, each as its own job: its own
 /// plan, cache keys and run directory (`<run dir>/<cell>`). Prints each cell's summary
 /// and returns exit code 1 when any repo of any cell failed.
@@ -229,5 +191,43 @@ pub fn run_cells(
     } else {
         println!("matrix: FAILED in {}", failed.join(", "));
         Ok(std::process::ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn cells_and_members() {
+        let m = Manifest::parse(
+            r#"
+[[repo]]
+name = "a"
+github = "o/a"
+toolchains = ["1.85", "stable"]
+variants = ["base", "experimental"]
+[[repo]]
+name = "b"
+github = "o/b"
+"#,
+            Path::new("ci/chain.toml"),
+        )
+        .unwrap();
+        let names: Vec<String> = cells(&m).iter().map(Cell::name).collect();
+        assert_eq!(
+            names,
+            [
+                "default-base",
+                "1.85-base",
+                "1.85-experimental",
+                "stable-base",
+                "stable-experimental"
+            ]
+        );
+        let c = &cells(&m)[1];
+        assert_eq!(members(&m, c), ["a"]);
+        assert_eq!(members(&m, &cells(&m)[0]), ["b"]);
     }
 }

@@ -288,7 +288,7 @@ pub fn read_declared(repo: &str, dir: &Path, env: &[(String, String)]) -> Result
         );
     }
     let meta =
-        cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&out.stdout).into_owned())?;
+        cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&out.stdout))?;
     let mut rm = from_metadata(repo, &meta, "");
     for p in &meta.packages {
         for d in &p.dependencies {

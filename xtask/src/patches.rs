@@ -126,7 +126,7 @@ inner = { path = "vendored" }
 "#;
         std::fs::write(repo.join("Cargo.toml"), original).unwrap();
         {
-            let g = strip_sibling_patches(&repo, &[sib.clone()])
+            let g = strip_sibling_patches(&repo, std::slice::from_ref(&sib))
                 .unwrap()
                 .unwrap();
             assert_eq!(g.removed, ["protocol"]);

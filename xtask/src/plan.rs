@@ -175,9 +175,12 @@ pub struct Plan {
 pub struct Resolved {
     /// The plan.
     pub plan: Plan,
-    /// Stripped manifests, restored on drop.
+    /// Stripped manifests, restored on drop (held only for that).
+    #[allow(dead_code)]
     pub guards: Vec<StrippedManifest>,
-    /// Lockfiles generated for repos that commit none, removed on drop.
+    /// Lockfiles generated for repos that commit none, removed on drop (held only for
+    /// that).
+    #[allow(dead_code)]
     pub generated_lockfiles: Vec<GeneratedLockfile>,
 }
 
@@ -424,10 +427,10 @@ pub fn resolve_with(
             .collect()
     });
     let results = Results::new(cache.root());
-    let affected = match &opts.affected {
-        Some((base, head)) => Some(affected_repos(manifest, &root, &graph, base, head)),
-        None => None,
-    };
+    let affected = opts
+        .affected
+        .as_ref()
+        .map(|(base, head)| affected_repos(manifest, &root, &graph, base, head));
     let mut fingerprints: BTreeMap<String, Fingerprint> = BTreeMap::new();
 
     let mut repos = Vec::new();
