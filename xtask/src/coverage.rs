@@ -99,12 +99,14 @@ pub fn output_dir(log_dir: &Path) -> PathBuf {
 }
 
 /// The runner's hook before a coverage step starts: `Err(reason)` when the tool is
-/// missing, else add `--output-dir <out_dir>` to `args` (before any `--`) and create the
-/// directory.
+/// missing, else add `--output-dir <out_dir>` to `args` (before any `--`; made absolute,
+/// since tarpaulin runs in the checkout) and create the directory.
 pub fn prepare(step: &str, args: &mut Vec<String>, out_dir: &Path) -> Result<(), String> {
     if !tool_available() {
         return Err(missing_tool_message(step));
     }
+    let out_dir =
+        &std::path::absolute(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let _ = fsutil_remove(out_dir);
     fs::create_dir_all(out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
     let at = args.iter().position(|a| a == "--").unwrap_or(args.len());

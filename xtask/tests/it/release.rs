@@ -305,8 +305,23 @@ fn coverage_step_writes_a_report_or_names_the_install_command() {
         "//! Fixture.\n\n/// Half of it is tested.\npub fn pick(x: u32) -> u32 {\n    if x > 10 {\n        x * 2\n    } else {\n        x + 1\n    }\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn small() {\n        assert_eq!(super::pick(1), 2);\n    }\n}\n",
     )
     .unwrap();
+    // A relative run dir, as `cargo xtask ci` uses by default: the reports must still
+    // land in it, not in the checkout tarpaulin runs in.
+    let out = xtask()
+        .current_dir(t.path())
+        .args([
+            "ci",
+            "--quiet",
+            "--run-dir",
+            "run",
+            "--cache-dir",
+            "cache",
+            "--manifest",
+        ])
+        .arg(&manifest)
+        .output()
+        .unwrap();
     let run = t.path().join("run");
-    let out = ci(&manifest, &t.path().join("cache"), &run, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let present = Command::new("cargo")
         .args(["tarpaulin", "--version"])
@@ -335,6 +350,8 @@ fn coverage_step_writes_a_report_or_names_the_install_command() {
             stdout.contains("coverage: "),
             "the summary prints the total:\n{stdout}"
         );
+        let metrics = json(&run.join("build-metrics.json"));
+        assert_eq!(metrics["coverage_line_percent"], c["line_percent"]);
     } else {
         eprintln!(
             "cargo-tarpaulin is not installed here: checking the missing-tool message instead of a report"
