@@ -343,6 +343,7 @@ fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
         start_secs: 0.0,
         end_secs: 0.0,
         tests: None,
+        hints: Vec::new(),
         steps: Vec::new(),
         cache: Vec::new(),
         restore_secs: 0.0,
@@ -645,6 +646,10 @@ fn run_repo(
                     r.name, sub.name, outcome.secs
                 );
             }
+            if !outcome.success() {
+                // What the knowledge base knows about this failure, for the summary.
+                report.hints = crate::explain::hints(&log, 3);
+            }
             if outcome.timed_out {
                 report.status = RepoStatus::Failed(format!(
                     "step `{}` timed out after {} s and was killed with its process tree (log: {})",
@@ -677,6 +682,10 @@ fn run_repo(
             .cache
             .last_mut()
             .expect("restore pushed a target stage");
+        // For `cache stats`: how long the steps took after this kind of restore, so the
+        // time a hit saves can be measured rather than guessed.
+        let steps_secs = report.steps.iter().map(|s| s.secs).fold(0.0, |a, b| a + b);
+        tcache.log_build(key, st.restore_word(), steps_secs);
         // Leave out what the next build redoes anyway: incremental data, and every unit
         // of the repo's own workspace; keep every dependency unit (see cache/prune.rs).
         let members: Vec<String> = r.versions.keys().cloned().collect();

@@ -216,30 +216,6 @@ pub fn hints(log: &Path, max: usize) -> Vec<String> {
         .collect()
 }
 
-/// After `ci`: print, for each failed repo's failed step, the hints its log matches (at
-/// most 3) and the command that explains it in full. Prints nothing for a green run.
-pub fn print_hints(summary: &crate::summary::RunSummary) {
-    for r in &summary.repos {
-        if !matches!(r.status, crate::summary::RepoStatus::Failed(_)) {
-            continue;
-        }
-        let Some(step) = r.steps.iter().rev().find(|s| !s.ok()) else {
-            continue;
-        };
-        let h = hints(Path::new(&step.log), 3);
-        if h.is_empty() {
-            continue;
-        }
-        println!(
-            "hints for {} `{}` (full: cargo xtask explain {}):",
-            r.name, step.name, step.log
-        );
-        for line in h {
-            println!("  {line}");
-        }
-    }
-}
-
 /// Remove ANSI escape sequences (cargo's colours) and carriage returns.
 pub fn normalize(log: &str) -> String {
     static ANSI: OnceLock<Regex> = OnceLock::new();

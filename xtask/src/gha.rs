@@ -159,6 +159,12 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             note.replace('|', "\\|")
         );
     }
+    for r in s.repos.iter().filter(|r| !r.hints.is_empty()) {
+        md += &format!("\n**{}**: suggested fixes\n", r.name);
+        for h in &r.hints {
+            md += &format!("- {}\n", h.replace('\n', " "));
+        }
+    }
     for c in &s.chain_cache {
         md += &format!("\nchain-wide cache `{}`: {}\n", c.stage, c.restore_word());
     }

@@ -130,7 +130,6 @@ fn run(args: Xtask) -> Result<ExitCode> {
             drop(resolved);
             print!("{}", summary.render());
             println!("logs: {}", run_dir.display());
-            explain::print_hints(&summary);
             probe.finish(&summary, &cache, &run_dir);
             notify::after_run(&manifest, &summary, cache.root());
             if a.comment {

@@ -130,6 +130,10 @@ pub struct RepoReport {
     pub save_bytes: u64,
     /// Warnings for the summary (unused patches, cache problems).
     pub warnings: Vec<String>,
+    /// Suggested fixes for a failed step, from the error knowledge base
+    /// (`ci/error-patterns.toml`, see `explain`), at most 3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
     /// Release outputs (`ci --release`): files, hashes, determinism; see
     /// [`crate::release_build`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,7 +221,10 @@ impl RunSummary {
                 s += &format!("  {}", steps.join(", "));
             }
             if let Some(t) = &r.tests {
-                s += &format!("  | tests {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
+                s += &format!(
+                    "  | tests {} passed, {} failed, {} skipped",
+                    t.passed, t.failed, t.skipped
+                );
             }
             if let Some(c) = &r.coverage {
                 s += &format!("  | coverage {:.1}% of {} lines", c.line_percent, c.lines);
@@ -256,6 +263,17 @@ impl RunSummary {
                     }
                 }
                 RepoStatus::Ok => {}
+            }
+            for h in &r.hints {
+                s += &format!("  {:<width$}    hint: {h}\n", "");
+            }
+            if let (false, Some(step)) =
+                (r.hints.is_empty(), r.steps.iter().rev().find(|s| !s.ok()))
+            {
+                s += &format!(
+                    "  {:<width$}    hint: details with `cargo xtask explain {}`\n",
+                    "", step.log
+                );
             }
             for w in &r.warnings {
                 s += &format!("  {:<width$}    warning: {w}\n", "");

@@ -315,11 +315,11 @@ fn ci_records_metrics_notifies_failure_then_recovery_and_report_shows_the_runs()
         "{out}"
     );
     assert!(
-        out.contains("hints for solo `build` (full: cargo xtask explain "),
+        out.contains("hint: details with `cargo xtask explain "),
         "{out}"
     );
     assert!(
-        out.contains("  [linker-not-found] linker `cc` not found: Install a C toolchain"),
+        out.contains("hint: [linker-not-found] linker `cc` not found: Install a C toolchain"),
         "{out}"
     );
     assert_eq!(m["schema_version"], 1);
