@@ -3,8 +3,11 @@
 //! `-C instrument-coverage` profiles itself; the real blvm-sdk already uses it).
 //!
 //! `coverage` is a built-in step name (`steps = [..., "coverage"]`), not one of the
-//! default steps: it runs `cargo tarpaulin --workspace --skip-clean --engine llvm --out
-//! Lcov --out Xml` with the variant's features. The runner adds `--output-dir <run
+//! default steps: it runs `cargo tarpaulin --workspace --skip-clean --target-dir
+//! target/tarpaulin --engine llvm --out Lcov --out Xml` with the variant's features. Its
+//! own target dir keeps the instrumented units (built with other `RUSTFLAGS`) apart from
+//! the build and test steps' units, which would otherwise be rebuilt after every coverage
+//! run. The runner adds `--output-dir <run
 //! dir>/<repo>/coverage` when it runs the step (not in the plan, so fingerprints do not
 //! depend on the run dir): `lcov.info` and `cobertura.xml` land there. Any cargo step
 //! whose first argument is `tarpaulin` is treated the same way. At the end of the run
@@ -43,6 +46,8 @@ pub const ARGS: &[&str] = &[
     "tarpaulin",
     "--workspace",
     "--skip-clean",
+    "--target-dir",
+    "target/tarpaulin",
     "--engine",
     "llvm",
     "--out",
