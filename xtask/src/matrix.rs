@@ -124,8 +124,9 @@ pub fn to_json(manifest: &Manifest) -> MatrixJson {
 }
 
 /// Run every cell (or only `only_cell`) one after the other, each as its own job: its own
-/// plan, cache keys and run directory (`<run dir>/<cell>`). Prints each cell's summary
-/// and returns exit code 1 when any repo of any cell failed.
+/// plan, cache keys, run directory (`<run dir>/<cell>`) and metrics record. Prints each
+/// cell's summary, sends one notification for the matrix (the first failed cell's), and
+/// returns exit code 1 when any repo of any cell failed.
 ///
 /// Errors: an unknown `only_cell` (the message lists the cells), or a cell's plan cannot
 /// be resolved.
@@ -150,6 +151,7 @@ pub fn run_cells(
         None => all.iter().collect(),
     };
     let mut failed = Vec::new();
+    let mut notify_with: Option<crate::summary::RunSummary> = None;
     for cell in chosen {
         let mut members = members(manifest, cell);
         if !base.only.is_empty() {
@@ -177,12 +179,22 @@ pub fn run_cells(
         })?;
         let mut ropts = run.clone();
         ropts.run_dir = run.run_dir.join(cell.name());
+        // Each cell is a job of its own in the metrics history.
+        let probe = crate::metrics::Probe::start(cache.root());
         let summary = crate::ci::run(&resolved.plan, cache, &ropts, chain_cache)?;
         drop(resolved);
         print!("{}", summary.render());
+        probe.finish(&summary, cache, &ropts.run_dir);
         if summary.failed() {
             failed.push(cell.name());
         }
+        // One notification for the whole matrix: the first failed cell's, else the last.
+        if notify_with.as_ref().is_none_or(|s: &crate::summary::RunSummary| !s.failed()) {
+            notify_with = Some(summary);
+        }
+    }
+    if let Some(s) = &notify_with {
+        crate::notify::after_run(manifest, s, cache.root());
     }
     println!("logs: {}", run.run_dir.display());
     if failed.is_empty() {
