@@ -696,7 +696,11 @@ pub fn write_release_manifest(
     variant: &str,
     repos: &[RepoReport],
 ) -> Result<PathBuf> {
-    let manifest = release_manifest(run_id, variant, repos);
+    let rows: Vec<(&str, &RepoStatus, Option<&ReleaseRepo>)> = repos
+        .iter()
+        .map(|r| (r.name.as_str(), &r.status, r.release.as_ref()))
+        .collect();
+    let manifest = release_manifest(run_id, variant, &rows);
     let dir = run_dir.join("artifacts");
     fs::create_dir_all(&dir)?;
     let path = dir.join("release-manifest.json");
@@ -705,19 +709,24 @@ pub fn write_release_manifest(
     Ok(path)
 }
 
-/// The [`ReleaseManifest`] of a run's repo reports.
-pub fn release_manifest(run_id: &str, variant: &str, repos: &[RepoReport]) -> ReleaseManifest {
+/// The [`ReleaseManifest`] of a run's repos, given as `(name, status, release entry)` in
+/// plan order.
+pub fn release_manifest(
+    run_id: &str,
+    variant: &str,
+    repos: &[(&str, &RepoStatus, Option<&ReleaseRepo>)],
+) -> ReleaseManifest {
     ReleaseManifest {
         schema_version: MANIFEST_SCHEMA,
         run_id: run_id.to_owned(),
         variant: variant.to_owned(),
         repos: repos
             .iter()
-            .map(|r| match &r.release {
-                Some(rel) => rel.clone(),
+            .map(|(name, status, release)| match release {
+                Some(rel) => (*rel).clone(),
                 None => ReleaseRepo {
-                    repo: r.name.clone(),
-                    status: match r.status {
+                    repo: (*name).to_owned(),
+                    status: match status {
                         RepoStatus::Failed(_) => "failed",
                         _ => "skipped",
                     }
@@ -851,28 +860,13 @@ mod tests {
             source_date_epoch: Some(0),
             files: vec![file("node", "11")],
         };
-        let report = |name: &str, status: RepoStatus, release: Option<ReleaseRepo>| RepoReport {
-            name: name.into(),
-            status,
-            start_secs: 0.0,
-            end_secs: 0.0,
-            steps: Vec::new(),
-            tests: None,
-            cache: Vec::new(),
-            restore_secs: 0.0,
-            restore_bytes: 0,
-            save_secs: 0.0,
-            save_bytes: 0,
-            warnings: Vec::new(),
-            release,
-            coverage: None,
-        };
+        let failed = RepoStatus::Failed("x".into());
         let m = release_manifest(
             "run1",
             "base",
             &[
-                report("node", RepoStatus::Ok, Some(rel)),
-                report("sdk", RepoStatus::Failed("x".into()), None),
+                ("node", &RepoStatus::Ok, Some(&rel)),
+                ("sdk", &failed, None),
             ],
         );
         let v = serde_json::to_value(&m).unwrap();
