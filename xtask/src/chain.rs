@@ -431,6 +431,11 @@ pub fn chain_id(flag: Option<&str>, incoming: Option<&Incoming>) -> String {
     format!("local-{stamp}-{}", std::process::id())
 }
 
+/// The names of the manifest's repos (the sources a `repository_dispatch` may claim).
+pub fn repo_names(manifest: &Manifest) -> Vec<&str> {
+    manifest.repos.iter().map(|r| r.name.as_str()).collect()
+}
+
 /// `cargo xtask chain`.
 pub fn run(args: &ChainArgs) -> Result<ExitCode> {
     let (manifest, opts, cache) = crate::open(&args.resolve)?;
@@ -462,6 +467,11 @@ pub fn run(args: &ChainArgs) -> Result<ExitCode> {
         if !event.may_dispatch() {
             for t in &mut targets {
                 t.skip = Some(format!("{} events never dispatch", event.name()));
+            }
+        } else if let Some(why) = event.untrusted_source(&repo_names(&manifest)) {
+            // An untrusted repository_dispatch never propagates (issue 8).
+            for t in &mut targets {
+                t.skip = Some(why.clone());
             }
         }
         (format!("release {set}"), targets, !args.execute, true)
@@ -500,7 +510,9 @@ pub fn run(args: &ChainArgs) -> Result<ExitCode> {
             incoming,
             max_hops: manifest.chain.max_hops,
             blocked: (!event.may_dispatch())
-                .then(|| format!("{} events never dispatch", event.name())),
+                .then(|| format!("{} events never dispatch", event.name()))
+                // An untrusted repository_dispatch never propagates (issue 8).
+                .or_else(|| event.untrusted_source(&repo_names(&manifest))),
         };
         let targets = plan_targets(&manifest, &resolved.plan.graph, &req)?;
         (from, targets, args.dry_run, false)

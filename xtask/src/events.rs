@@ -118,6 +118,46 @@ impl Event {
         self.kind != EventKind::PullRequest
     }
 
+    /// Why a `repository_dispatch` is not to be trusted: its `client_payload` is missing
+    /// or malformed, or its `source` is neither a repo of the chain (`repos`) nor a
+    /// release walk (`release`). Such a run still builds, but like a pull request it
+    /// saves no cache and dispatches nothing. `None` for every other event. (Issue 8: a
+    /// dispatch claiming an unknown source used to save caches and propagate.)
+    pub fn untrusted_source(&self, repos: &[&str]) -> Option<String> {
+        if self.kind != EventKind::RepositoryDispatch {
+            return None;
+        }
+        let source = match self.payload.get("client_payload") {
+            None => return Some("repository_dispatch without a client_payload".into()),
+            // GitHub refuses a dispatch with more: such a payload was not delivered by it.
+            Some(cp)
+                if cp.as_object().is_some_and(|o| {
+                    o.len() > crate::dispatch::payload::MAX_TOP_LEVEL_PROPERTIES
+                }) =>
+            {
+                return Some(format!(
+                    "repository_dispatch client_payload has {} top-level properties (GitHub delivers at most {})",
+                    cp.as_object().map_or(0, |o| o.len()),
+                    crate::dispatch::payload::MAX_TOP_LEVEL_PROPERTIES
+                ))
+            }
+            Some(cp) => match serde_json::from_value::<Incoming>(cp.clone()) {
+                Ok(i) => i.source,
+                Err(e) => {
+                    return Some(format!(
+                        "repository_dispatch with a malformed client_payload ({e})"
+                    ))
+                }
+            },
+        };
+        if source == "release" || repos.contains(&source.as_str()) {
+            return None;
+        }
+        Some(format!(
+            "repository_dispatch from unknown source `{source}` (not a repo of the chain)"
+        ))
+    }
+
     /// The chain state of a `repository_dispatch` (`None` for any other event).
     pub fn incoming(&self) -> Option<Incoming> {
         if self.kind != EventKind::RepositoryDispatch {

@@ -48,6 +48,8 @@ pub enum Cmd {
     Notify(NotifyArgs),
     /// Print build trends from the metrics history, or write them as an HTML page with SVG charts (--html).
     Report(ReportArgs),
+    /// Reliability scenarios of the cache at larger counts: concurrent processes, killed savers, damaged entries, a full disk.
+    Stress(StressArgs),
 }
 
 /// Flags shared by `ci`, `plan` and `checkout`.
@@ -567,4 +569,57 @@ pub struct ReportArgs {
     /// Write a self-contained HTML page with SVG charts to FILE instead of printing text.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+}
+
+/// `cargo xtask stress`: the reliability scenarios (`xtask/src/stress.rs`); `cargo test`
+/// runs the same code with small counts. Exit codes: 0 every scenario that could run
+/// passed; 1 one failed; 2 the run could not start.
+#[derive(Debug, Clone, Args)]
+pub struct StressArgs {
+    /// Scratch dir (default: target/bllvm-ci/stress); every scenario starts from an empty subdir.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Only this scenario (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub scenario: Vec<StressScenario>,
+    /// Concurrent worker processes (concurrency).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub procs: usize,
+    /// Operations per worker process (concurrency).
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    pub rounds: usize,
+    /// Keys the workers share (concurrency).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub keys: usize,
+    /// Savers killed with SIGKILL (crash).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub crashes: usize,
+    /// Entries damaged per kind of damage (corruption).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub corruptions: usize,
+    /// Rounds of the full-disk cases (full-disk).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub full_disk: usize,
+    /// Seed of every random choice (default: from the clock; printed, so a run can be replayed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output format (`json`: `schema_version` 1, one object per scenario).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Run as concurrency worker N (internal: the scenario starts these processes itself).
+    #[arg(long, hide = true, value_name = "N")]
+    pub worker: Option<usize>,
+}
+
+/// `stress --scenario` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StressScenario {
+    /// Worker processes saving, restoring, verifying and pruning the same keys.
+    Concurrency,
+    /// Savers killed with SIGKILL before, during and after publishing.
+    Crash,
+    /// Entries damaged in six ways, then verified and restored.
+    Corruption,
+    /// Saves into a small tmpfs that fills up (needs root or CAP_SYS_ADMIN).
+    FullDisk,
 }

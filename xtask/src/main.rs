@@ -36,10 +36,13 @@ mod notify;
 mod patches;
 mod plan;
 mod preflight;
+#[cfg(test)]
+mod props;
 mod release;
 mod release_build;
 mod report;
 mod results;
+mod stress;
 mod summary;
 mod testing;
 mod workflows;
@@ -80,6 +83,10 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if let Some(note) = event.shape_only(&mut opts.only) {
                 println!("{note}");
             }
+            let untrusted = event.untrusted_source(&chain::repo_names(&manifest));
+            if let Some(why) = &untrusted {
+                println!("{why}: caches are not saved");
+            }
             if a.matrix || a.cell.is_some() {
                 let run = ci::RunOptions {
                     jobs: a.jobs,
@@ -110,7 +117,8 @@ fn run(args: Xtask) -> Result<ExitCode> {
                 &ci::RunOptions {
                     jobs: a.jobs,
                     keep_going: a.keep_going,
-                    save: !a.no_save && event.may_save(),
+                    // An untrusted repository_dispatch saves nothing (issue 8).
+                    save: !a.no_save && event.may_save() && untrusted.is_none(),
                     restore: !a.no_restore,
                     run_dir: run_dir.clone(),
                     release: (a.release || a.verify_deterministic).then(|| {
@@ -236,6 +244,7 @@ fn run(args: Xtask) -> Result<ExitCode> {
         Cmd::Preflight(a) => preflight::cli(&a),
         Cmd::Notify(a) => notify::cli(&a),
         Cmd::Report(a) => report::cli(&a),
+        Cmd::Stress(a) => stress::cli(&a),
         Cmd::Cache(c) => match c.cmd {
             CacheCmd::Key { resolve, repo } => {
                 let (manifest, mut opts, cache) = open(&resolve)?;
@@ -289,8 +298,11 @@ fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
         skip_unavailable_toolchains: false,
     };
     let root = cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
-    let cache =
-        Cache::open(&root).with_context(|| format!("open cache root {}", root.display()))?;
+    // The manifest's `[cache]` retention and disk guard apply to every run, not only to
+    // the `cache` commands (issue 8: `ci` used the defaults whatever the manifest said).
+    let cache = Cache::open(&root)
+        .with_context(|| format!("open cache root {}", root.display()))?
+        .with_policy(cache::retention::Policy::from(&manifest.cache));
     Ok((manifest, opts, cache))
 }
 

@@ -10,3 +10,4 @@ mod gha;
 mod testing;
 mod matrix;
 mod release;
+mod reliability;
