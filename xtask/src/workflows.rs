@@ -42,7 +42,13 @@ const ORCHESTRATOR_DIR: &str = "bllvm-ci";
 pub fn generate(manifest: &Manifest) -> Vec<(&'static str, String)> {
     let m = manifest.path.to_string_lossy().replace('\\', "/");
     vec![
-        (CI_WORKFLOW, with_matrix(ci_workflow(&manifest.chain, &m), &crate::matrix::cells(manifest))),
+        (
+            CI_WORKFLOW,
+            with_webhooks(
+                with_matrix(ci_workflow(&manifest.chain, &m), &crate::matrix::cells(manifest)),
+                &manifest.notify,
+            ),
+        ),
         (CHAIN_TEMPLATE, chain_template(&manifest.chain, &m)),
     ]
 }
@@ -187,6 +193,25 @@ jobs:
         token = token,
     );
     s
+}
+
+/// The webhook variables the manifest's `[notify]` names reach the `ci` job's run step
+/// from the repository secrets of the same name (notifications need them; they are never
+/// printed).
+fn with_webhooks(workflow: String, notify: &crate::manifest::NotifySettings) -> String {
+    let mut extra = String::new();
+    for var in [&notify.slack_webhook_env, &notify.discord_webhook_env].into_iter().flatten() {
+        let _ = write!(extra, "\n          {var}: ${{{{ secrets.{var} }}}}");
+    }
+    if extra.is_empty() {
+        return workflow;
+    }
+    let anchor = "          GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n        run: cargo xtask ci";
+    workflow.replacen(
+        anchor,
+        &format!("          GITHUB_TOKEN: ${{{{ secrets.GITHUB_TOKEN }}}}{extra}\n        run: cargo xtask ci"),
+        1,
+    )
 }
 
 /// With more than one matrix cell, the `ci` job becomes a `strategy.matrix` over the
