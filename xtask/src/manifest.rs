@@ -285,8 +285,9 @@ fn default_orchestrator() -> String {
 pub struct PreflightSettings {
     /// Least free disk space, in GiB (2^30 bytes), on the filesystems of the checkout root
     /// and of the cache root; below it the run does not start. `0` turns the check off.
-    /// Default 5: a cold debug build of the chain with its restored caches needs a few GiB
-    /// (the GitHub runners the seeds describe use a floor of 20).
+    /// Default 1, enough for a small chain such as the sample; the real chain's manifest
+    /// sets 5, as a cold debug build of it with its restored caches needs a few GiB (the
+    /// GitHub runners the seeds describe use a floor of 20).
     #[serde(default = "default_min_free_gb")]
     pub min_free_gb: f64,
 }
@@ -300,7 +301,7 @@ impl Default for PreflightSettings {
 }
 
 fn default_min_free_gb() -> f64 {
-    5.0
+    1.0
 }
 
 /// Notifications sent after `ci` when a run fails, and when a run succeeds after a failed
