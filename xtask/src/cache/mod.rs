@@ -512,6 +512,23 @@ impl Cache {
         }
     }
 
+    /// Record how long a repo's steps took after a restore of kind `restored` (`hit`,
+    /// `partial hit`, `miss`, `kept`, `error`), for `cache stats`. Read-only caches log
+    /// nothing.
+    pub fn log_build(&self, key: &CacheKey, restored: &str, secs: f64) {
+        let outcome = format!("build-after-{}", restored.replace(' ', "-"));
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            key.stage.as_str(),
+            &key.key,
+            &outcome,
+            None,
+            0,
+            0,
+            secs,
+        ));
+    }
+
     /// Read `entry.json` and `manifest.tsv` of an entry dir and check them against its
     /// `data/`: the manifest's hash, then every file's presence, size and mtime.
     fn load_checked(&self, dir: &Path) -> Result<(EntryInfo, Manifest), Check> {

@@ -76,6 +76,13 @@ impl Event {
     fn is_restore(&self) -> bool {
         matches!(self.outcome.as_str(), "hit" | "partial" | "miss")
     }
+
+    fn is_save(&self) -> bool {
+        matches!(
+            self.outcome.as_str(),
+            "saved" | "unchanged" | "exists" | "no-space" | "skipped"
+        )
+    }
 }
 
 /// Size past which `log/events.jsonl` is rotated to `events.1.jsonl`, in bytes.
@@ -118,7 +125,7 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         r.bytes += e.bytes;
     }
     let restores = events.iter().filter(|e| e.is_restore()).count();
-    let saves: Vec<&Event> = events.iter().filter(|e| !e.is_restore()).collect();
+    let saves: Vec<&Event> = events.iter().filter(|e| e.is_save()).collect();
     let _ = writeln!(
         s,
         "{} restores and {} saves recorded",
@@ -154,6 +161,45 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
                 "{stage} {repo}: most hits are partial (the lockfile changes between runs): \
                  expected while dependencies move; pin them to get exact hits"
             ));
+        }
+    }
+
+    // Build time saved: per repo, the steps' mean duration after a miss against after a
+    // hit (exact or partial), over the builds `ci` recorded (`log_build`).
+    let mut builds: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for e in events {
+        let b = builds.entry(e.repo.as_str());
+        match e.outcome.as_str() {
+            "build-after-miss" => b.or_default().0.push(e.secs),
+            "build-after-hit" | "build-after-partial-hit" => b.or_default().1.push(e.secs),
+            _ => {}
+        }
+    }
+    let mean = |v: &[f64]| v.iter().fold(0.0, |a, b| a + b) / v.len().max(1) as f64;
+    let mut saved_total = 0.0;
+    let mut measured = Vec::new();
+    for (repo, (miss, hit)) in &builds {
+        if miss.is_empty() || hit.is_empty() {
+            continue;
+        }
+        let per_hit = mean(miss) - mean(hit);
+        saved_total += per_hit * hit.len() as f64;
+        measured.push(format!(
+            "{repo}: {:.1} s after a miss, {:.1} s after a hit",
+            mean(miss),
+            mean(hit)
+        ));
+    }
+    if measured.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nbuild time saved: not measured yet (needs a recorded build after a miss and \
+             one after a hit of the same repo)"
+        );
+    } else {
+        let _ = writeln!(s, "\nbuild time saved by hits: {saved_total:.1} s");
+        for m in measured {
+            let _ = writeln!(s, "  {m}");
         }
     }
 
@@ -307,7 +353,42 @@ mod tests {
                 0.1,
             ));
         }
+        evs.push(Event::new(
+            1,
+            "target",
+            "r-base-aa-bb",
+            "build-after-miss",
+            None,
+            0,
+            0,
+            30.0,
+        ));
+        evs.push(Event::new(
+            1,
+            "target",
+            "r-base-aa-cc",
+            "build-after-hit",
+            None,
+            0,
+            0,
+            10.0,
+        ));
+        evs.push(Event::new(
+            1,
+            "target",
+            "r-base-aa-cc",
+            "build-after-hit",
+            None,
+            0,
+            0,
+            6.0,
+        ));
         let out = render(&evs, &[], &Policy::default());
+        assert!(out.contains("build time saved by hits: 44.0 s"), "{out}");
+        assert!(
+            out.contains("r-base: 30.0 s after a miss, 8.0 s after a hit"),
+            "{out}"
+        );
         assert!(out.contains("bllvm-node-base"), "{out}");
         assert!(out.contains("r-base: hit rate 0% over 4 restores"), "{out}");
     }
