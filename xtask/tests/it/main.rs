@@ -11,3 +11,5 @@ mod testing;
 mod matrix;
 mod release;
 mod reliability;
+mod reliability_input;
+mod reliability_secrets;
