@@ -28,6 +28,13 @@
 //! out by another job tries the next-nearest entry (restore keys), else misses. Reports
 //! say which strategy was used ([`Strategy`]).
 //!
+//! Every tree a restore put in place or found missing (a miss: the job builds it from
+//! scratch) belongs to the cache at its save, which moves it in when it is on the cache's
+//! filesystem: after `ci`, a repo's target dir lives in the cache, and the next run
+//! moves it back. A tree the cache did not give (a laptop's own `target/`, restored as
+//! `Kept`) is copied and left in place. Pruned paths and discarded entries are renamed
+//! under `tmp/` and deleted on a background thread, off the build's critical path.
+//!
 //! # Invariants
 //!
 //! - An entry is visible only once complete: it is written under `tmp/` and published
