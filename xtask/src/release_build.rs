@@ -383,9 +383,12 @@ impl BuildsStore {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        fsutil::copy_tree(src, &tmp.join("files"), false, &|p| {
-            !names.iter().any(|n| Path::new(n) == p)
-        })?;
+        fs::create_dir_all(tmp.join("files"))?;
+        if !files.is_empty() {
+            fsutil::copy_tree(src, &tmp.join("files"), false, &|p| {
+                !names.iter().any(|n| Path::new(n) == p)
+            })?;
+        }
         let entry = StoreEntry {
             store_version: STORE_VERSION.to_owned(),
             repo: repo.to_owned(),
@@ -930,6 +933,14 @@ mod tests {
             .restore("r", "r-k", &t.path().join("dst2"), true)
             .is_none());
         assert!(!t.path().join("cache/builds/r/r-k").exists());
+        // A repo without artifacts still gets an entry (its release build is skipped).
+        store
+            .save("r", "r-empty", &t.path().join("gone"), &[])
+            .unwrap();
+        assert_eq!(
+            store.restore("r", "r-empty", &t.path().join("dst3"), true),
+            Some(vec![])
+        );
         let e = hash_files("r", &src, &["nope".into()]).unwrap_err();
         assert!(
             e.to_string()

@@ -151,6 +151,13 @@ fn sample_release_artifacts_verify_with_sha256sum_and_are_reused_when_unchanged(
     );
     let s1 = summary(&run1);
     assert_eq!(repo(&s1, "bllvm-node")["release"]["deterministic"], true);
+    for r in s1["repos"].as_array().unwrap() {
+        assert_eq!(
+            r["warnings"],
+            serde_json::json!([]),
+            "no builds-store warning: {r}"
+        );
+    }
     assert!(run1.join("bllvm-node/release.log").is_file());
     assert!(run1.join("bllvm-node/verify-deterministic.log").is_file());
 
@@ -182,6 +189,43 @@ fn sample_release_artifacts_verify_with_sha256sum_and_are_reused_when_unchanged(
         sha256sum_check(&run2.join("artifacts/bllvm-node")),
         "bllvm-node: OK\n"
     );
+
+    // A changed source is a new key: the node is rebuilt (the target key alone, which
+    // does not cover sources, would have handed back the old binary).
+    let main_rs = t.path().join("chain/bllvm-node/src/bin/bllvm-node.rs");
+    let text = fs::read_to_string(&main_rs).unwrap();
+    fs::write(&main_rs, text.replace("status(0)", "status(7)")).unwrap();
+    let run3 = t.path().join("run3");
+    let out = ci(&manifest, &cache, &run3, &["--release"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let m3 = json(&run3.join("artifacts/release-manifest.json"));
+    let by_name = |m: &serde_json::Value, n: &str| -> serde_json::Value {
+        m["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["repo"] == n)
+            .unwrap()
+            .clone()
+    };
+    let node3 = by_name(&m3, "bllvm-node");
+    assert_eq!(node3["reused"], false, "{node3}");
+    assert_ne!(node3["key"], node["key"]);
+    assert_ne!(node3["files"][0]["sha256"], node["files"][0]["sha256"]);
+    assert_eq!(
+        by_name(&m3, "bllvm-protocol")["reused"],
+        true,
+        "upstream repos are unchanged"
+    );
+    let printed = Command::new(run3.join("artifacts/bllvm-node/bllvm-node"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&printed.stdout).starts_with("tip 7 "));
+    sha256sum_check(&run3.join("artifacts/bllvm-node"));
 }
 
 /// A repo whose build script bakes the current time into its binary.
