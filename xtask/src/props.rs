@@ -260,15 +260,18 @@ fn uses() -> impl Strategy<Value = Vec<EntryUse>> {
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (1usize..8, 0u64..10, prop_oneof![Just(0u64), 1u64..(8 << 20)]).prop_map(
-        |(n, days, bytes)| Policy {
+    (
+        1usize..8,
+        0u64..10,
+        prop_oneof![Just(0u64), 1u64..(8 << 20)],
+    )
+        .prop_map(|(n, days, bytes)| Policy {
             max_entries_per_stage: n,
             max_age_days: days,
             max_bytes: bytes,
             disk_max_used_percent: 100,
             disk_min_free_bytes: 0,
-        },
-    )
+        })
 }
 
 proptest! {

@@ -26,17 +26,34 @@ use super::support::{self, xtask};
 fn stress(scenario: &str, counts: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = xtask()
-        .args(["stress", "--format", "json", "--seed", "8", "--scenario", scenario, "--dir"])
+        .args([
+            "stress",
+            "--format",
+            "json",
+            "--seed",
+            "8",
+            "--scenario",
+            scenario,
+            "--dir",
+        ])
         .arg(dir.path())
         .args(counts)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let s = report["scenarios"][0].clone();
     assert_eq!(s["name"], scenario, "{report:#}");
-    assert_eq!(s["problems"], json!([]), "{scenario} found problems: {report:#}");
+    assert_eq!(
+        s["problems"],
+        json!([]),
+        "{scenario} found problems: {report:#}"
+    );
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     s
 }
@@ -47,10 +64,20 @@ fn op(s: &Value, name: &str) -> u64 {
 
 #[test]
 fn eight_processes_share_keys_without_torn_entries_loss_or_deadlock() {
-    let s = stress("concurrency", &["--procs", "8", "--rounds", "15", "--keys", "4"]);
+    let s = stress(
+        "concurrency",
+        &["--procs", "8", "--rounds", "15", "--keys", "4"],
+    );
     // Every kind of operation ran, restores were checked byte for byte, and the final
     // checks (verify, no loss, retention) ran.
-    for o in ["restore-save", "restore-touch-save", "fresh-save", "read-only-restore", "verify", "prune"] {
+    for o in [
+        "restore-save",
+        "restore-touch-save",
+        "fresh-save",
+        "read-only-restore",
+        "verify",
+        "prune",
+    ] {
         assert!(op(&s, o) > 0, "{o} never ran: {s:#}");
     }
     assert!(op(&s, "restored whole") > 0, "{s:#}");
@@ -71,7 +98,14 @@ fn savers_killed_at_random_points_leave_nothing_partial() {
 #[test]
 fn every_kind_of_damage_is_detected_discarded_and_rebuilt() {
     let s = stress("corruption", &["--corruptions", "2"]);
-    for kind in ["truncate", "flip-byte", "delete-file", "damage-manifest", "damage-entry-json", "bit-rot"] {
+    for kind in [
+        "truncate",
+        "flip-byte",
+        "delete-file",
+        "damage-manifest",
+        "damage-entry-json",
+        "bit-rot",
+    ] {
         assert_eq!(op(&s, kind), 2, "{kind}: {s:#}");
     }
     assert_eq!(op(&s, "detected and rebuilt"), 10, "{s:#}");
@@ -142,7 +176,11 @@ fn ci(manifest: &Path, cache: &Path, run_dir: &Path, envs: &[(&str, &str)]) -> (
     let o = c.output().unwrap();
     (
         o.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
     )
 }
 
@@ -151,7 +189,10 @@ fn entries(cache: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for stage in ["registry", "git", "target"] {
         if let Ok(rd) = fs::read_dir(cache.join("entries").join(stage)) {
-            out.extend(rd.flatten().map(|e| format!("{stage}/{}", e.file_name().to_string_lossy())));
+            out.extend(
+                rd.flatten()
+                    .map(|e| format!("{stage}/{}", e.file_name().to_string_lossy())),
+            );
         }
     }
     out
@@ -189,14 +230,27 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
         out.contains("No space left on device"),
         "no warning says the cache's disk is full:\n{out}"
     );
-    assert_eq!(entries(&cache), Vec::<String>::new(), "a partial entry was published");
-    assert_eq!(fs::read_dir(cache.join("tmp")).unwrap().count(), 0, "tmp/ leftovers");
+    assert_eq!(
+        entries(&cache),
+        Vec::<String>::new(),
+        "a partial entry was published"
+    );
+    assert_eq!(
+        fs::read_dir(cache.join("tmp")).unwrap().count(),
+        0,
+        "tmp/ leftovers"
+    );
     // The same build with room: same result, and now an entry.
     fs::remove_file(tmp.path().join("fs/filler")).unwrap();
     let roomy = tmp.path().join("cache2");
     let (code2, out2) = ci(&m, &roomy, &tmp.path().join("run2"), &[]);
     assert_eq!(code2, code, "{out2}");
-    assert!(entries(&roomy).iter().any(|e| e.starts_with("target/solo-")), "{out2}");
+    assert!(
+        entries(&roomy)
+            .iter()
+            .any(|e| e.starts_with("target/solo-")),
+        "{out2}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -210,7 +264,11 @@ fn untrusted_events_never_write_a_cache_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let m = solo_chain(&tmp.path().join("chain"), "");
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("pull_request", json!({"number": 7, "pull_request": {"head": {"sha": "abc"}}}), ""),
+        (
+            "pull_request",
+            json!({"number": 7, "pull_request": {"head": {"sha": "abc"}}}),
+            "",
+        ),
         (
             "repository_dispatch",
             json!({"action": "bllvm-push", "client_payload": {"source": "evil-repo", "hop": 1}}),
@@ -221,7 +279,11 @@ fn untrusted_events_never_write_a_cache_entry() {
             json!({"action": "bllvm-push", "client_payload": {"source": "solo", "hop": "three"}}),
             "malformed client_payload",
         ),
-        ("repository_dispatch", json!({"action": "bllvm-push"}), "without a client_payload"),
+        (
+            "repository_dispatch",
+            json!({"action": "bllvm-push"}),
+            "without a client_payload",
+        ),
     ];
     for (i, (name, payload, says)) in cases.iter().enumerate() {
         let ev = tmp.path().join(format!("event{i}.json"));
@@ -231,16 +293,26 @@ fn untrusted_events_never_write_a_cache_entry() {
             &m,
             &cache,
             &tmp.path().join(format!("run{i}")),
-            &[("GITHUB_EVENT_NAME", name), ("GITHUB_EVENT_PATH", ev.to_str().unwrap())],
+            &[
+                ("GITHUB_EVENT_NAME", name),
+                ("GITHUB_EVENT_PATH", ev.to_str().unwrap()),
+            ],
         );
         assert_eq!(code, 0, "{name}: {out}");
         assert!(out.contains(says), "{name}: want `{says}` in:\n{out}");
-        assert_eq!(entries(&cache), Vec::<String>::new(), "{name} {payload}: wrote cache entries");
+        assert_eq!(
+            entries(&cache),
+            Vec::<String>::new(),
+            "{name} {payload}: wrote cache entries"
+        );
     }
     // Control: the same run as a push, and as a dispatch from a repo of the chain, saves.
     for (i, (name, payload)) in [
         ("push", json!({})),
-        ("repository_dispatch", json!({"client_payload": {"source": "solo", "hop": 1}})),
+        (
+            "repository_dispatch",
+            json!({"client_payload": {"source": "solo", "hop": 1}}),
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -252,10 +324,18 @@ fn untrusted_events_never_write_a_cache_entry() {
             &m,
             &cache,
             &tmp.path().join(format!("ok-run{i}")),
-            &[("GITHUB_EVENT_NAME", name), ("GITHUB_EVENT_PATH", ev.to_str().unwrap())],
+            &[
+                ("GITHUB_EVENT_NAME", name),
+                ("GITHUB_EVENT_PATH", ev.to_str().unwrap()),
+            ],
         );
         assert_eq!(code, 0, "{out}");
-        assert!(entries(&cache).iter().any(|e| e.starts_with("target/solo-")), "{name}: {out}");
+        assert!(
+            entries(&cache)
+                .iter()
+                .any(|e| e.starts_with("target/solo-")),
+            "{name}: {out}"
+        );
     }
 }
 
@@ -267,12 +347,18 @@ struct Api {
 
 impl Api {
     fn start(status: u16) -> Api {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let server = rt.block_on(MockServer::start());
         rt.block_on(
             Mock::given(method("POST"))
                 .and(path_regex("^/repos/.*/dispatches$"))
-                .respond_with(ResponseTemplate::new(status).set_body_json(json!({"message": "Bad credentials"})))
+                .respond_with(
+                    ResponseTemplate::new(status)
+                        .set_body_json(json!({"message": "Bad credentials"})),
+                )
                 .mount(&server),
         );
         Api { rt, server }
@@ -302,7 +388,18 @@ fn chain_cmd(m: &Path, api: &str, token: Option<&str>) -> Command {
     let mut c = xtask();
     c.env_remove("GITHUB_TOKEN")
         .env_remove("GITHUB_API_URL")
-        .args(["chain", "--from", "up", "--retries", "0", "--retry-delay-ms", "1", "--max-wait", "1", "--manifest"])
+        .args([
+            "chain",
+            "--from",
+            "up",
+            "--retries",
+            "0",
+            "--retry-delay-ms",
+            "1",
+            "--max-wait",
+            "1",
+            "--manifest",
+        ])
         .arg(m)
         .arg("--cache-dir")
         .arg(m.parent().unwrap().join("cache"))
@@ -319,15 +416,47 @@ fn chain_cmd(m: &Path, api: &str, token: Option<&str>) -> Command {
 fn untrusted_events_never_dispatch() {
     let tmp = tempfile::tempdir().unwrap();
     let m = docs_chain(tmp.path(), "");
-    let eleven: serde_json::Map<String, Value> =
-        (0..11).map(|i| (format!("p{i}"), json!(i))).chain([("source".to_owned(), json!("up"))]).collect();
+    let eleven: serde_json::Map<String, Value> = (0..11)
+        .map(|i| (format!("p{i}"), json!(i)))
+        .chain([("source".to_owned(), json!("up"))])
+        .collect();
     let cases: Vec<(&str, Value, &str, usize)> = vec![
-        ("pull_request", json!({"number": 1}), "pull_request events never dispatch", 0),
-        ("repository_dispatch", json!({"client_payload": {"source": "mallory"}}), "unknown source `mallory`", 0),
-        ("repository_dispatch", json!({"client_payload": {"source": 7}}), "malformed client_payload", 0),
-        ("repository_dispatch", json!({"client_payload": Value::Object(eleven)}), "12 top-level properties", 0),
-        ("repository_dispatch", json!({}), "without a client_payload", 0),
-        ("repository_dispatch", json!({"client_payload": {"source": "up", "hop": 1}}), "sent", 1),
+        (
+            "pull_request",
+            json!({"number": 1}),
+            "pull_request events never dispatch",
+            0,
+        ),
+        (
+            "repository_dispatch",
+            json!({"client_payload": {"source": "mallory"}}),
+            "unknown source `mallory`",
+            0,
+        ),
+        (
+            "repository_dispatch",
+            json!({"client_payload": {"source": 7}}),
+            "malformed client_payload",
+            0,
+        ),
+        (
+            "repository_dispatch",
+            json!({"client_payload": Value::Object(eleven)}),
+            "12 top-level properties",
+            0,
+        ),
+        (
+            "repository_dispatch",
+            json!({}),
+            "without a client_payload",
+            0,
+        ),
+        (
+            "repository_dispatch",
+            json!({"client_payload": {"source": "up", "hop": 1}}),
+            "sent",
+            1,
+        ),
     ];
     for (i, (name, payload, says, sent)) in cases.into_iter().enumerate() {
         let api = Api::start(204);
@@ -338,9 +467,16 @@ fn untrusted_events_never_dispatch() {
             .env("GITHUB_EVENT_PATH", &ev)
             .output()
             .unwrap();
-        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(o.status.code(), Some(0), "{name} {payload}: {out}");
-        assert!(out.contains(says), "{name} {payload}: want `{says}` in:\n{out}");
+        assert!(
+            out.contains(says),
+            "{name} {payload}: want `{says}` in:\n{out}"
+        );
         assert_eq!(api.requests().len(), sent, "{name} {payload}: {out}");
     }
 }

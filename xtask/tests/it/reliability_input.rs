@@ -83,7 +83,17 @@ fn chain(m: &Path, api: &str, token: Option<&str>) -> Command {
     let mut c = xtask();
     c.env_remove("GITHUB_TOKEN")
         .env_remove("GITHUB_API_URL")
-        .args(["chain", "--from", "up", "--retries", "0", "--retry-delay-ms", "1", "--max-wait", "1"])
+        .args([
+            "chain",
+            "--from",
+            "up",
+            "--retries",
+            "0",
+            "--retry-delay-ms",
+            "1",
+            "--max-wait",
+            "1",
+        ])
         .arg("--manifest")
         .arg(m)
         .arg("--cache-dir")
@@ -102,7 +112,10 @@ struct Api {
 }
 
 fn api(status: u16, retry_after: Option<&str>) -> Api {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let server = rt.block_on(MockServer::start());
     let mut t = ResponseTemplate::new(status).set_body_json(json!({"message": "Denied"}));
     if let Some(r) = retry_after {
@@ -246,20 +259,38 @@ fn hostile_and_bad_input_has_its_message_and_exit_code() {
     // Every error status of the GitHub API, each from its own server.
     for (status, code, says, retry) in [
         (401, 3, "bad credentials (401)", None),
-        (403, 4, "the token cannot reach this repository (403: Denied)", None),
-        (404, 4, "the token cannot reach this repository (404: Denied)", None),
+        (
+            403,
+            4,
+            "the token cannot reach this repository (403: Denied)",
+            None,
+        ),
+        (
+            404,
+            4,
+            "the token cannot reach this repository (404: Denied)",
+            None,
+        ),
         (422, 5, "invalid dispatch: GitHub answered 422", None),
         (429, 6, "rate limited (429)", Some("3600")),
         (500, 7, "500", None),
     ] {
         let a = api(status, retry);
-        let mut c = case("GitHub API error status", chain(&dc, &a.server.uri(), Some("ghp_fake")), code, says);
+        let mut c = case(
+            "GitHub API error status",
+            chain(&dc, &a.server.uri(), Some("ghp_fake")),
+            code,
+            says,
+        );
         c._server = Some(Box::new(a));
         cases.push(c);
     }
     // A webhook that accepts the connection and never answers.
     let hang = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/T000/B000/hangs", hang.local_addr().unwrap());
+    let url = format!(
+        "http://{}/hooks/T000/B000/hangs",
+        hang.local_addr().unwrap()
+    );
     let mut c = xtask();
     c.env("SLACK_WEBHOOK_URL", &url)
         .args(["notify", "--timeout", "1", "--manifest"])
@@ -272,7 +303,11 @@ fn hostile_and_bad_input_has_its_message_and_exit_code() {
     let mut failures = Vec::new();
     for mut c in cases {
         let o = c.cmd.output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         let code = o.status.code().unwrap_or(-1);
         if code != c.code || !text.contains(&c.says) {
             failures.push(format!(
@@ -304,22 +339,46 @@ fn a_symlink_inside_an_entry_stays_a_symlink() {
     fs::write(src.join("f"), "x").unwrap();
     std::os::unix::fs::symlink(&outside, src.join("link")).unwrap();
     let root = t.join("cache");
-    let o = cache(&root, &["put", "--key", "k1", "--src", src.to_str().unwrap()]).output().unwrap();
+    let o = cache(
+        &root,
+        &["put", "--key", "k1", "--src", src.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let entry = root.join("entries/target/k1");
-    assert!(fs::symlink_metadata(entry.join("data/link")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(entry.join("data/link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let tsv = fs::read_to_string(entry.join("manifest.tsv")).unwrap();
-    assert!(tsv.lines().any(|l| l.starts_with("l\t") && l.ends_with("\tlink")), "{tsv}");
+    assert!(
+        tsv.lines()
+            .any(|l| l.starts_with("l\t") && l.ends_with("\tlink")),
+        "{tsv}"
+    );
     for e in walkdir::WalkDir::new(&root) {
         let e = e.unwrap();
         if e.file_type().is_file() {
             let b = fs::read(e.path()).unwrap();
-            assert!(!String::from_utf8_lossy(&b).contains("OUTSIDE-SECRET"), "{} holds the target's bytes", e.path().display());
+            assert!(
+                !String::from_utf8_lossy(&b).contains("OUTSIDE-SECRET"),
+                "{} holds the target's bytes",
+                e.path().display()
+            );
         }
     }
     let dst = t.join("dst");
-    let o = cache(&root, &["get", "--key", "k1", "--dst", dst.to_str().unwrap()]).output().unwrap();
+    let o = cache(
+        &root,
+        &["get", "--key", "k1", "--dst", dst.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"status\":\"hit\""));
     assert_eq!(fs::read_link(dst.join("link")).unwrap(), outside);
-    assert_eq!(fs::read_to_string(&outside).unwrap(), "OUTSIDE-SECRET-CONTENT");
+    assert_eq!(
+        fs::read_to_string(&outside).unwrap(),
+        "OUTSIDE-SECRET-CONTENT"
+    );
 }

@@ -21,7 +21,13 @@ const DISCORD_SECRET: &str = "4242/DISCORDsecretWEBHOOKtokenZZ";
 
 /// Every recognisable piece of every secret.
 fn pieces() -> Vec<&'static str> {
-    vec![TOKEN, "RELIABILITYfakeTOKEN", "SLACKSECRET", "SLACKsecretPART", "DISCORDsecretWEBHOOK"]
+    vec![
+        TOKEN,
+        "RELIABILITYfakeTOKEN",
+        "SLACKSECRET",
+        "SLACKsecretPART",
+        "DISCORDsecretWEBHOOK",
+    ]
 }
 
 fn leaks(what: &str, text: &str) -> Vec<String> {
@@ -34,8 +40,14 @@ fn leaks(what: &str, text: &str) -> Vec<String> {
 
 fn run(c: &mut Command, what: &str, found: &mut Vec<String>) -> i32 {
     let o = c.output().unwrap();
-    found.extend(leaks(&format!("{what} stdout"), &String::from_utf8_lossy(&o.stdout)));
-    found.extend(leaks(&format!("{what} stderr"), &String::from_utf8_lossy(&o.stderr)));
+    found.extend(leaks(
+        &format!("{what} stdout"),
+        &String::from_utf8_lossy(&o.stdout),
+    ));
+    found.extend(leaks(
+        &format!("{what} stderr"),
+        &String::from_utf8_lossy(&o.stderr),
+    ));
     o.status.code().unwrap_or(-1)
 }
 
@@ -46,7 +58,10 @@ fn scan(dir: &Path, found: &mut Vec<String>) -> usize {
         if e.file_type().is_file() {
             n += 1;
             let b = fs::read(e.path()).unwrap_or_default();
-            found.extend(leaks(&e.path().display().to_string(), &String::from_utf8_lossy(&b)));
+            found.extend(leaks(
+                &e.path().display().to_string(),
+                &String::from_utf8_lossy(&b),
+            ));
         }
     }
     n
@@ -54,7 +69,10 @@ fn scan(dir: &Path, found: &mut Vec<String>) -> usize {
 
 #[test]
 fn fake_secrets_appear_in_no_output_log_summary_metrics_or_report() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let server = rt.block_on(MockServer::start());
     rt.block_on(
         Mock::given(method("POST"))
@@ -74,15 +92,23 @@ fn fake_secrets_appear_in_no_output_log_summary_metrics_or_report() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let chain_dir = t.join("chain");
-    let m = support::write_chain(&chain_dir, &[("up", &[]), ("down", &[("up", "normal")])], &[
-        ("up", "steps = [\"build\"]"),
-        ("down", "steps = [\"build\"]"),
-    ]);
+    let m = support::write_chain(
+        &chain_dir,
+        &[("up", &[]), ("down", &[("up", "normal")])],
+        &[
+            ("up", "steps = [\"build\"]"),
+            ("down", "steps = [\"build\"]"),
+        ],
+    );
     let mut text = fs::read_to_string(&m).unwrap();
     text += "\n[notify]\nslack-webhook-env = \"SLACK_WEBHOOK_URL\"\ndiscord-webhook-env = \"DISCORD_WEBHOOK_URL\"\n";
     fs::write(&m, text).unwrap();
     // `up` does not compile: the run fails and the webhooks are told.
-    fs::write(chain_dir.join("up/src/lib.rs"), "//! Broken.\n\npub fn broken( {\n").unwrap();
+    fs::write(
+        chain_dir.join("up/src/lib.rs"),
+        "//! Broken.\n\npub fn broken( {\n",
+    )
+    .unwrap();
     support::git_commit_all(&chain_dir.join("up"));
     support::git_commit_all(&chain_dir.join("down"));
     let cache = t.join("cache");
@@ -136,25 +162,47 @@ fn fake_secrets_appear_in_no_output_log_summary_metrics_or_report() {
 
     let html = t.join("report.html");
     let mut c = xtask();
-    c.args(["report", "--manifest"]).arg(&m).arg("--cache-dir").arg(&cache);
+    c.args(["report", "--manifest"])
+        .arg(&m)
+        .arg("--cache-dir")
+        .arg(&cache);
     assert_eq!(run(&mut c, "report", &mut found), 0);
     let mut c = xtask();
-    c.args(["report", "--manifest"]).arg(&m).arg("--cache-dir").arg(&cache).arg("--html").arg(&html);
+    c.args(["report", "--manifest"])
+        .arg(&m)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--html")
+        .arg(&html);
     assert_eq!(run(&mut c, "report --html", &mut found), 0);
     assert!(html.is_file());
 
-    let files = scan(&run_dir, &mut found) + scan(&cache, &mut found) + scan(&gh, &mut found) + scan(&html, &mut found);
+    let files = scan(&run_dir, &mut found)
+        + scan(&cache, &mut found)
+        + scan(&gh, &mut found)
+        + scan(&html, &mut found);
     assert!(files >= 5, "only {files} files scanned");
-    assert!(gh.join("summary.md").is_file(), "no step summary was written");
+    assert!(
+        gh.join("summary.md").is_file(),
+        "no step summary was written"
+    );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
 
     // The secrets were used: the webhooks and the API got their requests.
     let reqs = rt.block_on(server.received_requests()).unwrap();
-    let hooks = reqs.iter().filter(|r| r.url.path().contains("SECRET") || r.url.path().contains("secret")).count();
-    assert!(hooks >= 3, "webhook requests: {hooks} (want the failure of ci to Slack and Discord, and notify)");
+    let hooks = reqs
+        .iter()
+        .filter(|r| r.url.path().contains("SECRET") || r.url.path().contains("secret"))
+        .count();
+    assert!(
+        hooks >= 3,
+        "webhook requests: {hooks} (want the failure of ci to Slack and Discord, and notify)"
+    );
     assert!(
         reqs.iter().any(|r| r.url.path().ends_with("/dispatches")
-            && r.headers.get("authorization").is_some_and(|v| v.to_str().unwrap_or("").contains(TOKEN))),
+            && r.headers
+                .get("authorization")
+                .is_some_and(|v| v.to_str().unwrap_or("").contains(TOKEN))),
         "no dispatch carried the token"
     );
 }
