@@ -11,8 +11,9 @@
 //! `files/`), written under `<cache root>/tmp/` and published with one `rename(2)`, like
 //! cache entries (a `tmp/` leftover of a dead writer is removed by the next
 //! `Cache::open`). The key ([`builds_key`]) covers the repo's target cache key (toolchain,
-//! variant features, profile, dependency mode, lockfile), the word `release`, the repo's
-//! input fingerprint and the artifact names. The target key alone does not cover the
+//! variant features, profile, dependency mode, lockfile), the word `release` (with
+//! `--verify-deterministic`, `release+remap-target`: other rustflags), the repo's input
+//! fingerprint and the artifact names. The target key alone does not cover the
 //! sources (it is meant to be reused across commits), so the fingerprint, which covers
 //! the checkout's content and every upstream repo's fingerprint, is what makes "unchanged
 //! repo" exact. A hit copies the files out (after checking every sha256) instead of
@@ -260,13 +261,26 @@ fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// The builds store key of a repo: 16 hex chars of the sha256 (see
-/// [`crate::cache::key::hash_inputs`]) over [`STORE_VERSION`], the target key, `release`,
-/// the input fingerprint and the artifact names, prefixed with the repo name.
-pub fn builds_key(repo: &str, target_key: &str, fingerprint: &str, artifacts: &[String]) -> String {
+/// [`crate::cache::key::hash_inputs`]) over [`STORE_VERSION`], the target key, `release`
+/// (`release+remap-target` with `verify`: those builds get other rustflags, see
+/// [`rustflags`], so their bytes may differ), the input fingerprint and the artifact
+/// names, prefixed with the repo name.
+pub fn builds_key(
+    repo: &str,
+    target_key: &str,
+    fingerprint: &str,
+    artifacts: &[String],
+    verify: bool,
+) -> String {
+    let kind = if verify {
+        "release+remap-target"
+    } else {
+        "release"
+    };
     let inputs = vec![
         ("store-version".to_owned(), STORE_VERSION.to_owned()),
         ("target-key".to_owned(), target_key.to_owned()),
-        ("kind".to_owned(), "release".to_owned()),
+        ("kind".to_owned(), kind.to_owned()),
         ("fingerprint".to_owned(), fingerprint.to_owned()),
         ("artifacts".to_owned(), artifacts.join(",")),
     ];
@@ -506,7 +520,14 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
         bail!("repo `{}` has no target key (it did not resolve)", r.name);
     };
     let names = ctx.opts.artifacts.get(&r.name).cloned().unwrap_or_default();
-    let key = builds_key(&r.name, &target_key.key, &r.fingerprint.hash, &names);
+    let verify = ctx.opts.verify_deterministic && !names.is_empty();
+    let key = builds_key(
+        &r.name,
+        &target_key.key,
+        &r.fingerprint.hash,
+        &names,
+        verify,
+    );
     rel.key = Some(key.clone());
     let run_dir = std::path::absolute(ctx.run_dir).context("absolute run dir")?;
     let out_dir = run_dir.join("artifacts").join(&r.name);
@@ -531,7 +552,6 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
     for p in path_forms(&cargo_home) {
         maps.push((p, "/cargo".into()));
     }
-    let verify = ctx.opts.verify_deterministic && !names.is_empty();
     if verify {
         // Both target dirs, in both builds: the flags must be the same for the two builds
         // to be comparable, and OUT_DIR paths then read `/target/...` in either.
@@ -808,24 +828,28 @@ mod tests {
 
     #[test]
     fn builds_key_changes_with_every_input() {
-        let k = builds_key("node", "node-base-1-2", "fp", &["node".into()]);
+        let k = builds_key("node", "node-base-1-2", "fp", &["node".into()], false);
         assert!(
             k.starts_with("node-") && k.len() == "node-".len() + 16,
             "{k}"
         );
         assert_eq!(
             k,
-            builds_key("node", "node-base-1-2", "fp", &["node".into()])
+            builds_key("node", "node-base-1-2", "fp", &["node".into()], false)
         );
         assert_ne!(
             k,
-            builds_key("node", "node-base-1-3", "fp", &["node".into()])
+            builds_key("node", "node-base-1-3", "fp", &["node".into()], false)
         );
         assert_ne!(
             k,
-            builds_key("node", "node-base-1-2", "fp2", &["node".into()])
+            builds_key("node", "node-base-1-2", "fp2", &["node".into()], false)
         );
-        assert_ne!(k, builds_key("node", "node-base-1-2", "fp", &[]));
+        assert_ne!(k, builds_key("node", "node-base-1-2", "fp", &[], false));
+        assert_ne!(
+            k,
+            builds_key("node", "node-base-1-2", "fp", &["node".into()], true)
+        );
     }
 
     #[test]

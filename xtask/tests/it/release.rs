@@ -162,9 +162,9 @@ fn sample_release_artifacts_verify_with_sha256sum_and_are_reused_when_unchanged(
     assert!(run1.join("bllvm-node/verify-deterministic.log").is_file());
 
     // Unchanged: every repo is `cached`, and the artifacts come from the builds store,
-    // byte for byte, without a release build.
+    // byte for byte, without a release build (only the clean rebuild of the check).
     let run2 = t.path().join("run2");
-    let out = ci(&manifest, &cache, &run2, &["--release"]);
+    let out = ci(&manifest, &cache, &run2, &["--verify-deterministic"]);
     assert!(
         out.status.success(),
         "{}",
@@ -180,6 +180,10 @@ fn sample_release_artifacts_verify_with_sha256sum_and_are_reused_when_unchanged(
         .find(|r| r["repo"] == "bllvm-node")
         .unwrap();
     assert_eq!(node2["reused"], true, "{node2}");
+    assert_eq!(
+        node2["deterministic"], true,
+        "stored bytes equal a clean rebuild"
+    );
     assert_eq!(node2["files"], node["files"]);
     assert!(
         !run2.join("bllvm-node/release.log").exists(),
