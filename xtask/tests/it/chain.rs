@@ -373,7 +373,8 @@ fn the_chain_table_names_the_token_variable_event_types_and_hop_limit() {
     env.event(
         &mut c,
         "repository_dispatch",
-        json!({"client_payload": {"source": "x", "chain_id": "c", "hop": 2, "path": ["x"]}}),
+        // The source must be a repo of the chain: an unknown one is untrusted (issue 8).
+        json!({"client_payload": {"source": "bllvm-primitives", "chain_id": "c", "hop": 2, "path": ["bllvm-primitives"]}}),
     );
     let out = run(c);
     assert!(
@@ -627,7 +628,7 @@ fn loop_guard_stops_a_cycle_and_bounds_hops() {
     env.event(
         &mut c,
         "repository_dispatch",
-        json!({"client_payload": {"source": "x", "chain_id": "c", "hop": 8, "path": []}}),
+        json!({"client_payload": {"source": "bllvm-primitives", "chain_id": "c", "hop": 8, "path": []}}),
     );
     let out = run(c);
     assert_eq!(out.code, 0);
