@@ -516,3 +516,58 @@ fn a_job_that_dies_holding_a_moved_entry_frees_it_for_cleanup() {
     assert!(out.contains(": 0 entries"), "{out}");
     assert!(entry_dirs(&root).is_empty());
 }
+
+#[test]
+fn prune_applies_the_manifests_cache_settings() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("cache");
+    // The sample manifest with a `[cache]` table: one entry per stage.
+    let manifest = t.path().join("chain.toml");
+    let mut text = fs::read_to_string(support::workspace().join("ci/sample/chain.toml")).unwrap();
+    text += "\n[cache]\nmax-entries-per-stage = 1\n";
+    fs::write(&manifest, text).unwrap();
+    let src = t.path().join("src");
+    make_tree(&src, 5, b'p');
+    for k in ["r-base-env-l1", "r-base-env-l2", "r-base-env-l3"] {
+        // Saved without the manifest (defaults: 32 per stage), so all three stay.
+        let out = xtask()
+            .args([
+                "cache",
+                "put",
+                "--manifest",
+                "/nonexistent.toml",
+                "--cache-dir",
+            ])
+            .arg(&root)
+            .args(["--key", k, "--src"])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    assert_eq!(entry_dirs(&root).len(), 3);
+    let prune = |dry: bool| {
+        let mut c = xtask();
+        c.args(["cache", "prune", "--manifest"])
+            .arg(&manifest)
+            .arg("--cache-dir")
+            .arg(&root);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = prune(true);
+    assert!(out.contains("would evict 2 entries"), "{out}");
+    assert!(out.contains("over 1 entries in stage target"), "{out}");
+    assert_eq!(entry_dirs(&root).len(), 3, "a dry run evicts nothing");
+    let out = prune(false);
+    assert!(out.contains("evicted 2 entries"), "{out}");
+    assert_eq!(entry_dirs(&root).len(), 1);
+}
