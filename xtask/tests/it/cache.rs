@@ -392,6 +392,9 @@ fn ci(chain: &Path, cache: &Path, home: &Path, run_dir: &Path) -> Command {
         .env_remove("BLLVM_CI_CACHE_DIR")
         .env_remove("GITHUB_EVENT_NAME")
         .env_remove("GITHUB_ACTIONS")
+        // A shared target dir from the caller would put every repo's build in one place.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
