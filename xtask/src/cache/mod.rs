@@ -239,6 +239,8 @@ pub struct Cache {
     /// Trees this process restored (or created) that its save may move into the cache,
     /// by destination path.
     leases: Arc<Mutex<HashMap<PathBuf, Lease>>>,
+    /// See [`Cache::with_keep_trees`].
+    keep_trees: bool,
     /// Problems turned into warnings (damaged entries, no space), drained by the caller,
     /// per thread: `ci` runs the repos of a level on parallel threads, and each repo's
     /// report must get its own notes.
@@ -332,7 +334,17 @@ impl Cache {
             fs_stats: Arc::new(|p: &Path| FsUsage::of(p)),
             leases: Arc::default(),
             notes: Arc::default(),
+            keep_trees: false,
         }
+    }
+
+    /// Never move a tree in or out: restores and saves copy, and a saved tree stays where
+    /// it is, unpruned. For a developer's machine, where `target/` disappearing into the
+    /// cache after `cargo xtask ci` would make the next plain `cargo build` start cold;
+    /// CI runners (whose checkouts are thrown away) keep the O(1) moves.
+    pub fn with_keep_trees(mut self, keep: bool) -> Cache {
+        self.keep_trees = keep;
+        self
     }
 
     /// This cache, read-only from now on (see [`Cache::open_read_only`]).
@@ -609,8 +621,10 @@ impl Cache {
             self.guard(0, None);
         }
         let stage = key.stage.as_str();
-        let can_move =
-            !self.read_only && !merge && transfer::same_filesystem(&self.root.join("entries"), dst);
+        let can_move = !self.read_only
+            && !self.keep_trees
+            && !merge
+            && transfer::same_filesystem(&self.root.join("entries"), dst);
         let mut leased_by_others = Vec::new();
         for cand in self.candidates(key) {
             let dir = self.dir_of(stage, &cand);
@@ -826,7 +840,7 @@ impl Cache {
             kept_size(src, skip)
         };
         let result = match lease {
-            Some(l) if transfer::same_filesystem(&self.root.join("entries"), src) => {
+            Some(l) if !self.keep_trees && transfer::same_filesystem(&self.root.join("entries"), src) => {
                 self.save_by_move(key, src, skip, l, raw, start)
             }
             _ => self.save_by_copy(key, src, skip, raw, start),
