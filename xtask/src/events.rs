@@ -107,10 +107,33 @@ impl Event {
         Ok(Event { kind, payload })
     }
 
-    /// Whether caches may be saved: never on pull requests, whose code is not trusted
-    /// to write what later trusted runs restore.
+    /// Whether caches may be saved. Trusted events save: a push to the default branch,
+    /// release, schedule, workflow_dispatch, repository_dispatch, and local runs. A pull
+    /// request never does (its code is not trusted to write what later trusted runs
+    /// restore; GitHub scopes actions/cache the same way), nor does a push to another
+    /// branch (`ref` is not `refs/heads/<repository.default_branch>`; when the payload does
+    /// not say which branch is the default, the push is trusted). Other events
+    /// (`merge_group`, ...) are not in the list and do not save.
     pub fn may_save(&self) -> bool {
-        self.kind != EventKind::PullRequest
+        match &self.kind {
+            EventKind::PullRequest => false,
+            EventKind::Push => {
+                let default = self
+                    .payload
+                    .pointer("/repository/default_branch")
+                    .and_then(|v| v.as_str());
+                let r#ref = self.payload.get("ref").and_then(|v| v.as_str());
+                match (default, r#ref) {
+                    (Some(d), Some(r)) => r == format!("refs/heads/{d}"),
+                    _ => true,
+                }
+            }
+            EventKind::Other(name) => name == "schedule",
+            EventKind::Local
+            | EventKind::Release
+            | EventKind::RepositoryDispatch
+            | EventKind::WorkflowDispatch => true,
+        }
     }
 
     /// Whether the chain may be propagated: never from a pull request.
@@ -250,6 +273,25 @@ mod tests {
         let e = Event::parse(None, None).unwrap();
         assert_eq!(e.kind, EventKind::Local);
         assert!(e.may_save());
+        // Only the default branch's pushes save; a schedule does, a merge queue does not.
+        let push = |r: &str| {
+            Event::parse(
+                Some("push"),
+                Some(&format!(
+                    r#"{{"ref": "{r}", "repository": {{"default_branch": "main"}}}}"#
+                )),
+            )
+            .unwrap()
+            .may_save()
+        };
+        assert!(push("refs/heads/main"));
+        assert!(!push("refs/heads/feature"));
+        assert!(Event::parse(Some("schedule"), Some("{}"))
+            .unwrap()
+            .may_save());
+        assert!(!Event::parse(Some("merge_group"), Some("{}"))
+            .unwrap()
+            .may_save());
     }
 
     #[test]

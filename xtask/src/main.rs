@@ -87,11 +87,16 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if let Some(why) = &untrusted {
                 println!("{why}: caches are not saved");
             }
+            // A run that may not save opens the cache read-only: nothing at all is written
+            // under the cache root (no entry, no usage record, no lease), so a pull request
+            // from a fork cannot poison what trusted runs restore.
+            let may_save = !a.no_save && event.may_save() && untrusted.is_none();
+            let cache = if may_save { cache } else { cache.into_read_only() };
             if a.matrix || a.cell.is_some() {
                 let run = ci::RunOptions {
                     jobs: a.jobs,
                     keep_going: a.keep_going,
-                    save: !a.no_save && event.may_save(),
+                    save: may_save,
                     restore: !a.no_restore,
                     run_dir: a.run_dir.clone().unwrap_or_else(default_run_dir),
                     release: None,
@@ -110,15 +115,14 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if a.resolve.verbose {
                 print!("{}", resolved.plan.render(true));
             }
-            let run_dir = a.run_dir.unwrap_or_else(|| default_run_dir());
+            let run_dir = a.run_dir.unwrap_or_else(default_run_dir);
             let summary = ci::run(
                 &resolved.plan,
                 &cache,
                 &ci::RunOptions {
                     jobs: a.jobs,
                     keep_going: a.keep_going,
-                    // An untrusted repository_dispatch saves nothing (issue 8).
-                    save: !a.no_save && event.may_save() && untrusted.is_none(),
+                    save: may_save,
                     restore: !a.no_restore,
                     run_dir: run_dir.clone(),
                     release: (a.release || a.verify_deterministic).then(|| {
