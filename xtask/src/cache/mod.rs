@@ -691,8 +691,24 @@ impl Cache {
             }
             match self.load_checked(&dir) {
                 Ok((info, manifest)) => {
-                    let stats = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false)
-                        .with_context(|| format!("copy {stage} entry {cand}"))?;
+                    let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
+                    // A read-only cache cannot create a missing lock file, so it may copy
+                    // without a lease while a job moves or replaces the entry: then the
+                    // copy fails or the entry is no longer the one checked. Treat that as
+                    // gone (try the next candidate), never as a hit or an error. Found by
+                    // `cargo xtask stress` (concurrency).
+                    if lock.is_none() && !merge {
+                        let same = copied.is_ok()
+                            && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
+                        if !same {
+                            fsutil::remove_tree(dst)?;
+                            self.note(format!(
+                                "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
+                            ));
+                            continue;
+                        }
+                    }
+                    let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
                     drop(lock);
                     if !merge && !self.read_only {
                         self.leases.lock().expect("leases").insert(
