@@ -496,7 +496,9 @@ fn run_repo(
     }
     let gha = gha::enabled();
     let nextest = testing::nextest_available();
-    let tool_config = log_dir.join("nextest.toml");
+    // nextest wants an absolute path here, and the run dir may be relative (the default).
+    let tool_config = std::path::absolute(log_dir.join("nextest.toml"))
+        .with_context(|| format!("absolute path of {}", log_dir.display()))?;
     if nextest {
         testing::write_tool_config(&tool_config)?;
     }

@@ -40,8 +40,11 @@ fn nextest_writes_junit_and_the_summary_counts_tests() {
         .arg(&m)
         .arg("--cache-dir")
         .arg(t.path().join("cache"))
+        // A relative run dir, as the default one is: nextest needs its config file path
+        // absolute (found by `bench noop`).
         .arg("--run-dir")
-        .arg(&run)
+        .arg("run")
+        .current_dir(t.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
