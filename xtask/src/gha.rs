@@ -137,12 +137,28 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             .iter()
             .map(|c| format!("{} {}", c.stage, c.restore_word()))
             .collect();
-        let note = match &r.status {
+        let mut note = match &r.status {
             RepoStatus::Failed(w) | RepoStatus::Skipped(w) => {
                 w.lines().next().unwrap_or("").to_owned()
             }
             _ => String::new(),
         };
+        if let Some(c) = &r.coverage {
+            note += &format!(" coverage {:.1}% of {} lines", c.line_percent, c.lines);
+        }
+        if let Some(rel) = &r.release {
+            note += &format!(
+                " release: {} file(s){}{}",
+                rel.files.len(),
+                if rel.reused { ", reused" } else { "" },
+                match rel.deterministic {
+                    Some(true) => ", deterministic",
+                    Some(false) => ", NOT deterministic",
+                    None => "",
+                }
+            );
+        }
+        let note = note.trim().to_owned();
         let tests = r.tests.map_or_else(String::new, |t| {
             format!(
                 "{} passed, {} failed, {} skipped",

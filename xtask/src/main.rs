@@ -99,7 +99,13 @@ fn run(args: Xtask) -> Result<ExitCode> {
                     save: may_save,
                     restore: !a.no_restore,
                     run_dir: a.run_dir.clone().unwrap_or_else(default_run_dir),
-                    release: None,
+                    // Each cell builds its own release artifacts (and release manifest).
+                    release: (a.release || a.verify_deterministic).then(|| {
+                        release_build::ReleaseOptions::from_manifest(
+                            &manifest,
+                            a.verify_deterministic,
+                        )
+                    }),
                     echo: if a.quiet {
                         exec::Echo::Quiet
                     } else {
