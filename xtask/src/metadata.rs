@@ -266,6 +266,20 @@ pub fn rustc_version(dir: &Path, env: &[(String, String)]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The name of rustup's default toolchain (`rustup default`), if rustup is there.
+fn rustup_default() -> Option<String> {
+    let out = Command::new("rustup")
+        .arg("default")
+        .current_dir("/")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .filter(|_| out.status.success())
+}
+
 /// Fallback when full resolution fails: members and *declared* dependencies from
 /// `cargo metadata --no-deps`, so the repo can still be placed in the graph (direct edges
 /// only) and reported as failed instead of aborting the whole run.
@@ -274,21 +288,33 @@ pub fn rustc_version(dir: &Path, env: &[(String, String)]) -> Result<String> {
 /// rustup proxy, so a `rust-toolchain.toml` pin that is not installed cannot stop it:
 /// `--no-deps` reads manifests only, which any recent cargo can do.
 pub fn read_declared(repo: &str, dir: &Path, env: &[(String, String)]) -> Result<RepoMetadata> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .with_context(|| format!("run `cargo metadata --no-deps` in {}", dir.display()))?;
+    let run = |cargo: &std::ffi::OsStr, extra: &[(&str, &str)]| {
+        Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
+            .output()
+            .with_context(|| format!("run `cargo metadata --no-deps` in {}", dir.display()))
+    };
+    let mut out = match std::env::var_os("CARGO") {
+        Some(cargo) => run(&cargo, &[])?,
+        None => run("cargo".as_ref(), &[])?,
+    };
+    if !out.status.success() {
+        // Run as a plain binary, `cargo` is the rustup proxy and obeys the pin that just
+        // failed: try the machine's default toolchain instead.
+        if let Some(default) = rustup_default() {
+            out = run("cargo".as_ref(), &[("RUSTUP_TOOLCHAIN", default.as_str())])?;
+        }
+    }
     if !out.status.success() {
         bail!(
             "`cargo metadata --no-deps` failed for repo `{repo}`:\n{}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let meta =
-        cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&out.stdout))?;
+    let meta = cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&out.stdout))?;
     let mut rm = from_metadata(repo, &meta, "");
     for p in &meta.packages {
         for d in &p.dependencies {
