@@ -91,8 +91,12 @@ fn savers_killed_at_random_points_leave_nothing_partial() {
     assert_eq!(op(&s, "recovered"), 16, "{s:#}");
     assert_eq!(op(&s, "killed parked before the rename"), 4, "{s:#}");
     // Some kills must have left leftovers for the next open to clean (the parked ones do,
-    // always), so the cleanup was really exercised.
+    // always), so the cleanup was really exercised; every random kill is classified.
     assert!(op(&s, "tmp leftovers found") >= 4, "{s:#}");
+    let random = op(&s, "killed before writing")
+        + op(&s, "killed while writing")
+        + op(&s, "killed after publishing");
+    assert_eq!(random, 12, "{s:#}");
 }
 
 #[test]
