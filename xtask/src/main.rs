@@ -59,6 +59,12 @@ use crate::manifest::Manifest;
 use crate::plan::PlanOptions;
 
 fn main() -> ExitCode {
+    // `cargo xtask` runs us through the rustup proxy, which exports the toolchain *it*
+    // picked as RUSTUP_TOOLCHAIN. Inherited by the repos' cargo and rustc, that would
+    // override every repo's own rust-toolchain.toml pin. A repo's toolchain comes from its
+    // pin, the manifest's `toolchain` or `--toolchain`, never from how we were started.
+    // (Before any thread exists, so changing the environment is sound.)
+    std::env::remove_var("RUSTUP_TOOLCHAIN");
     let args = Xtask::parse();
     match run(args) {
         Ok(code) => code,
