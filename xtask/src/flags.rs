@@ -620,6 +620,6 @@ pub enum StressScenario {
     Crash,
     /// Entries damaged in six ways, then verified and restored.
     Corruption,
-    /// Saves into a small tmpfs that fills up (needs root or CAP_SYS_ADMIN).
+    /// Saves into a small tmpfs that fills up (root, CAP_SYS_ADMIN or an unprivileged user namespace).
     FullDisk,
 }

@@ -575,6 +575,17 @@ impl Cache {
         if !damage.is_empty() {
             return Err(Check::Damaged(damage.join("; ")));
         }
+        let data = dir.join("data");
+        if let Some(bad) = m
+            .files
+            .iter()
+            .filter(|(_, r)| r.kind == 'l')
+            .find_map(|(rel, _)| link_escapes(&data, Path::new(rel)))
+        {
+            return Err(Check::Damaged(format!(
+                "symlink {bad} points outside the entry"
+            )));
+        }
         Ok((info, m))
     }
 
@@ -855,6 +866,25 @@ impl Cache {
         } else {
             kept_size(src, skip)
         };
+        // A symlink pointing outside the tree would be recreated by every restore, and a
+        // restore merging into that tree could then write through it: such a tree is not
+        // saved (issue 8). A moved-out entry it came from is consumed.
+        let escaping = escaping_symlinks(src, skip);
+        if !escaping.is_empty() {
+            if let Some(Lease {
+                key: Some(k),
+                lock: Some(_held),
+                ..
+            }) = &lease
+            {
+                self.discard(stage, k);
+            }
+            anyhow::bail!(
+                "{stage} entry {} not saved: symlinks point outside the tree ({})",
+                key.key,
+                escaping.join(", ")
+            );
+        }
         let result = match lease {
             Some(l) if !self.keep_trees && transfer::same_filesystem(&self.root.join("entries"), src) => {
                 self.save_by_move(key, src, skip, l, raw, start)
@@ -1304,6 +1334,35 @@ enum Check {
     Stub,
     /// Its files do not match its manifest (or its metadata is unreadable).
     Damaged(String),
+}
+
+/// `rel -> target` when the symlink at `root/rel` points outside `root`: an absolute
+/// target, or one whose `..` climb above `root` (lexically, no link is followed).
+fn link_escapes(root: &Path, rel: &Path) -> Option<String> {
+    let target = fs::read_link(root.join(rel)).ok()?;
+    let mut depth = rel.components().count() as i64 - 1;
+    let mut escapes = target.has_root();
+    for c in target.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        escapes |= depth < 0;
+    }
+    escapes.then(|| format!("{} -> {}", rel.display(), target.display()))
+}
+
+/// Every symlink under `root` (outside what `skip` prunes) that points outside it.
+fn escaping_symlinks(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.path().strip_prefix(root).map_or(true, |r| !skip(r)))
+        .flatten()
+        .filter(|e| e.path_is_symlink())
+        .filter_map(|e| link_escapes(root, e.path().strip_prefix(root).ok()?))
+        .collect()
 }
 
 fn read_info(dir: &Path) -> Result<EntryInfo> {

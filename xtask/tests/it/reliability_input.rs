@@ -326,35 +326,73 @@ fn hostile_and_bad_input_has_its_message_and_exit_code() {
     assert!(!root.join("escape").exists() && !root.join("..").join("escape").exists());
 }
 
-/// A symlink inside an entry that points outside it is stored as a symlink (its target
-/// is never read into the cache) and restored as one; nothing outside is written.
+/// A tree with a symlink that points outside it is not saved (a restore would recreate
+/// the link, and a later restore merging into the tree could write through it); a
+/// symlink that stays inside the tree is kept as a symlink, its target never read into
+/// the cache. Nothing outside is written either way.
 #[test]
-fn a_symlink_inside_an_entry_stays_a_symlink() {
+fn symlinks_inside_an_entry_may_not_point_outside_it() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let outside = t.join("outside.txt");
     fs::write(&outside, "OUTSIDE-SECRET-CONTENT").unwrap();
-    let src = t.join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), "x").unwrap();
-    std::os::unix::fs::symlink(&outside, src.join("link")).unwrap();
     let root = t.join("cache");
+    for (name, target) in [
+        ("absolute", outside.clone()),
+        ("climbing", PathBuf::from("../outside.txt")),
+        (
+            "climbing from a subdir",
+            PathBuf::from("../../../outside.txt"),
+        ),
+    ] {
+        let src = t.join(format!("src-{}", name.replace(' ', "-")));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("f"), "x").unwrap();
+        let link = if name.ends_with("subdir") {
+            src.join("sub/link")
+        } else {
+            src.join("link")
+        };
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let o = cache(
+            &root,
+            &["put", "--key", "k1", "--src", src.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("target entry k1 not saved: symlinks point outside the tree (")
+                && err.contains(&format!("-> {}", target.display())),
+            "{name}: {err}"
+        );
+        assert!(
+            !root.join("entries/target/k1").exists(),
+            "{name}: saved anyway"
+        );
+    }
+    // Inside the tree: saved as a symlink, restored as one.
+    let src = t.join("src-ok");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    std::os::unix::fs::symlink("../f", src.join("sub/link")).unwrap();
     let o = cache(
         &root,
-        &["put", "--key", "k1", "--src", src.to_str().unwrap()],
+        &["put", "--key", "k2", "--src", src.to_str().unwrap()],
     )
     .output()
     .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let entry = root.join("entries/target/k1");
-    assert!(fs::symlink_metadata(entry.join("data/link"))
+    let entry = root.join("entries/target/k2");
+    assert!(fs::symlink_metadata(entry.join("data/sub/link"))
         .unwrap()
         .file_type()
         .is_symlink());
     let tsv = fs::read_to_string(entry.join("manifest.tsv")).unwrap();
     assert!(
         tsv.lines()
-            .any(|l| l.starts_with("l\t") && l.ends_with("\tlink")),
+            .any(|l| l.starts_with("l\t") && l.ends_with("\tsub/link")),
         "{tsv}"
     );
     for e in walkdir::WalkDir::new(&root) {
@@ -371,12 +409,15 @@ fn a_symlink_inside_an_entry_stays_a_symlink() {
     let dst = t.join("dst");
     let o = cache(
         &root,
-        &["get", "--key", "k1", "--dst", dst.to_str().unwrap()],
+        &["get", "--key", "k2", "--dst", dst.to_str().unwrap()],
     )
     .output()
     .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"status\":\"hit\""));
-    assert_eq!(fs::read_link(dst.join("link")).unwrap(), outside);
+    assert_eq!(
+        fs::read_link(dst.join("sub/link")).unwrap(),
+        Path::new("../f")
+    );
     assert_eq!(
         fs::read_to_string(&outside).unwrap(),
         "OUTSIDE-SECRET-CONTENT"
