@@ -231,7 +231,12 @@ pub fn run(
             if matches!(report.status, RepoStatus::Failed(_)) {
                 failed.insert(name.clone());
             }
-            if matches!(report.status, RepoStatus::Ok | RepoStatus::Failed(_)) {
+            // A read-only cache (untrusted events, --no-save) writes nothing under its root,
+            // results included: a trusted run must never skip a repo on the word of an
+            // untrusted one (issue 8: a pull request recorded successes).
+            if matches!(report.status, RepoStatus::Ok | RepoStatus::Failed(_))
+                && !cache.is_read_only()
+            {
                 let r = plan.repos.iter().find(|r| r.name == name).expect("planned");
                 record_result(&results, r, &report, &run_id);
             }
@@ -261,6 +266,13 @@ pub fn run(
             }
         };
         save_stage(cache, key, &src, &skip, opts.save, c);
+    }
+
+    // Wait for the remote cache's background uploads; their outcomes go to the stages.
+    {
+        let mut stages: Vec<&mut StageReport> = chain_cache.iter_mut().collect();
+        stages.extend(reports.iter_mut().flat_map(|r| r.cache.iter_mut()));
+        crate::cache::remote::finish(&mut stages);
     }
 
     // Run-wide outputs of the release and coverage hooks.
@@ -390,11 +402,15 @@ fn restore_stage(
         restore: Restore::Miss,
         save: None,
         warning: None,
+        remote: None,
     };
     if !enabled {
         return rep;
     }
-    match cache.restore(key, dst, merge) {
+    // The remote cache (cache/remote.rs) fills the local cache on a local miss, or
+    // restores straight into `dst` for a read-only cache.
+    let direct = crate::cache::remote::before_restore(cache, key, dst, merge, &mut rep);
+    match direct.map_or_else(|| cache.restore(key, dst, merge), Ok) {
         Ok(r) => rep.restore = r,
         Err(e) => {
             // A failed restore may leave a partial tree; remove it so the build starts
@@ -444,6 +460,8 @@ fn save_stage(
         }
     }
     add_notes(cache, rep);
+    // Upload to the remote cache in the background (`run` waits for it at the end).
+    crate::cache::remote::after_save(cache, key, rep);
 }
 
 fn run_repo(

@@ -128,6 +128,9 @@ pub struct CiArgs {
     /// Do not restore caches before the run (build cold).
     #[arg(long)]
     pub no_restore: bool,
+    /// Do not use the remote cache (`[cache.remote]`, `BLLVM_CI_CACHE_BUCKET`) in this run.
+    #[arg(long)]
+    pub no_remote: bool,
     /// Directory for step logs and summary.json (default: target/bllvm-ci/runs/<run id>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
@@ -413,6 +416,24 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:cache -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// Remote cache save and restore throughput (the remote from `[cache.remote]` and the environment) next to the local engine's.
+    Remote {
+        /// Scratch dir (default: target/bllvm-ci/bench-remote).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Generated tree: number of files.
+        #[arg(long, default_value_t = 4_000)]
+        files: usize,
+        /// Generated tree: total size in MiB.
+        #[arg(long, default_value_t = 200)]
+        mib: u64,
+        /// Repetitions of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Write the figures into this Markdown file (replacing its `<!-- bench:remote -->` section).
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },

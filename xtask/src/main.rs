@@ -93,6 +93,14 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if let Some(why) = &untrusted {
                 println!("{why}: caches are not saved");
             }
+            // The remote cache (if configured) is read-only whenever the run may not save.
+            if let Some(line) = cache::remote::configure(
+                manifest.cache.remote.as_ref(),
+                !a.no_save && event.may_save() && untrusted.is_none(),
+                a.no_remote,
+            ) {
+                println!("{line}");
+            }
             // A run that may not save opens the cache read-only: nothing at all is written
             // under the cache root (no entry, no usage record, no lease), so a pull request
             // from a fork cannot poison what trusted runs restore.
@@ -295,6 +303,19 @@ fn run(args: Xtask) -> Result<ExitCode> {
                 reps,
                 record,
             }),
+            flags::BenchCmd::Remote {
+                dir,
+                files,
+                mib,
+                reps,
+                record,
+            } => cache::remote::bench(
+                &dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-remote")),
+                files,
+                mib,
+                reps,
+                record.as_deref(),
+            ),
             other => bench::run(other),
         },
     }

@@ -121,6 +121,43 @@ pub struct CacheSettings {
     pub disk_max_used_percent: u8,
     /// Disk guard: also evict while fewer than this many bytes are free. Default 2 GiB.
     pub disk_min_free_bytes: u64,
+    /// A remote cache shared by a fleet of runners, behind the local one (see
+    /// [`RemoteSettings`] and `cache/remote.rs`); none by default.
+    pub remote: Option<RemoteSettings>,
+}
+
+/// The remote cache (`[cache.remote]`), in sccache's terms. Environment variables
+/// override each field (`BLLVM_CI_CACHE_BUCKET`, `..._ENDPOINT`, `..._REGION`,
+/// `..._KEY_PREFIX`, `..._READ_ONLY`, `..._REMOTE_TIMEOUT`); credentials come only from
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` and are never printed.
+///
+/// ```toml
+/// [cache.remote]
+/// bucket = "bllvm-ci-cache"
+/// endpoint = "https://s3.example.com"   # omit for AWS
+/// region = "us-east-1"
+/// prefix = "chain/"                      # key prefix inside the bucket
+/// read-only = false                      # pull_request runs are read-only regardless
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RemoteSettings {
+    /// OpenDAL service: `s3` (built in); `gcs`, `azblob`, `ghac` need the matching
+    /// `remote-*` cargo feature of xtask. Default `s3`.
+    pub service: Option<String>,
+    /// Bucket name (required to enable the remote).
+    pub bucket: Option<String>,
+    /// Endpoint URL (S3-compatible servers: MinIO, SeaweedFS, R2); default AWS.
+    pub endpoint: Option<String>,
+    /// Region; default `us-east-1`.
+    pub region: Option<String>,
+    /// Key prefix inside the bucket, e.g. `bllvm/`; default none.
+    pub prefix: Option<String>,
+    /// Never upload (restore only). Untrusted events are read-only whatever this says.
+    pub read_only: bool,
+    /// Seconds any single remote request may take before the remote is given up for the
+    /// run (a stalled transfer counts per chunk); default 60.
+    pub timeout_secs: Option<u64>,
 }
 
 impl Default for CacheSettings {
@@ -132,6 +169,7 @@ impl Default for CacheSettings {
             max_bytes: 10 << 30,
             disk_max_used_percent: 80,
             disk_min_free_bytes: 2 << 30,
+            remote: None,
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct StageMetrics {
     pub save_secs: f64,
     /// Bytes in the saved entry, when it reports them.
     pub save_bytes: u64,
+    /// The remote cache's part (remote hit or miss, bytes and rates of the download and
+    /// the upload), counted apart from the local outcome above; absent without a remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::cache::remote::RemoteStage>,
 }
 
 /// Free space on the filesystem of the cache root, before and after the run, in bytes.
@@ -170,6 +174,7 @@ fn stage(s: &StageReport) -> StageMetrics {
             .unwrap_or_else(|| "none".into()),
         save_secs: field("secs").and_then(|v| v.as_f64()).unwrap_or(0.0),
         save_bytes: field("bytes").and_then(|v| v.as_u64()).unwrap_or(0),
+        remote: s.remote.clone(),
     }
 }
 
@@ -414,6 +419,7 @@ pub(crate) mod tests {
             save: "skipped".into(),
             save_secs: 0.0,
             save_bytes: 0,
+            remote: None,
         };
         let step = |name: &str, status: &str, secs| StepMetrics {
             name: name.into(),

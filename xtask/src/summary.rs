@@ -84,6 +84,9 @@ pub struct StageReport {
     pub save: Option<Save>,
     /// A cache problem that was turned into a warning, if any.
     pub warning: Option<String>,
+    /// What the remote cache did for this stage (`None`: no remote configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::cache::remote::RemoteStage>,
 }
 
 impl StageReport {
@@ -176,11 +179,15 @@ impl RunSummary {
         );
         for c in &self.chain_cache {
             s += &format!(
-                "  cache {}: {}{}\n",
+                "  cache {}: {}{}{}\n",
                 c.stage,
                 c.restore_word(),
+                crate::cache::remote::summary_word(c.remote.as_ref()),
                 save_word(c.save.as_ref())
             );
+            if let Some(w) = &c.warning {
+                s += &format!("    warning: cache {}: {w}\n", c.stage);
+            }
         }
         let width = self
             .repos
@@ -209,9 +216,10 @@ impl RunSummary {
                 .iter()
                 .map(|c| {
                     format!(
-                        "{} {}{}",
+                        "{} {}{}{}",
                         c.stage,
                         c.restore_word(),
+                        crate::cache::remote::summary_word(c.remote.as_ref()),
                         save_word(c.save.as_ref())
                     )
                 })
@@ -277,6 +285,10 @@ impl RunSummary {
             }
             for w in &r.warnings {
                 s += &format!("  {:<width$}    warning: {w}\n", "");
+            }
+            for c in r.cache.iter().filter(|c| c.warning.is_some()) {
+                let w = c.warning.as_deref().unwrap_or_default();
+                s += &format!("  {:<width$}    warning: cache {}: {w}\n", "", c.stage);
             }
         }
         let failed: Vec<&str> = self

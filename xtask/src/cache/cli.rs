@@ -93,6 +93,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             let cache = open(&root)?;
             let events = stats::read_events(cache.root());
             print!("{}", stats::render(&events, &cache.list(), cache.policy()));
+            print!("{}", super::remote::render_stats(&events));
             Ok(ExitCode::SUCCESS)
         }
         CacheCmd::Prune { root, dry_run } => {

@@ -61,8 +61,10 @@ pub mod integrity;
 pub mod key;
 pub mod lock;
 pub mod prune;
+pub mod remote;
 pub mod retention;
 pub mod stats;
+pub mod storage;
 pub mod transfer;
 
 use std::collections::HashMap;

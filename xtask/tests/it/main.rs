@@ -11,5 +11,7 @@ mod testing;
 mod matrix;
 mod release;
 mod reliability;
+mod remote;
+mod seaweed;
 mod reliability_input;
 mod reliability_secrets;
