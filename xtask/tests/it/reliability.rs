@@ -261,8 +261,8 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
 // Trust
 
 /// A pull_request event, and repository_dispatch events that claim an unknown source or
-/// carry a malformed payload, never write a cache entry; a trusted push does (so the
-/// check would fail if saving were broken rather than refused).
+/// carry a malformed payload, never write a cache entry or a recorded result; a trusted
+/// push does (so the check would fail if saving were broken rather than refused).
 #[test]
 fn untrusted_events_never_write_a_cache_entry() {
     let tmp = tempfile::tempdir().unwrap();
@@ -309,6 +309,16 @@ fn untrusted_events_never_write_a_cache_entry() {
             Vec::<String>::new(),
             "{name} {payload}: wrote cache entries"
         );
+        // Nor a recorded result: a later trusted run would skip the repo on its word.
+        assert_eq!(
+            walkdir::WalkDir::new(cache.join("results"))
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .count(),
+            0,
+            "{name} {payload}: recorded a result"
+        );
     }
     // Control: the same run as a push, and as a dispatch from a repo of the chain, saves.
     for (i, (name, payload)) in [
@@ -339,6 +349,10 @@ fn untrusted_events_never_write_a_cache_entry() {
                 .iter()
                 .any(|e| e.starts_with("target/solo-")),
             "{name}: {out}"
+        );
+        assert!(
+            cache.join("results/solo").is_dir(),
+            "{name}: no result recorded"
         );
     }
 }
