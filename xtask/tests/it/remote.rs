@@ -490,6 +490,37 @@ fn a_read_only_run_writes_nothing() {
 }
 
 #[test]
+fn bench_remote_round_trips_a_multipart_entry() {
+    // An entry whose archive spans several multipart parts (8 MiB each), saved and
+    // restored through `bench remote` (which checks every file on the way back).
+    let server = Seaweed::start();
+    let t = tempfile::tempdir().unwrap();
+    let o = support::xtask()
+        .current_dir(t.path())
+        .args([
+            "bench", "remote", "--files", "200", "--mib", "48", "--reps", "1", "--dir",
+        ])
+        .arg(t.path().join("bench"))
+        .envs(server.env(SECRET_KEY))
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("| remote (S3 API) |"), "{out}");
+    assert!(!out.contains(SECRET_KEY));
+    let archives: Vec<String> = server
+        .objects()
+        .into_iter()
+        .filter(|o| o.ends_with("data.tar.zst"))
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    assert!(
+        server.read(&archives[0]).len() > (8 << 20),
+        "not a multipart upload"
+    );
+}
+
+#[test]
 fn the_real_server_is_installed() {
     // CI installs SeaweedFS (ci/requirements-test.txt); without it this panics with the
     // install command instead of letting the remote tests pass without a server.
