@@ -154,12 +154,17 @@ impl Drop for Tmpfs {
     }
 }
 
-/// One cargo repo `solo` (no dependencies) whose only step is `build`, plus `extra` TOML
-/// appended to the manifest. Returns the manifest path.
-fn solo_chain(root: &Path, extra: &str) -> PathBuf {
+/// What every fixture manifest of this suite appends: the cache's disk guard and the
+/// preflight disk floor off, so a test's outcome never depends on how full the machine's
+/// disk happens to be (both are tested on their own, on a tmpfs).
+pub const ROOMY: &str = "\n[cache]\ndisk-max-used-percent = 100\ndisk-min-free-bytes = 0\n[preflight]\nmin-free-gb = 0\n";
+
+/// One cargo repo `solo` (no dependencies) whose only step is `build`, plus [`ROOMY`].
+/// Returns the manifest path.
+fn solo_chain(root: &Path) -> PathBuf {
     let m = support::write_chain(root, &[("solo", &[])], &[("solo", "steps = [\"build\"]")]);
     let mut text = fs::read_to_string(&m).unwrap();
-    text += extra;
+    text += ROOMY;
     fs::write(&m, text).unwrap();
     support::git_commit_all(&root.join("solo"));
     m
@@ -211,10 +216,7 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
     // The guard off, so the save really runs into ENOSPC instead of declining early; the
     // preflight disk floor off too (it refuses to start a run on a nearly full cache
     // filesystem, which is its own check, not the cache's).
-    let m = solo_chain(
-        &tmp.path().join("chain"),
-        "\n[cache]\ndisk-max-used-percent = 100\ndisk-min-free-bytes = 0\n[preflight]\nmin-free-gb = 0\n",
-    );
+    let m = solo_chain(&tmp.path().join("chain"));
     let Some(_fs) = Tmpfs::mount(&tmp.path().join("fs"), "1m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
         return;
@@ -266,7 +268,7 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
 #[test]
 fn untrusted_events_never_write_a_cache_entry() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = solo_chain(&tmp.path().join("chain"), "");
+    let m = solo_chain(&tmp.path().join("chain"));
     let cases: Vec<(&str, Value, &str)> = vec![
         (
             "pull_request",

@@ -101,6 +101,7 @@ fn fake_secrets_appear_in_no_output_log_summary_metrics_or_report() {
         ],
     );
     let mut text = fs::read_to_string(&m).unwrap();
+    text += super::reliability::ROOMY;
     text += "\n[notify]\nslack-webhook-env = \"SLACK_WEBHOOK_URL\"\ndiscord-webhook-env = \"DISCORD_WEBHOOK_URL\"\n";
     fs::write(&m, text).unwrap();
     // `up` does not compile: the run fails and the webhooks are told.
