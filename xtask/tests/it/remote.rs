@@ -84,7 +84,20 @@ fn assert_no_secret(out: &str, run_dir: &Path, secret: &str) {
 
 /// A one-repo fixture chain (no registry dependencies: quick to build).
 fn small_at(r: &Runner) -> PathBuf {
-    support::write_chain(&r.dir.join("chain"), &[("solo", &[])], &[])
+    no_disk_guard(support::write_chain(
+        &r.dir.join("chain"),
+        &[("solo", &[])],
+        &[],
+    ))
+}
+
+/// Turn the local disk guard off in `manifest`: these tests are about the remote, and a
+/// busy shared disk must not turn their saves into `no-space`.
+fn no_disk_guard(manifest: PathBuf) -> PathBuf {
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text += "\n[cache]\ndisk-max-used-percent = 100\ndisk-min-free-bytes = 0\n";
+    fs::write(&manifest, text).unwrap();
+    manifest
 }
 
 fn target_stages(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
@@ -153,7 +166,7 @@ fn two_runners_share_entries_through_the_bucket() {
     };
     // Runner A builds the sample chain from nothing and uploads every entry.
     let a = machine("a");
-    let ma = support::copy_sample(&work.join("chain"));
+    let ma = no_disk_guard(support::copy_sample(&work.join("chain")));
     let out_a = run_ok(&mut a.ci(&ma, &env, 0, &[]));
     assert_no_secret(&out_a, &a.run_dir(0), SECRET_KEY);
     assert!(
@@ -194,7 +207,7 @@ fn two_runners_share_entries_through_the_bucket() {
     // dependency crate.
     fs::rename(&work, t.path().join("a-work")).unwrap();
     let b = machine("b");
-    let mb = support::copy_sample(&work.join("chain"));
+    let mb = no_disk_guard(support::copy_sample(&work.join("chain")));
     let out_b = run_ok(&mut b.ci(&mb, &env, 0, &[]));
     assert_no_secret(&out_b, &b.run_dir(0), SECRET_KEY);
     let sb = support::summary(&b.run_dir(0));
@@ -247,6 +260,17 @@ fn two_runners_share_entries_through_the_bucket() {
 #[test]
 fn concurrent_saves_of_one_key_leave_one_whole_object() {
     let server = Seaweed::start();
+    // The server honours the conditional write that commits an entry (first writer wins
+    // even when two uploads pass the existence check at once).
+    assert_eq!(
+        server.write_if_absent("probe/marker", b"first".to_vec()),
+        Ok(())
+    );
+    assert_eq!(
+        server.write_if_absent("probe/marker", b"second".to_vec()),
+        Err(opendal::ErrorKind::ConditionNotMatch)
+    );
+    assert_eq!(server.read("probe/marker"), b"first");
     let t = tempfile::tempdir().unwrap();
     let env = server.env(SECRET_KEY);
     let runners: Vec<Runner> = (0..3)

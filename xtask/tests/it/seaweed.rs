@@ -145,7 +145,9 @@ impl Seaweed {
 
     /// An OpenDAL operator on the bucket with `secret`.
     pub fn operator(&self, secret: &str) -> Option<opendal::Operator> {
-        opendal::install_default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opendal::init_default_registry();
+        opendal_http_transport_reqwest::install_default();
         let b = opendal::services::S3::default()
             .bucket(BUCKET)
             .endpoint(&self.endpoint)
@@ -184,6 +186,15 @@ impl Seaweed {
         let op = self.operator(SECRET_KEY).unwrap();
         rt().block_on(async { op.write(path, bytes).await })
             .unwrap();
+    }
+
+    /// Write an object only if it does not exist (`If-None-Match: *`), as the remote
+    /// cache commits an entry. `Err(kind)`: OpenDAL's error kind.
+    pub fn write_if_absent(&self, path: &str, bytes: Vec<u8>) -> Result<(), opendal::ErrorKind> {
+        let op = self.operator(SECRET_KEY).unwrap();
+        rt().block_on(async { op.write_with(path, bytes).if_not_exists(true).await })
+            .map(|_| ())
+            .map_err(|e| e.kind())
     }
 
     /// The environment that points `ci` at this server's bucket.
