@@ -1207,6 +1207,12 @@ pub fn bench(
         })?;
     let remote = Remote::new(cfg)?;
     remote.probe()?;
+    // Shared CI machines are rarely idle: record how busy this one was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = fsutil::remove_tree(dir);
     let tree = dir.join("tree");
     crate::bench::generate(&tree, files, mib << 20)?;
@@ -1269,7 +1275,8 @@ pub fn bench(
          target dir of {nfiles} files, {} ({} as tar + zstd level {ZSTD_LEVEL} on the wire). \
          Medians of {reps}; rates are entry bytes per second. Remote save = tar + zstd + \
          multipart upload + commit; remote restore = ranged download + unpack + mtimes + \
-         full sha256 check of every file.\n\n",
+         full sha256 check of every file. Load average at the start: {load} on {cpus} \
+         CPUs.\n\n",
         remote.describe(),
         fsutil::human_bytes(data_bytes),
         fsutil::human_bytes(wire_bytes),
