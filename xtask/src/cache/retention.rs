@@ -144,7 +144,9 @@ pub fn retention_victims(entries: &[EntryUse], p: &Policy, now_unix: u64) -> Vec
 /// Size and free space of a filesystem, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsUsage {
-    /// Total bytes.
+    /// Bytes that count for "percent used", as `df` counts them: used plus available to
+    /// unprivileged users (blocks reserved for root are left out, so the percentage is
+    /// the one `df` prints and the seeds' scripts read).
     pub total: u64,
     /// Bytes available to unprivileged users.
     pub available: u64,
@@ -156,8 +158,12 @@ impl FsUsage {
     /// Errors: `statvfs` fails (the path does not exist).
     pub fn of(path: &std::path::Path) -> std::io::Result<FsUsage> {
         let s = fs4::statvfs(path)?;
+        // df's Use%: used / (used + available), with used = total - free. Taking
+        // statvfs's raw total instead counts root's reserved blocks as used, which read
+        // 79% on a disk `df` shows 41% full and made the 80% guard refuse saves.
+        let used = s.total_space().saturating_sub(s.free_space());
         Ok(FsUsage {
-            total: s.total_space(),
+            total: used + s.available_space(),
             available: s.available_space(),
         })
     }
