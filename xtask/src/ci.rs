@@ -374,7 +374,13 @@ fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
 
 /// `--release`: build (or reuse) the repo's artifacts into the run dir; a failure marks
 /// the report failed (see [`crate::release_build::run_for_repo`]).
-fn release_hook(plan: &Plan, r: &RepoPlan, cache: &Cache, opts: &RunOptions, report: &mut RepoReport) {
+fn release_hook(
+    plan: &Plan,
+    r: &RepoPlan,
+    cache: &Cache,
+    opts: &RunOptions,
+    report: &mut RepoReport,
+) {
     if let Some(release) = &opts.release {
         let ctx = crate::release_build::RepoContext {
             plan,

@@ -121,7 +121,11 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
     };
     println!();
     for (i, (s, secs)) in summaries.iter().enumerate() {
-        let cached = s.repos.iter().filter(|r| r.status.word() == "cached").count();
+        let cached = s
+            .repos
+            .iter()
+            .filter(|r| r.status.word() == "cached")
+            .count();
         println!(
             "run {}: {secs:.1} s (plan and run), {} cache stage(s) restored, {cached} repo(s) cached",
             i + 1,

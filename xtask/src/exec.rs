@@ -81,7 +81,9 @@ fn parse_json_line(line: &[u8]) -> Result<Option<(Diagnostic, String)>, ()> {
                     col: primary.map(|s| s.column_start),
                     package_dir,
                 },
-                d.rendered.clone().unwrap_or_else(|| format!("{}\n", d.message)),
+                d.rendered
+                    .clone()
+                    .unwrap_or_else(|| format!("{}\n", d.message)),
             )))
         }
         cargo_metadata::Message::TextLine(_) => Err(()),

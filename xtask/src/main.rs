@@ -105,7 +105,11 @@ fn run(args: Xtask) -> Result<ExitCode> {
             // under the cache root (no entry, no usage record, no lease), so a pull request
             // from a fork cannot poison what trusted runs restore.
             let may_save = !a.no_save && event.may_save() && untrusted.is_none();
-            let cache = if may_save { cache } else { cache.into_read_only() };
+            let cache = if may_save {
+                cache
+            } else {
+                cache.into_read_only()
+            };
             if a.matrix || a.cell.is_some() {
                 let run = ci::RunOptions {
                     jobs: a.jobs,
@@ -176,7 +180,10 @@ fn run(args: Xtask) -> Result<ExitCode> {
         Cmd::Matrix(a) => {
             let manifest = Manifest::load(&a.manifest)?;
             match a.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&matrix::to_json(&manifest))?),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&matrix::to_json(&manifest))?
+                ),
                 Format::Text => {
                     for c in matrix::to_json(&manifest).cells {
                         println!("{}: {}", c.name, c.repos.join(", "));
@@ -298,11 +305,13 @@ fn run(args: Xtask) -> Result<ExitCode> {
             other => cache::cli::run(other),
         },
         Cmd::Bench(a) => match a.cmd {
-            flags::BenchCmd::Noop { dir, reps, record } => bench_noop::run(&bench_noop::NoopOptions {
-                dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-noop")),
-                reps,
-                record,
-            }),
+            flags::BenchCmd::Noop { dir, reps, record } => {
+                bench_noop::run(&bench_noop::NoopOptions {
+                    dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-noop")),
+                    reps,
+                    record,
+                })
+            }
             flags::BenchCmd::Remote {
                 dir,
                 files,

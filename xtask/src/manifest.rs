@@ -947,13 +947,21 @@ kind = "docs"
     fn committed_manifests_parse() {
         let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let real = Manifest::load(&ws.join("ci/chain.toml")).unwrap();
-        assert!(real.repos.iter().any(|r| r.name == "blvm-consensus" && r.after == ["blvm-spec"]));
+        assert!(real
+            .repos
+            .iter()
+            .any(|r| r.name == "blvm-consensus" && r.after == ["blvm-spec"]));
         assert_eq!(real.repo("blvm-spec").unwrap().kind, RepoKind::Docs);
         let sample = Manifest::load(&ws.join("ci/sample/chain.toml")).unwrap();
         assert_eq!(sample.repos.len(), 7);
         for r in &sample.repos {
             let dir = Manifest::checkout_dir(&sample.root, r);
-            assert!(dir.is_dir(), "sample repo {} missing at {}", r.name, dir.display());
+            assert!(
+                dir.is_dir(),
+                "sample repo {} missing at {}",
+                r.name,
+                dir.display()
+            );
         }
     }
 

@@ -189,7 +189,10 @@ pub fn run_cells(
             failed.push(cell.name());
         }
         // One notification for the whole matrix: the first failed cell's, else the last.
-        if notify_with.as_ref().is_none_or(|s: &crate::summary::RunSummary| !s.failed()) {
+        if notify_with
+            .as_ref()
+            .is_none_or(|s: &crate::summary::RunSummary| !s.failed())
+        {
             notify_with = Some(summary);
         }
     }

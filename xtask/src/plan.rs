@@ -515,7 +515,10 @@ pub fn resolve_with(
             Action::SkipUnavailable(format!(
                 "toolchain `{}` is not installed here: {}",
                 toolchain.as_deref().unwrap_or("(rust-toolchain.toml)"),
-                error.as_deref().and_then(|e| e.lines().next()).unwrap_or("")
+                error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or("")
             ))
         } else if let Some(reason) = affected.as_ref().and_then(|(set, notes)| {
             (!set.contains(name)).then(|| notes.get(name).cloned().unwrap_or_default())

@@ -45,7 +45,10 @@ pub fn generate(manifest: &Manifest) -> Vec<(&'static str, String)> {
         (
             CI_WORKFLOW,
             with_webhooks(
-                with_matrix(ci_workflow(&manifest.chain, &m), &crate::matrix::cells(manifest)),
+                with_matrix(
+                    ci_workflow(&manifest.chain, &m),
+                    &crate::matrix::cells(manifest),
+                ),
                 &manifest.notify,
             ),
         ),
@@ -200,7 +203,10 @@ jobs:
 /// printed).
 fn with_webhooks(workflow: String, notify: &crate::manifest::NotifySettings) -> String {
     let mut extra = String::new();
-    for var in [&notify.slack_webhook_env, &notify.discord_webhook_env].into_iter().flatten() {
+    for var in [&notify.slack_webhook_env, &notify.discord_webhook_env]
+        .into_iter()
+        .flatten()
+    {
         let _ = write!(extra, "\n          {var}: ${{{{ secrets.{var} }}}}");
     }
     if extra.is_empty() {

@@ -888,7 +888,10 @@ impl Cache {
             );
         }
         let result = match lease {
-            Some(l) if !self.keep_trees && transfer::same_filesystem(&self.root.join("entries"), src) => {
+            Some(l)
+                if !self.keep_trees
+                    && transfer::same_filesystem(&self.root.join("entries"), src) =>
+            {
                 self.save_by_move(key, src, skip, l, raw, start)
             }
             _ => self.save_by_copy(key, src, skip, raw, start),

@@ -1,17 +1,17 @@
 //! Integration tests: one binary, one module per concern.
 mod cache;
-mod debugging;
 mod chain;
-mod spine;
-mod support;
-mod tidy;
-mod skip;
+mod debugging;
 mod gha;
-mod testing;
 mod matrix;
 mod release;
 mod reliability;
-mod remote;
-mod seaweed;
 mod reliability_input;
 mod reliability_secrets;
+mod remote;
+mod seaweed;
+mod skip;
+mod spine;
+mod support;
+mod testing;
+mod tidy;

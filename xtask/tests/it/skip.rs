@@ -20,7 +20,10 @@ fn ci(manifest: &Path, cache: &Path, run_dir: &Path, extra: &[&str]) -> (i32, St
         .args(extra)
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn statuses(s: &serde_json::Value) -> Vec<(String, String)> {
@@ -28,12 +31,22 @@ fn statuses(s: &serde_json::Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["name"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
 fn fingerprint(plan: &serde_json::Value, name: &str) -> String {
-    plan["repos"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["fingerprint"]
+    plan["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap()["fingerprint"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -49,7 +62,11 @@ fn a_change_reruns_exactly_the_repo_and_its_downstream() {
 
     let lib = t.path().join("chain/bllvm-protocol/src/lib.rs");
     let text = fs::read_to_string(&lib).unwrap();
-    let text = text.replacen("use bllvm_primitives::Height;", "use bllvm_primitives::Height;\n\n/// A change.\npub const CHANGED: u8 = 1;", 1);
+    let text = text.replacen(
+        "use bllvm_primitives::Height;",
+        "use bllvm_primitives::Height;\n\n/// A change.\npub const CHANGED: u8 = 1;",
+        1,
+    );
     fs::write(&lib, text).unwrap();
     let (code, out) = ci(&m, &cache, &t.path().join("run2"), &[]);
     assert_eq!(code, 0, "{out}");
@@ -66,7 +83,10 @@ fn a_change_reruns_exactly_the_repo_and_its_downstream() {
     }
     // A cached repo restores nothing and runs no step.
     let consensus = repo(&s, "bllvm-consensus");
-    assert!(consensus["steps"].as_array().unwrap().is_empty() && consensus["cache"].as_array().unwrap().is_empty());
+    assert!(
+        consensus["steps"].as_array().unwrap().is_empty()
+            && consensus["cache"].as_array().unwrap().is_empty()
+    );
 
     // `plan --explain` names the input that changed, and `logs` replays a cached repo.
     xtask()
@@ -76,8 +96,14 @@ fn a_change_reruns_exactly_the_repo_and_its_downstream() {
         .arg(&cache)
         .assert()
         .success()
-        .stdout(predicate::str::contains("no input changed since the last recorded run"));
-    fs::write(&lib, fs::read_to_string(&lib).unwrap() + "pub const AGAIN: u8 = 2;\n").unwrap();
+        .stdout(predicate::str::contains(
+            "no input changed since the last recorded run",
+        ));
+    fs::write(
+        &lib,
+        fs::read_to_string(&lib).unwrap() + "pub const AGAIN: u8 = 2;\n",
+    )
+    .unwrap();
     xtask()
         .args(["plan", "--explain", "bllvm-node", "--manifest"])
         .arg(&m)
@@ -85,7 +111,10 @@ fn a_change_reruns_exactly_the_repo_and_its_downstream() {
         .arg(&cache)
         .assert()
         .success()
-        .stdout(predicate::str::contains("upstream bllvm-protocol:").and(predicate::str::contains("content").not()));
+        .stdout(
+            predicate::str::contains("upstream bllvm-protocol:")
+                .and(predicate::str::contains("content").not()),
+        );
     xtask()
         .args(["logs", "bllvm-consensus", "--manifest"])
         .arg(&m)
@@ -93,16 +122,26 @@ fn a_change_reruns_exactly_the_repo_and_its_downstream() {
         .arg(&cache)
         .assert()
         .success()
-        .stdout(predicate::str::contains("test.log").and(predicate::str::contains("test result: ok")));
+        .stdout(
+            predicate::str::contains("test.log").and(predicate::str::contains("test result: ok")),
+        );
 }
 
 #[test]
 fn fingerprints_follow_uncommitted_edits_toolchain_and_features() {
     let t = tempfile::tempdir().unwrap();
-    let m = write_chain(t.path(), &[("up", &[]), ("down", &[("up", "normal")])], &[("down", "[repo.features]\nextra = [\"x\"]")]);
+    let m = write_chain(
+        t.path(),
+        &[("up", &[]), ("down", &[("up", "normal")])],
+        &[("down", "[repo.features]\nextra = [\"x\"]")],
+    );
     // `down` gets a feature for the `extra` variant.
     let toml = t.path().join("down/Cargo.toml");
-    fs::write(&toml, fs::read_to_string(&toml).unwrap() + "\n[features]\nx = []\n").unwrap();
+    fs::write(
+        &toml,
+        fs::read_to_string(&toml).unwrap() + "\n[features]\nx = []\n",
+    )
+    .unwrap();
     support::git_commit_all(&t.path().join("up"));
     support::git_commit_all(&t.path().join("down"));
     let cache = t.path().join("cache");
@@ -113,17 +152,50 @@ fn fingerprints_follow_uncommitted_edits_toolchain_and_features() {
     let edited = plan_json(&m, &cache);
     assert_ne!(fingerprint(&base, "up"), fingerprint(&edited, "up"));
     assert_ne!(fingerprint(&base, "down"), fingerprint(&edited, "down"));
-    Command::new("git").args(["checkout", "-q", "--", "."]).current_dir(t.path().join("up")).status().unwrap();
-    assert_eq!(fingerprint(&base, "up"), fingerprint(&plan_json(&m, &cache), "up"));
+    Command::new("git")
+        .args(["checkout", "-q", "--", "."])
+        .current_dir(t.path().join("up"))
+        .status()
+        .unwrap();
+    assert_eq!(
+        fingerprint(&base, "up"),
+        fingerprint(&plan_json(&m, &cache), "up")
+    );
 
     // Another variant's features change `down` only.
-    let out = xtask().args(["plan", "--format", "json", "--variant", "extra", "--manifest"]).arg(&m).arg("--cache-dir").arg(&cache).output().unwrap();
+    let out = xtask()
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--variant",
+            "extra",
+            "--manifest",
+        ])
+        .arg(&m)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
     let extra: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(fingerprint(&base, "up"), fingerprint(&extra, "up"));
     assert_ne!(fingerprint(&base, "down"), fingerprint(&extra, "down"));
 
     // A toolchain override changes both.
-    let out = xtask().args(["plan", "--format", "json", "--toolchain", "stable", "--manifest"]).arg(&m).arg("--cache-dir").arg(&cache).output().unwrap();
+    let out = xtask()
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--toolchain",
+            "stable",
+            "--manifest",
+        ])
+        .arg(&m)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
     let tc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(fingerprint(&base, "up"), fingerprint(&tc, "up"));
     assert_ne!(fingerprint(&base, "down"), fingerprint(&tc, "down"));
@@ -135,21 +207,36 @@ fn failures_are_never_cached() {
     let m = write_chain(
         t.path(),
         &[("flaky", &[])],
-        &[("flaky", "steps = [{ name = \"check\", command = [\"sh\", \"-c\", \"test -f ok\"] }]")],
+        &[(
+            "flaky",
+            "steps = [{ name = \"check\", command = [\"sh\", \"-c\", \"test -f ok\"] }]",
+        )],
     );
     let cache = t.path().join("cache");
     assert_eq!(ci(&m, &cache, &t.path().join("r1"), &[]).0, 1);
     // Same inputs again: it must run again (and fail again), not be skipped.
     assert_eq!(ci(&m, &cache, &t.path().join("r2"), &[]).0, 1);
-    assert_eq!(repo(&summary(&t.path().join("r2")), "flaky")["status"], "failed");
+    assert_eq!(
+        repo(&summary(&t.path().join("r2")), "flaky")["status"],
+        "failed"
+    );
     // Once it succeeds (the file `ok` is new content, so a new fingerprint) it is recorded...
     fs::write(t.path().join("flaky/ok"), "").unwrap();
     assert_eq!(ci(&m, &cache, &t.path().join("r3"), &[]).0, 0);
     assert_eq!(ci(&m, &cache, &t.path().join("r4"), &[]).0, 0);
-    assert_eq!(repo(&summary(&t.path().join("r4")), "flaky")["status"], "cached");
+    assert_eq!(
+        repo(&summary(&t.path().join("r4")), "flaky")["status"],
+        "cached"
+    );
     // ...and --force re-runs it.
-    assert_eq!(ci(&m, &cache, &t.path().join("r5"), &["--force", "flaky"]).0, 0);
-    assert_eq!(repo(&summary(&t.path().join("r5")), "flaky")["status"], "ok");
+    assert_eq!(
+        ci(&m, &cache, &t.path().join("r5"), &["--force", "flaky"]).0,
+        0
+    );
+    assert_eq!(
+        repo(&summary(&t.path().join("r5")), "flaky")["status"],
+        "ok"
+    );
 }
 
 #[test]
@@ -158,30 +245,66 @@ fn affected_picks_changed_repos_and_their_downstream_from_git_history() {
     // One git repository holding the whole chain (repos are subdirectories).
     let m = write_chain(
         t.path(),
-        &[("a", &[]), ("b", &[("a", "normal")]), ("c", &[("b", "normal")]), ("d", &[("a", "dev")])],
+        &[
+            ("a", &[]),
+            ("b", &[("a", "normal")]),
+            ("c", &[("b", "normal")]),
+            ("d", &[("a", "dev")]),
+        ],
         &[],
     );
     support::git_commit_all(t.path());
     let git = |args: &[&str]| {
-        let out = Command::new("git").args(args).current_dir(t.path()).output().unwrap();
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "git {args:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let base = git(&["rev-parse", "HEAD"]);
     fs::write(t.path().join("b/src/lib.rs"), "//! Changed.\n").unwrap();
-    git(&["-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-qam", "change b"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e.invalid",
+        "commit",
+        "-qam",
+        "change b",
+    ]);
     let head = git(&["rev-parse", "HEAD"]);
 
     let out = xtask()
-        .args(["plan", "--format", "json", "--affected", &format!("{base}..{head}"), "--manifest"])
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--affected",
+            &format!("{base}..{head}"),
+            "--manifest",
+        ])
         .arg(&m)
         .arg("--cache-dir")
         .arg(t.path().join("cache"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let action = |n: &str| plan["repos"].as_array().unwrap().iter().find(|r| r["name"] == n).unwrap()["action"].clone();
+    let action = |n: &str| {
+        plan["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap()["action"]
+            .clone()
+    };
     assert_eq!(action("a"), "skip-not-affected");
     assert_eq!(action("b"), "run");
     assert_eq!(action("c"), "run");
@@ -200,10 +323,17 @@ fn affected_picks_changed_repos_and_their_downstream_from_git_history() {
         .env("BLLVM_CI_HEAD", &head)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let s = summary(&run);
     assert_eq!(repo(&s, "a")["status"], "skipped");
-    assert!(repo(&s, "a")["reason"].as_str().unwrap().contains("not affected"));
+    assert!(repo(&s, "a")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not affected"));
     assert_eq!(repo(&s, "c")["status"], "ok");
 
     xtask()
@@ -229,8 +359,16 @@ fn independent_repos_of_a_level_run_concurrently() {
     };
     let m = write_chain(
         t.path(),
-        &[("left", &[]), ("right", &[]), ("joined", &[("left", "normal"), ("right", "normal")])],
-        &[("left", &step("left", "right")), ("right", &step("right", "left")), ("joined", "steps = []")],
+        &[
+            ("left", &[]),
+            ("right", &[]),
+            ("joined", &[("left", "normal"), ("right", "normal")]),
+        ],
+        &[
+            ("left", &step("left", "right")),
+            ("right", &step("right", "left")),
+            ("joined", "steps = []"),
+        ],
     );
     let run = t.path().join("run");
     let (code, out) = ci(&m, &t.path().join("cache"), &run, &["--jobs", "2"]);
@@ -238,7 +376,10 @@ fn independent_repos_of_a_level_run_concurrently() {
     let s = summary(&run);
     let (l, r) = (repo(&s, "left"), repo(&s, "right"));
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
-    assert!(f(l, "start_secs") < f(r, "end_secs") && f(r, "start_secs") < f(l, "end_secs"), "intervals overlap: {s}");
+    assert!(
+        f(l, "start_secs") < f(r, "end_secs") && f(r, "start_secs") < f(l, "end_secs"),
+        "intervals overlap: {s}"
+    );
     // The summary keeps plan order, and the level after them starts after both ended.
     let names: Vec<String> = statuses(&s).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["left", "right", "joined"]);
@@ -255,7 +396,11 @@ fn sample_graph(format: &str) -> String {
         .arg(t.path().join("cache"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -281,8 +426,14 @@ fn graph_json_snapshot() {
     // Fingerprints depend on the compiler version: check their shape, snapshot the rest.
     for r in v["repos"].as_array_mut().unwrap() {
         let fp = r["fingerprint"].as_str().unwrap();
-        assert!(fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit()), "{fp}");
+        assert!(
+            fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+            "{fp}"
+        );
         r["fingerprint"] = "[fingerprint]".into();
     }
-    insta::assert_snapshot!("sample_graph_json", serde_json::to_string_pretty(&v).unwrap());
+    insta::assert_snapshot!(
+        "sample_graph_json",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
 }

@@ -25,7 +25,10 @@ pub fn xtask() -> assert_cmd::Command {
 
 /// The orchestrator workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Copy `ci/sample` (without build output) into `dst`, keeping file mtimes; returns the
@@ -36,7 +39,11 @@ pub fn copy_sample(dst: &Path) -> PathBuf {
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
-    for e in walkdir::WalkDir::new(src).min_depth(1).into_iter().filter_entry(|e| e.file_name() != "target") {
+    for e in walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "target")
+    {
         let e = e.unwrap();
         let to = dst.join(e.path().strip_prefix(src).unwrap());
         if e.file_type().is_dir() {
@@ -45,7 +52,12 @@ fn copy_dir(src: &Path, dst: &Path) {
             fs::create_dir_all(to.parent().unwrap()).unwrap();
             fs::copy(e.path(), &to).unwrap();
             let m = e.metadata().unwrap().modified().unwrap();
-            fs::File::options().write(true).open(&to).unwrap().set_modified(m).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&to)
+                .unwrap()
+                .set_modified(m)
+                .unwrap();
         }
     }
 }
@@ -78,7 +90,11 @@ pub fn write_chain(root: &Path, repos: &[(&str, &[Dep])], extra: &[(&str, &str)]
             }
         }
         fs::write(dir.join("Cargo.toml"), toml).unwrap();
-        fs::write(dir.join("src/lib.rs"), "//! Fixture crate.\n\n/// A value.\npub fn value() -> u32 {\n    1\n}\n").unwrap();
+        fs::write(
+            dir.join("src/lib.rs"),
+            "//! Fixture crate.\n\n/// A value.\npub fn value() -> u32 {\n    1\n}\n",
+        )
+        .unwrap();
         manifest += &format!("\n[[repo]]\nname = \"{name}\"\ngithub = \"fixture/{name}\"\n");
         for (n, e) in extra.iter().filter(|(n, _)| n == name) {
             let _ = n;
@@ -96,9 +112,22 @@ pub fn git_commit_all(dir: &Path) {
     for args in [
         vec!["init", "-q", "-b", "main"],
         vec!["add", "-A"],
-        vec!["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "init"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
     ] {
-        let st = Command::new("git").args(&args).current_dir(dir).status().unwrap();
+        let st = Command::new("git")
+            .args(&args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
         assert!(st.success(), "git {args:?} in {}", dir.display());
     }
 }
@@ -112,7 +141,11 @@ pub fn plan_json(manifest: &Path, cache: &Path) -> serde_json::Value {
         .arg(cache)
         .output()
         .unwrap();
-    assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -136,5 +169,10 @@ pub fn summary(run_dir: &Path) -> serde_json::Value {
 
 /// A repo's entry in a summary.
 pub fn repo<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    summary["repos"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} not in summary"))
+    summary["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in summary"))
 }
