@@ -93,44 +93,40 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if let Some(why) = &untrusted {
                 println!("{why}: caches are not saved");
             }
-            // The remote cache (if configured) is read-only whenever the run may not save.
-            if let Some(line) = cache::remote::configure(
-                manifest.cache.remote.as_ref(),
-                !a.no_save && event.may_save() && untrusted.is_none(),
-                a.no_remote,
-            ) {
-                println!("{line}");
-            }
             // A run that may not save opens the cache read-only: nothing at all is written
             // under the cache root (no entry, no usage record, no lease), so a pull request
-            // from a fork cannot poison what trusted runs restore.
+            // from a fork cannot poison what trusted runs restore. The remote cache (if
+            // configured) is read-only then too.
             let may_save = !a.no_save && event.may_save() && untrusted.is_none();
+            if let Some(line) =
+                cache::remote::configure(manifest.cache.remote.as_ref(), may_save, a.no_remote)
+            {
+                println!("{line}");
+            }
             let cache = if may_save {
                 cache
             } else {
                 cache.into_read_only()
             };
+            let run_dir = a.run_dir.clone().unwrap_or_else(default_run_dir);
+            let run_opts = ci::RunOptions {
+                jobs: a.jobs,
+                keep_going: a.keep_going,
+                save: may_save,
+                restore: !a.no_restore,
+                run_dir: run_dir.clone(),
+                // With --matrix, each cell builds its own artifacts and release manifest.
+                release: (a.release || a.verify_deterministic).then(|| {
+                    release_build::ReleaseOptions::from_manifest(&manifest, a.verify_deterministic)
+                }),
+                echo: if a.quiet {
+                    exec::Echo::Quiet
+                } else {
+                    exec::Echo::Stream
+                },
+            };
             if a.matrix || a.cell.is_some() {
-                let run = ci::RunOptions {
-                    jobs: a.jobs,
-                    keep_going: a.keep_going,
-                    save: may_save,
-                    restore: !a.no_restore,
-                    run_dir: a.run_dir.clone().unwrap_or_else(default_run_dir),
-                    // Each cell builds its own release artifacts (and release manifest).
-                    release: (a.release || a.verify_deterministic).then(|| {
-                        release_build::ReleaseOptions::from_manifest(
-                            &manifest,
-                            a.verify_deterministic,
-                        )
-                    }),
-                    echo: if a.quiet {
-                        exec::Echo::Quiet
-                    } else {
-                        exec::Echo::Stream
-                    },
-                };
-                return matrix::run_cells(&manifest, &opts, &cache, &run, a.cell.as_deref());
+                return matrix::run_cells(&manifest, &opts, &cache, &run_opts, a.cell.as_deref());
             }
             let mut chain_cache = Vec::new();
             let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
@@ -139,30 +135,7 @@ fn run(args: Xtask) -> Result<ExitCode> {
             if a.resolve.verbose {
                 print!("{}", resolved.plan.render(true));
             }
-            let run_dir = a.run_dir.unwrap_or_else(default_run_dir);
-            let summary = ci::run(
-                &resolved.plan,
-                &cache,
-                &ci::RunOptions {
-                    jobs: a.jobs,
-                    keep_going: a.keep_going,
-                    save: may_save,
-                    restore: !a.no_restore,
-                    run_dir: run_dir.clone(),
-                    release: (a.release || a.verify_deterministic).then(|| {
-                        release_build::ReleaseOptions::from_manifest(
-                            &manifest,
-                            a.verify_deterministic,
-                        )
-                    }),
-                    echo: if a.quiet {
-                        exec::Echo::Quiet
-                    } else {
-                        exec::Echo::Stream
-                    },
-                },
-                chain_cache,
-            )?;
+            let summary = ci::run(&resolved.plan, &cache, &run_opts, chain_cache)?;
             drop(resolved);
             print!("{}", summary.render());
             println!("logs: {}", run_dir.display());

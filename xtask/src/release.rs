@@ -66,8 +66,10 @@ pub enum Entry {
 pub struct EntryTable {
     /// Semver version the repo is released at.
     pub version: String,
-    /// Tag the release gets (informational; the receiving workflow creates it).
+    /// Tag the release gets (informational; the receiving workflow creates it). Parsed so
+    /// the file's schema is checked (`deny_unknown_fields`), not read by the walk.
     #[serde(default)]
+    #[allow(dead_code)]
     pub git_tag: Option<String>,
 }
 
