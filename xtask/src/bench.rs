@@ -229,7 +229,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         } else {
             "generated"
         };
-        record_section(&path, tag, &report)?;
+        record_section(&path, &format!("cache:{tag}"), &report)?;
         println!("recorded in {}", path.display());
     }
     fsutil::remove_tree(&dir)?;
@@ -261,7 +261,8 @@ fn time(f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-fn median(v: &[f64]) -> f64 {
+/// Median of `v` (NaN when empty); shared by the benchmarks.
+pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     match s.len() {
@@ -366,11 +367,12 @@ impl Measures {
     }
 }
 
-/// Replace (or append) the `<!-- bench:cache:TAG -->` ... `<!-- /bench:cache:TAG -->`
-/// section of the Markdown file at `path` with `body`, the date and the command line.
-fn record_section(path: &Path, tag: &str, body: &str) -> Result<()> {
-    let open = format!("<!-- bench:cache:{tag} -->");
-    let close = format!("<!-- /bench:cache:{tag} -->");
+/// Replace (or append) the `<!-- bench:NAME -->` ... `<!-- /bench:NAME -->` section of
+/// the Markdown file at `path` with `body`, the date and the command line. Shared by every
+/// benchmark (`cache:<tree>`, `noop`, `remote`).
+pub fn record_section(path: &Path, name: &str, body: &str) -> Result<()> {
+    let open = format!("<!-- bench:{name} -->");
+    let close = format!("<!-- /bench:{name} -->");
     let (open, close) = (open.as_str(), close.as_str());
     let text = fs::read_to_string(path).unwrap_or_default();
     let now = time::OffsetDateTime::now_utc()

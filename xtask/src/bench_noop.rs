@@ -29,16 +29,6 @@ pub struct NoopOptions {
     pub record: Option<PathBuf>,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
 fn run_ci(exe: &Path, manifest: &Path, cache: &Path, run_dir: &Path) -> Result<f64> {
     let t = Instant::now();
     let st = Command::new(exe)
@@ -119,7 +109,10 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
         )?);
         loop_times.push(run_loop()?);
     }
-    let (ci_m, loop_m) = (median(&ci_times), median(&loop_times));
+    let (ci_m, loop_m) = (
+        crate::bench::median(&ci_times),
+        crate::bench::median(&loop_times),
+    );
     let summary: serde_json::Value = serde_json::from_slice(
         &std::fs::read(o.dir.join("runs/noop0/summary.json"))
             .context("read the noop run's summary")?,
@@ -138,29 +131,8 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
     );
     println!("{body}");
     if let Some(path) = &o.record {
-        record_section(path, "noop", &body)?;
+        crate::bench::record_section(path, "noop", &body)?;
         println!("recorded in {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Replace (or append) the `<!-- bench:NAME -->` ... `<!-- /bench:NAME -->` section of the
-/// Markdown file at `path` with `body`, stamped with the date. Shared by the benchmarks.
-pub fn record_section(path: &Path, name: &str, body: &str) -> Result<()> {
-    let open = format!("<!-- bench:{name} -->");
-    let close = format!("<!-- /bench:{name} -->");
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let now = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
-    let section = format!("{open}\nLatest run: {now}.\n\n{body}{close}");
-    let out = match (text.find(&open), text.find(&close)) {
-        (Some(a), Some(b)) if b > a => {
-            format!("{}{section}{}", &text[..a], &text[b + close.len()..])
-        }
-        _ => format!("{text}\n{section}\n"),
-    };
-    std::fs::write(path, out).with_context(|| format!("write {}", path.display()))
 }

@@ -23,7 +23,7 @@ pub const SAMPLE_DIR: &str = "ci/sample";
 pub fn copy_sample(sample: &Path, dst: &Path) -> Result<PathBuf> {
     let chain = dst.join("chain");
     fsutil::remove_tree(&chain)?;
-    fsutil::copy_tree(sample, &chain, false, &|rel| {
+    crate::cache::transfer::par_copy(sample, &chain, false, &|rel| {
         rel.starts_with("target") || rel.ends_with("target")
     })
     .with_context(|| {

@@ -1,6 +1,6 @@
-//! Small filesystem helpers shared by the cache and the sample chain: tree copy that keeps
-//! modification times (cargo's freshness checks compare mtimes, so a copy that resets them
-//! would make every restored artifact look stale), tree sizes, and sha256 of files.
+//! Small filesystem helpers shared by the cache and the sample chain: tree sizes, sha256
+//! of files, path normalisation, human sizes. (Tree copies that keep mtimes are
+//! `cache::transfer::par_copy`, the one copy routine.)
 //!
 //! Owns no policy: callers decide what to copy and where.
 
@@ -8,7 +8,6 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 /// Totals of a copy: files copied and their bytes.
@@ -18,59 +17,6 @@ pub struct CopyStats {
     pub files: u64,
     /// Bytes of those files.
     pub bytes: u64,
-}
-
-/// Copy the tree at `src` into `dst` (created if needed), keeping file modification times
-/// and recreating symlinks as symlinks. `skip` is asked for every entry's path relative
-/// to `src` and prunes it (and everything below it) when it returns true. With
-/// `only_missing`, files that already exist in `dst` are left alone (a merge).
-///
-/// Errors: any I/O error, with the path it happened on.
-pub fn copy_tree(
-    src: &Path,
-    dst: &Path,
-    only_missing: bool,
-    skip: &dyn Fn(&Path) -> bool,
-) -> Result<CopyStats> {
-    let mut stats = CopyStats::default();
-    fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
-    let walker = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| e.path().strip_prefix(src).map_or(true, |rel| !skip(rel)));
-    for entry in walker {
-        let entry = entry.with_context(|| format!("walk {}", src.display()))?;
-        let rel = entry
-            .path()
-            .strip_prefix(src)
-            .expect("walkdir yields paths under its root");
-        let to = dst.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            fs::create_dir_all(&to).with_context(|| format!("create {}", to.display()))?;
-        } else if ft.is_symlink() {
-            if only_missing && fs::symlink_metadata(&to).is_ok() {
-                continue;
-            }
-            let target = fs::read_link(entry.path())?;
-            let _ = fs::remove_file(&to);
-            std::os::unix::fs::symlink(&target, &to)
-                .with_context(|| format!("symlink {}", to.display()))?;
-        } else if ft.is_file() {
-            if only_missing && to.exists() {
-                continue;
-            }
-            let bytes = fs::copy(entry.path(), &to)
-                .with_context(|| format!("copy {} to {}", entry.path().display(), to.display()))?;
-            let meta = entry.metadata()?;
-            let f = fs::File::options().write(true).open(&to)?;
-            f.set_modified(meta.modified()?)
-                .with_context(|| format!("set mtime of {}", to.display()))?;
-            stats.files += 1;
-            stats.bytes += bytes;
-        }
-    }
-    Ok(stats)
 }
 
 /// Total bytes and regular-file count under `dir` (0 when it does not exist). Symlinks are
@@ -162,7 +108,9 @@ mod tests {
             .set_modified(old)
             .unwrap();
         let dst = t.path().join("dst");
-        let s = copy_tree(&src, &dst, false, &|p| p.starts_with("incremental")).unwrap();
+        let s =
+            crate::cache::transfer::par_copy(&src, &dst, false, &|p| p.starts_with("incremental"))
+                .unwrap();
         assert_eq!(s, CopyStats { files: 1, bytes: 5 });
         assert_eq!(
             fs::metadata(dst.join("keep/a"))

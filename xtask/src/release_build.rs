@@ -376,7 +376,7 @@ impl BuildsStore {
             }
             return None;
         }
-        fsutil::copy_tree(&dir.join("files"), dst, false, &|_| false).ok()?;
+        crate::cache::transfer::par_copy(&dir.join("files"), dst, false, &|_| false).ok()?;
         Some(entry.files)
     }
 
@@ -399,7 +399,7 @@ impl BuildsStore {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         fs::create_dir_all(tmp.join("files"))?;
         if !files.is_empty() {
-            fsutil::copy_tree(src, &tmp.join("files"), false, &|p| {
+            crate::cache::transfer::par_copy(src, &tmp.join("files"), false, &|p| {
                 !names.iter().any(|n| Path::new(n) == p)
             })?;
         }

@@ -1304,7 +1304,7 @@ pub fn bench(
     );
     println!("{body}");
     if let Some(path) = record {
-        crate::bench_noop::record_section(path, "remote", &body)?;
+        crate::bench::record_section(path, "remote", &body)?;
         println!("recorded in {}", path.display());
     }
     Ok(std::process::ExitCode::SUCCESS)
