@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::manifest::DepsMode;
+use crate::engine::manifest::DepsMode;
 
 /// bllvm chain CI: build a chain of cargo repositories in dependency order, with caches.
 #[derive(Debug, Parser)]
@@ -56,7 +56,7 @@ pub enum Cmd {
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Chain manifest to read.
-    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST, global = true)]
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST, global = true)]
     pub manifest: PathBuf,
     /// Directory holding the checkouts (default: the manifest's `root`, itself `..` by default).
     #[arg(long)]
@@ -208,7 +208,7 @@ pub enum GraphFormat {
 #[derive(Debug, Clone, Args)]
 pub struct MatrixArgs {
     /// Chain manifest to read.
-    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
     pub manifest: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -268,7 +268,7 @@ pub struct CacheRoot {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Chain manifest whose `[cache]` table gives the root and retention (defaults apply when it does not exist).
-    #[arg(long = "manifest", value_name = "PATH", default_value = crate::manifest::DEFAULT_MANIFEST)]
+    #[arg(long = "manifest", value_name = "PATH", default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
     pub cache_manifest: PathBuf,
 }
 
@@ -523,7 +523,7 @@ pub struct ChainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WorkflowsArgs {
     /// Chain manifest to read.
-    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
     pub manifest: PathBuf,
     /// Compare the files on disk with what the manifest generates; exit 1 if one differs.
     #[arg(long)]
@@ -576,7 +576,7 @@ pub struct NotifyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     /// Chain manifest (only its `[cache] dir` is read, to find the cache root).
-    #[arg(long, default_value = crate::manifest::DEFAULT_MANIFEST)]
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
     pub manifest: PathBuf,
     /// Cache root holding metrics/history.jsonl (default as for `ci`).
     #[arg(long, value_name = "DIR")]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::fsutil::{sha256_file, sha256_hex};
+use crate::support::fs::{sha256_file, sha256_hex};
 
 /// One file of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::fsutil::sha256_hex;
+use crate::support::fs::sha256_hex;
 
 /// Version of the key derivation. Change it whenever the inputs of any key change (a new
 /// input, a different hashing of one), so old entries are never mistaken for new ones.

@@ -56,7 +56,6 @@
 //! never runs cargo.
 
 pub mod cargo_home;
-pub mod cli;
 pub mod integrity;
 pub mod key;
 pub mod lock;
@@ -81,7 +80,7 @@ use serde::{Deserialize, Serialize};
 pub use key::{CacheKey, Stage};
 pub use transfer::Strategy;
 
-use crate::fsutil;
+use crate::support::fs as fsutil;
 use integrity::Manifest;
 use lock::{EntryLock, Mode};
 use retention::{EntryUse, Eviction, FsUsage, Policy};
@@ -278,7 +277,7 @@ pub fn resolve_root(flag: Option<&Path>, manifest_dir: Option<&Path>) -> PathBuf
         .join("bllvm-ci")
 }
 
-fn now_unix() -> u64 {
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -57,9 +57,9 @@ use serde::{Deserialize, Serialize};
 use super::integrity::Manifest;
 use super::storage::{read_entry_meta, Put, Storage, Transfer};
 use super::{Cache, CacheKey, EntryInfo, Restore, Save, Strategy};
-use crate::fsutil;
-use crate::manifest::RemoteSettings;
-use crate::summary::StageReport;
+use crate::engine::manifest::RemoteSettings;
+use crate::engine::summary::StageReport;
+use crate::support::fs as fsutil;
 
 /// Environment variable overriding `[cache.remote] bucket` (setting it alone enables the
 /// remote).
@@ -1194,7 +1194,7 @@ pub fn bench(
 ) -> Result<std::process::ExitCode> {
     let chain = Path::new("ci/chain.toml");
     let settings = if chain.exists() {
-        crate::manifest::Manifest::load(chain)?.cache.remote
+        crate::engine::manifest::Manifest::load(chain)?.cache.remote
     } else {
         None
     };
@@ -1215,7 +1215,7 @@ pub fn bench(
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = fsutil::remove_tree(dir);
     let tree = dir.join("tree");
-    crate::bench::generate(&tree, files, mib << 20)?;
+    crate::dev::bench::generate(&tree, files, mib << 20)?;
     let reps = reps.max(1);
     let (mut ls, mut lr, mut rs, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut data_bytes, mut wire_bytes, mut nfiles) = (0u64, 0u64, 0u64);
@@ -1304,7 +1304,7 @@ pub fn bench(
     );
     println!("{body}");
     if let Some(path) = record {
-        crate::bench::record_section(path, "remote", &body)?;
+        crate::dev::bench::record_section(path, "remote", &body)?;
         println!("recorded in {}", path.display());
     }
     Ok(std::process::ExitCode::SUCCESS)

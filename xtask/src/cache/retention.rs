@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::manifest::CacheSettings;
+use crate::engine::manifest::CacheSettings;
 
 /// Retention and guard settings (from the manifest's `[cache]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -133,7 +133,7 @@ pub fn retention_victims(entries: &[EntryUse], p: &Policy, now_unix: u64) -> Vec
                 bytes: e.bytes,
                 reason: format!(
                     "over the byte budget of {}",
-                    crate::fsutil::human_bytes(p.max_bytes)
+                    crate::support::fs::human_bytes(p.max_bytes)
                 ),
             });
         }
@@ -186,8 +186,8 @@ impl FsUsage {
         } else if avail < p.disk_min_free_bytes {
             Some(format!(
                 "only {} free (floor {})",
-                crate::fsutil::human_bytes(avail),
-                crate::fsutil::human_bytes(p.disk_min_free_bytes)
+                crate::support::fs::human_bytes(avail),
+                crate::support::fs::human_bytes(p.disk_min_free_bytes)
             ))
         } else {
             None

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Listed, Policy, Strategy};
-use crate::fsutil::human_bytes;
+use crate::support::fs::human_bytes;
 
 /// One restore or save, as logged.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::integrity::Manifest;
 use super::{transfer, Cache, CacheKey, Save};
-use crate::fsutil;
+use crate::support::fs as fsutil;
 
 /// One transfer of an entry: what moved and how long it took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -188,7 +188,7 @@ impl Storage for LocalStorage {
         }
         let start = Instant::now();
         let scratch = self.cache.scratch_dir("put");
-        let copied = (|| -> Result<crate::fsutil::CopyStats> {
+        let copied = (|| -> Result<crate::support::fs::CopyStats> {
             std::fs::create_dir_all(&scratch)?;
             for f in ["entry.json", "manifest.tsv"] {
                 std::fs::copy(entry.join(f), scratch.join(f))

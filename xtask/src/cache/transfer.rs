@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::integrity::par_map;
-use crate::fsutil::CopyStats;
+use crate::support::fs::CopyStats;
 
 /// How a tree got into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +167,7 @@ pub fn remove_selected(
     let mut stats = CopyStats::default();
     for (i, (p, is_dir)) in victims.into_iter().enumerate() {
         if is_dir {
-            let s = crate::fsutil::tree_size(&p);
+            let s = crate::support::fs::tree_size(&p);
             stats.files += s.files;
             stats.bytes += s.bytes;
         } else {
@@ -177,9 +177,8 @@ pub fn remove_selected(
         match trash {
             Some(t) => fs::rename(&p, t.join(i.to_string()))
                 .with_context(|| format!("move {} out of the tree", p.display()))?,
-            None if is_dir => {
-                crate::fsutil::remove_tree(&p).with_context(|| format!("remove {}", p.display()))?
-            }
+            None if is_dir => crate::support::fs::remove_tree(&p)
+                .with_context(|| format!("remove {}", p.display()))?,
             None => fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?,
         }
     }

@@ -354,7 +354,7 @@ fn the_chain_table_names_the_token_variable_event_types_and_hop_limit() {
     assert_eq!(body(&reqs[0])["client_payload"]["event"], "develop");
 
     // Unset, it falls back to GITHUB_TOKEN and says so (by name only).
-    let mut c = env.chain_with(&m, &["--from", "bllvm-consensus"]);
+    let c = env.chain_with(&m, &["--from", "bllvm-consensus"]);
     let out = run(c);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(

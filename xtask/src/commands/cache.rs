@@ -1,0 +1,310 @@
+//! `cargo xtask cache <list|stats|prune|verify|clear|key|put|get>`: the cache's command
+//! line. Each command opens the cache with the `[cache]` settings of the manifest (when
+//! it exists) and prints for people, or JSON where asked.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cache::retention::Policy;
+use crate::cache::{resolve_root, stats, Cache, CacheKey, Stage};
+use crate::engine::manifest::{CacheSettings, Manifest};
+use crate::flags::{CacheCmd, CacheRoot, Format, Resolve};
+use crate::support::fs::human_bytes;
+
+/// The `[cache]` settings of the manifest at `path`, or the defaults when there is none.
+///
+/// Errors: the manifest exists but does not parse.
+fn settings(path: &Path) -> Result<CacheSettings> {
+    if !path.exists() {
+        return Ok(CacheSettings::default());
+    }
+    Ok(Manifest::load(path)?.cache)
+}
+
+fn open(r: &CacheRoot) -> Result<Cache> {
+    let s = settings(&r.cache_manifest)?;
+    let root = resolve_root(r.cache_dir.as_deref(), s.dir.as_deref());
+    Ok(Cache::open(&root)
+        .with_context(|| format!("open cache root {}", root.display()))?
+        .with_policy(Policy::from(&s)))
+}
+
+fn stage_of(s: &str) -> Result<Stage> {
+    Stage::ALL
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .with_context(|| format!("unknown stage `{s}`: use registry, git or target"))
+}
+
+fn age(now: u64, then: u64) -> String {
+    let d = now.saturating_sub(then);
+    match d {
+        0..=119 => format!("{d}s ago"),
+        120..=7199 => format!("{}m ago", d / 60),
+        7200..=172_799 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86_400),
+    }
+}
+
+/// Run one `cache` subcommand (`key` is handled by the caller, which resolves plans).
+///
+/// Errors: the cache cannot be opened, a flag is invalid, or an I/O error.
+pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
+    match cmd {
+        CacheCmd::List { root, format } => {
+            let cache = open(&root)?;
+            let list = cache.list();
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "schema_version": 1,
+                        "root": cache.root(),
+                        "entries": list,
+                    }))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let total: u64 = list.iter().map(|l| l.info.bytes).sum();
+            println!(
+                "cache root {}: {} entries, {}",
+                cache.root().display(),
+                list.len(),
+                human_bytes(total)
+            );
+            let now = crate::cache::now_unix();
+            for l in list {
+                println!(
+                    "  {:<8} {:<60} {:>10} {:>7} files  used {:<9} {:>3} hits{}",
+                    l.info.stage,
+                    l.info.key,
+                    human_bytes(l.info.bytes),
+                    l.info.files,
+                    age(now, l.usage.last_used_unix),
+                    l.usage.hits,
+                    if l.leased { "  (held by a job)" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Stats { root } => {
+            let cache = open(&root)?;
+            let events = stats::read_events(cache.root());
+            print!("{}", stats::render(&events, &cache.list(), cache.policy()));
+            print!("{}", crate::cache::remote::render_stats(&events));
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Prune { root, dry_run } => {
+            let cache = open(&root)?;
+            let ev = cache.apply_retention(dry_run);
+            let verb = if dry_run { "would evict" } else { "evicted" };
+            for e in &ev {
+                println!(
+                    "{verb} {} {} ({}): {}",
+                    e.stage,
+                    e.key,
+                    human_bytes(e.bytes),
+                    e.reason
+                );
+            }
+            if !dry_run {
+                if let Some(why) = cache.guard(0, None) {
+                    println!("warning: the disk guard could not get under its limits: {why}");
+                }
+            }
+            println!(
+                "{verb} {} entries, {}",
+                ev.len(),
+                human_bytes(ev.iter().map(|e| e.bytes).sum())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Verify {
+            root,
+            quick,
+            discard,
+        } => {
+            let cache = open(&root)?;
+            let mut bad = 0;
+            for (stage, key, damage) in cache.verify(!quick) {
+                if damage.is_empty() {
+                    println!("ok       {stage} {key}");
+                    continue;
+                }
+                if damage.iter().all(|d| d.starts_with("leased")) {
+                    println!("held     {stage} {key}: {}", damage.join("; "));
+                    continue;
+                }
+                bad += 1;
+                let fate = if discard && cache.remove(&stage, &key) {
+                    " (discarded)"
+                } else {
+                    ""
+                };
+                println!("DAMAGED  {stage} {key}{fate}: {}", damage.join("; "));
+            }
+            if bad > 0 {
+                println!(
+                    "{bad} damaged entries{}",
+                    if discard {
+                        ""
+                    } else {
+                        ": rerun with --discard to remove them (restores discard them anyway)"
+                    }
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Clear { root, stage } => {
+            let cache = open(&root)?;
+            let only = stage.as_deref().map(stage_of).transpose()?;
+            let (mut n, mut held) = (0, 0);
+            for l in cache.list() {
+                if only.is_some_and(|s| s.as_str() != l.info.stage) {
+                    continue;
+                }
+                if cache.remove(&l.info.stage, &l.info.key) {
+                    n += 1;
+                } else {
+                    held += 1;
+                }
+            }
+            println!("removed {n} entries; {held} held by running jobs were kept");
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Put {
+            root,
+            stage,
+            key,
+            src,
+        } => {
+            let cache = open(&root)?;
+            let k = CacheKey {
+                stage: stage_of(&stage)?,
+                key,
+                inputs: vec![("put".into(), src.display().to_string())],
+            };
+            let s = cache.save(&k, &src, &|_| false)?;
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Get {
+            root,
+            stage,
+            key,
+            dst,
+            read_only,
+        } => {
+            let cache = if read_only {
+                let s = settings(&root.cache_manifest)?;
+                Cache::open_read_only(&resolve_root(root.cache_dir.as_deref(), s.dir.as_deref()))
+            } else {
+                open(&root)?
+            };
+            let k = CacheKey {
+                stage: stage_of(&stage)?,
+                key,
+                inputs: Vec::new(),
+            };
+            let r = cache.restore(&k, &dst, false)?;
+            for n in cache.take_notes() {
+                eprintln!("note: {n}");
+            }
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Warm { resolve } => warm(&resolve),
+        CacheCmd::Key { .. } => bail!("`cache key` is handled by main"),
+    }
+}
+
+/// The arguments a warm-up runs for a step, or `None` for steps that compile nothing
+/// (`fmt`, custom programs): `test` only builds (`--no-run`), `clippy` drops its lint
+/// flags (dependencies are built the same, and a lint failure must not stop the warm-up).
+fn warm_args(step: &crate::engine::manifest::Step) -> Option<Vec<String>> {
+    if step.program != "cargo" {
+        return None;
+    }
+    let cmd = step.args.first()?.as_str();
+    let mut args: Vec<String> = step
+        .args
+        .iter()
+        .take_while(|a| *a != "--")
+        .cloned()
+        .collect();
+    match cmd {
+        "build" | "check" | "clippy" | "doc" => {}
+        "test" | "bench" => args.push("--no-run".into()),
+        _ => return None,
+    }
+    Some(args)
+}
+
+/// `cache warm`: for each selected cargo repo, restore its target entry, run its compiling
+/// steps, and save the entry pruned to dependency artifacts. Cargo has no
+/// "dependencies only" build: building dependency packages alone (`-p dep`) would resolve
+/// their features differently from the repo's own build and leave artifacts that build
+/// never uses, so the repo's own steps run and pruning drops the workspace's units.
+/// A step that fails (a lint, a compile error in the repo's own code) is reported and
+/// the warm-up goes on: the dependencies it built are still saved.
+fn warm(resolve: &Resolve) -> Result<ExitCode> {
+    let (manifest, opts, cache) = crate::commands::open(resolve)?;
+    let cache = cache.with_policy(Policy::from(&manifest.cache));
+    let resolved = crate::engine::plan::resolve(&manifest, &opts, &cache)?;
+    let plan = &resolved.plan;
+    for r in plan.repos.iter().filter(|r| r.selected) {
+        let Some(key) = &r.cache_key else {
+            println!(
+                "{}: no target key ({}), skipped",
+                r.name,
+                r.error.as_deref().unwrap_or("docs repo")
+            );
+            continue;
+        };
+        let target = r
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| crate::engine::plan::default_target_dir(&r.dir));
+        let restored = cache.restore(key, &target, false)?;
+        println!("{}: restore {:?}", r.name, restored);
+        for step in &r.steps {
+            let Some(base) = warm_args(step) else {
+                continue;
+            };
+            let warm_step = crate::engine::manifest::Step {
+                args: base,
+                ..step.clone()
+            };
+            let args = crate::engine::plan::step_args(&warm_step, &r.features, &plan.profile);
+            println!(
+                "--> {} warm {}: cargo {}",
+                r.name,
+                step.name,
+                args.join(" ")
+            );
+            let st = std::process::Command::new("cargo")
+                .args(&args)
+                .current_dir(&r.dir)
+                .envs(r.env.iter().chain(step.env.iter()))
+                .status()
+                .with_context(|| format!("run cargo for {}", r.name))?;
+            if !st.success() {
+                println!(
+                    "    {} {} failed ({st}); dependencies built so far are kept",
+                    r.name, step.name
+                );
+            }
+        }
+        let members: Vec<String> = r.versions.keys().cloned().collect();
+        let prune = crate::cache::prune::target_prune(&target, &members);
+        let saved = cache.save(key, &target, &|p| prune.skips(p))?;
+        for n in cache.take_notes() {
+            println!("    note: {n}");
+        }
+        println!("{}: save {:?}", r.name, saved);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1014 @@
+//! The chain manifest (`ci/chain.toml`): what repositories make up the chain, where their
+//! checkouts live, and how each one is built.
+//!
+//! This module owns the file format and its validation, nothing else: it never runs a
+//! process or touches a checkout. Every field is documented in `ci/chain.toml` itself and
+//! in README.md ("The chain manifest"); keep the three in step.
+//!
+//! Errors carry the line and column of the offending value: syntax errors and unknown
+//! fields come from the `toml` crate's spans (`deny_unknown_fields`), semantic errors
+//! (duplicate names, paths that leave the root, unknown `after` targets) from the
+//! `toml::Spanned` values kept for exactly that purpose.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default manifest location, relative to the orchestrator checkout.
+pub const DEFAULT_MANIFEST: &str = "ci/chain.toml";
+
+/// The whole manifest, as read from disk and validated.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file the manifest was read from (used to resolve `root`).
+    pub path: PathBuf,
+    /// Directory holding the checkouts, resolved against the manifest's own directory;
+    /// `../..` by default, which for `ci/chain.toml` is the directory holding the
+    /// orchestrator checkout: the side-by-side layout the bllvm repos use
+    /// (`../blvm-consensus`, `../blvm-protocol`, ... seen from this checkout).
+    pub root: PathBuf,
+    /// Settings that apply to every repo unless it overrides them.
+    pub defaults: Defaults,
+    /// Local cache settings.
+    pub cache: CacheSettings,
+    /// Checks run before a run starts (`[preflight]`).
+    pub preflight: PreflightSettings,
+    /// Failure and recovery notifications (`[notify]`).
+    pub notify: NotifySettings,
+    /// Chain propagation settings (`[chain]`): event types, token variable, hop limit.
+    pub chain: ChainSettings,
+    /// Repositories in manifest order (run order comes from the graph, not from here).
+    pub repos: Vec<Repo>,
+}
+
+/// Chain-wide defaults (`[defaults]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Defaults {
+    /// Toolchain name passed as `RUSTUP_TOOLCHAIN` to every step (e.g. `"stable"`,
+    /// `"1.88.0"`); `None` lets each repo's `rust-toolchain.toml` decide.
+    #[serde(default)]
+    pub toolchain: Option<String>,
+    /// How sibling `[patch.crates-io]` entries are treated; see [`DepsMode`].
+    #[serde(default)]
+    pub deps: DepsMode,
+    /// Variant used when `--variant` is not given.
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    /// Cargo profile the build, test and doc steps use (`dev` or `release`, or any profile
+    /// the repos define); part of the target cache key.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// Keep `CARGO_INCREMENTAL` as cargo's default. CI runs set `CARGO_INCREMENTAL=0`
+    /// unless this is true, as rust-cache does: incremental data is large, rarely reused
+    /// across commits, and makes cache entries churn.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Environment for every step of every repo (a repo's `env` wins).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Default step timeout in seconds, for steps that set none.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            toolchain: None,
+            deps: DepsMode::default(),
+            variant: default_variant(),
+            profile: default_profile(),
+            incremental: false,
+            env: BTreeMap::new(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_variant() -> String {
+    "base".to_owned()
+}
+fn default_profile() -> String {
+    "dev".to_owned()
+}
+fn default_timeout() -> u64 {
+    3600
+}
+
+/// Local cache settings (`[cache]`). Retention is by last use (restore or save), not by
+/// file mtime; see `cache/retention.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CacheSettings {
+    /// Cache root; `--cache-dir` and `BLLVM_CI_CACHE_DIR` take precedence, and the default
+    /// is the per-user cache dir (`$XDG_CACHE_HOME/bllvm-ci`, `~/.cache/bllvm-ci`).
+    pub dir: Option<PathBuf>,
+    /// Keep at most this many entries per stage (registry, git, target), the most
+    /// recently used. Default 32: a few generations of each repo's target entry.
+    pub max_entries_per_stage: usize,
+    /// Evict entries unused for this many days; 0 = never. Default 7, as actions/cache.
+    pub max_age_days: u64,
+    /// Byte budget of the whole cache root, least recently used evicted first; 0 = none.
+    /// Default 10 GiB, GitHub's per-repository cache limit.
+    pub max_bytes: u64,
+    /// Disk guard: evict (and, if that is not enough, skip saving) while the cache's
+    /// filesystem is used above this percentage. Default 80, as the seeds' cleanup job.
+    pub disk_max_used_percent: u8,
+    /// Disk guard: also evict while fewer than this many bytes are free. Default 2 GiB.
+    pub disk_min_free_bytes: u64,
+    /// A remote cache shared by a fleet of runners, behind the local one (see
+    /// [`RemoteSettings`] and `cache/remote.rs`); none by default.
+    pub remote: Option<RemoteSettings>,
+}
+
+/// The remote cache (`[cache.remote]`), in sccache's terms. Environment variables
+/// override each field (`BLLVM_CI_CACHE_BUCKET`, `..._ENDPOINT`, `..._REGION`,
+/// `..._KEY_PREFIX`, `..._READ_ONLY`, `..._REMOTE_TIMEOUT`); credentials come only from
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` and are never printed.
+///
+/// ```toml
+/// [cache.remote]
+/// bucket = "bllvm-ci-cache"
+/// endpoint = "https://s3.example.com"   # omit for AWS
+/// region = "us-east-1"
+/// prefix = "chain/"                      # key prefix inside the bucket
+/// read-only = false                      # pull_request runs are read-only regardless
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RemoteSettings {
+    /// OpenDAL service: `s3` (built in); `gcs`, `azblob`, `ghac` need the matching
+    /// `remote-*` cargo feature of xtask. Default `s3`.
+    pub service: Option<String>,
+    /// Bucket name (required to enable the remote).
+    pub bucket: Option<String>,
+    /// Endpoint URL (S3-compatible servers: MinIO, SeaweedFS, R2); default AWS.
+    pub endpoint: Option<String>,
+    /// Region; default `us-east-1`.
+    pub region: Option<String>,
+    /// Key prefix inside the bucket, e.g. `bllvm/`; default none.
+    pub prefix: Option<String>,
+    /// Never upload (restore only). Untrusted events are read-only whatever this says.
+    pub read_only: bool,
+    /// Seconds any single remote request may take before the remote is given up for the
+    /// run (a stalled transfer counts per chunk); default 60.
+    pub timeout_secs: Option<u64>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> CacheSettings {
+        CacheSettings {
+            dir: None,
+            max_entries_per_stage: 32,
+            max_age_days: 7,
+            max_bytes: 10 << 30,
+            disk_max_used_percent: 80,
+            disk_min_free_bytes: 2 << 30,
+            remote: None,
+        }
+    }
+}
+
+/// Chain propagation settings (`[chain]`), read by `cargo xtask chain` and
+/// `cargo xtask workflows`. Every field is optional.
+///
+/// ```toml
+/// [chain]
+/// token-env = "BLLVM_CHAIN_TOKEN"   # a PAT with contents: write on every chain repo
+/// max-hops = 8
+/// orchestrator = "BTCDecoded/bllvm-ci"
+/// [chain.event-types]
+/// push = "bllvm-upstream-push"
+/// release = "bllvm-upstream-release"
+/// ```
+///
+/// Values are checked when the manifest is read, because they also go into the generated
+/// workflows: event types are 1-100 characters (GitHub's limit) of letters, digits and
+/// `-_.:/`; `token-env` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`);
+/// `max-hops` is at least 1; `orchestrator` is `owner/name`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawChainSettings")]
+pub struct ChainSettings {
+    /// `repository_dispatch` event type sent per trigger (`push`, `release`, `develop`,
+    /// ...: the name of what happened upstream); a trigger not listed sends
+    /// `bllvm-upstream-<trigger>`.
+    pub event_types: BTreeMap<String, String>,
+    /// Environment variable holding the token used for dispatches, e.g. a PAT with
+    /// `contents: write` on the downstream repos (the workflow `GITHUB_TOKEN` only reaches
+    /// its own repo). When unset or empty at run time, `GITHUB_TOKEN` is used.
+    pub token_env: Option<String>,
+    /// A dispatch never goes past this many hops from the repo that started the chain
+    /// (the loop guard's second half; the first is never dispatching to a repo already
+    /// on the chain's path). Default 8.
+    pub max_hops: u32,
+    /// GitHub `owner/name` of this orchestrator repository, which the generated workflow
+    /// template of the chain repos checks out (`cargo xtask workflows`). Default
+    /// `BTCDecoded/bllvm-ci`.
+    pub orchestrator: String,
+}
+
+/// `[chain]` as written, before [`ChainSettings`]'s checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawChainSettings {
+    #[serde(default)]
+    event_types: BTreeMap<String, String>,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default = "default_max_hops")]
+    max_hops: u32,
+    #[serde(default = "default_orchestrator")]
+    orchestrator: String,
+}
+
+impl TryFrom<RawChainSettings> for ChainSettings {
+    type Error = String;
+
+    fn try_from(r: RawChainSettings) -> std::result::Result<Self, String> {
+        for (trigger, t) in &r.event_types {
+            let n = t.chars().count();
+            if n == 0 || n > 100 {
+                return Err(format!(
+                    "[chain.event-types] {trigger} = \"{t}\": an event type must be 1 to 100 characters (GitHub's limit)"
+                ));
+            }
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+            {
+                return Err(format!(
+                    "[chain.event-types] {trigger} = \"{t}\": use only letters, digits and `-_.:/`"
+                ));
+            }
+        }
+        if let Some(v) = &r.token_env {
+            let mut cs = v.chars();
+            let ok = cs
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(format!(
+                    "[chain] token-env = \"{v}\" is not an environment variable name (letters, digits, `_`; not starting with a digit)"
+                ));
+            }
+        }
+        if r.max_hops == 0 {
+            return Err("[chain] max-hops must be at least 1".into());
+        }
+        let parts: Vec<&str> = r.orchestrator.split('/').collect();
+        if parts.len() != 2
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.chars().all(is_gh_char))
+        {
+            return Err(format!(
+                "[chain] orchestrator = \"{}\" is not of the form \"owner/name\"",
+                r.orchestrator
+            ));
+        }
+        Ok(ChainSettings {
+            event_types: r.event_types,
+            token_env: r.token_env,
+            max_hops: r.max_hops,
+            orchestrator: r.orchestrator,
+        })
+    }
+}
+
+impl Default for ChainSettings {
+    fn default() -> Self {
+        ChainSettings {
+            event_types: BTreeMap::new(),
+            token_env: None,
+            max_hops: default_max_hops(),
+            orchestrator: default_orchestrator(),
+        }
+    }
+}
+
+impl ChainSettings {
+    /// The event type dispatched for `trigger`: the manifest's entry, else
+    /// `bllvm-upstream-<trigger>` (`push` → `bllvm-upstream-push`).
+    pub fn event_type(&self, trigger: &str) -> String {
+        if let Some(t) = self.event_types.get(trigger) {
+            return t.clone();
+        }
+        format!("bllvm-upstream-{trigger}")
+    }
+}
+
+fn default_max_hops() -> u32 {
+    8
+}
+
+fn default_orchestrator() -> String {
+    "BTCDecoded/bllvm-ci".to_owned()
+}
+
+/// Checks `cargo xtask preflight` (and `ci`, before it resolves anything) makes
+/// (`[preflight]`). Every field is optional.
+///
+/// ```toml
+/// [preflight]
+/// min-free-gb = 20
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PreflightSettings {
+    /// Least free disk space, in GiB (2^30 bytes), on the filesystems of the checkout root
+    /// and of the cache root; below it the run does not start. `0` turns the check off.
+    /// Default 1, enough for a small chain such as the sample; the real chain's manifest
+    /// sets 5, as a cold debug build of it with its restored caches needs a few GiB (the
+    /// GitHub runners the seeds describe use a floor of 20).
+    #[serde(default = "default_min_free_gb")]
+    pub min_free_gb: f64,
+}
+
+impl Default for PreflightSettings {
+    fn default() -> Self {
+        PreflightSettings {
+            min_free_gb: default_min_free_gb(),
+        }
+    }
+}
+
+fn default_min_free_gb() -> f64 {
+    1.0
+}
+
+/// Notifications sent after `ci` when a run fails, and when a run succeeds after a failed
+/// one (`[notify]`). The webhook URLs are secrets: the manifest names the environment
+/// variables that hold them, never the URLs. With neither variable named, nothing is sent.
+///
+/// ```toml
+/// [notify]
+/// slack-webhook-env = "SLACK_WEBHOOK_URL"
+/// discord-webhook-env = "DISCORD_WEBHOOK_URL"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifySettings {
+    /// Environment variable holding a Slack incoming-webhook URL.
+    #[serde(default)]
+    pub slack_webhook_env: Option<String>,
+    /// Environment variable holding a Discord webhook URL.
+    #[serde(default)]
+    pub discord_webhook_env: Option<String>,
+    /// Seconds one webhook call may take in all (connect, send, answer) before it is given
+    /// up with a warning; default 10. A notification never fails a build.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: u64,
+    /// Also notify when a run succeeds after a failed one (default true).
+    #[serde(default = "default_true")]
+    pub recovery: bool,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            slack_webhook_env: None,
+            discord_webhook_env: None,
+            timeout: default_notify_timeout(),
+            recovery: true,
+        }
+    }
+}
+
+fn default_notify_timeout() -> u64 {
+    10
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How a repo's `[patch.crates-io]` entries that point at sibling checkouts are treated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DepsMode {
+    /// Keep the patches: siblings are built from their checkouts (local development).
+    #[default]
+    Patched,
+    /// Remove the `[patch.crates-io]` entries whose `path` points into another repo of the
+    /// chain for the duration of the run, and build against crates.io, as the real repos'
+    /// CI does. The original `Cargo.toml` is restored afterwards.
+    Registry,
+}
+
+impl fmt::Display for DepsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DepsMode::Patched => "patched",
+            DepsMode::Registry => "registry",
+        })
+    }
+}
+
+/// What kind of repository an entry is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepoKind {
+    /// A cargo workspace (has a `Cargo.toml`).
+    #[default]
+    Cargo,
+    /// A documents-only repository (the spec): no cargo steps, ordered only by `after`.
+    Docs,
+}
+
+/// One `[[repo]]` entry, validated and with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// Unique name used on the command line and in cache keys.
+    pub name: String,
+    /// GitHub `owner/name`, for `checkout` and dispatches.
+    pub github: String,
+    /// Checkout path relative to the root (defaults to `name`); never absolute, never `..`.
+    pub path: PathBuf,
+    /// Cargo workspace or documents.
+    pub kind: RepoKind,
+    /// Extra upstream repos cargo cannot see (e.g. consensus after spec).
+    pub after: Vec<String>,
+    /// Ordered steps to run.
+    pub steps: Vec<Step>,
+    /// Features per variant name; a variant a repo does not list builds default features.
+    pub features: BTreeMap<String, Vec<String>>,
+    /// Environment for every step (merged over `[defaults] env`).
+    pub env: BTreeMap<String, String>,
+    /// Toolchain override (`RUSTUP_TOOLCHAIN`), over the default.
+    pub toolchain: Option<String>,
+    /// Dependency mode, over the default.
+    pub deps: DepsMode,
+    /// Matrix: the toolchains this repo is built with under `ci --matrix` (e.g. its MSRV
+    /// and `stable`); empty = just its `toolchain` (or the default).
+    pub toolchains: Vec<String>,
+    /// Matrix: the variants this repo is built in under `ci --matrix`; empty = just the
+    /// default variant.
+    pub variants: Vec<String>,
+    /// Binary names `ci --release` collects from `target/release/` into the run's
+    /// `artifacts/<repo>/` (see `release_build.rs`); empty = the repo is built in release
+    /// but no file is collected.
+    pub artifacts: Vec<String>,
+}
+
+impl Repo {
+    /// Features of `variant` for this repo (empty when the repo does not list it).
+    pub fn variant_features(&self, variant: &str) -> &[String] {
+        self.features.get(variant).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// One step of a repo: a cargo invocation (or any command) with its own timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Step name shown in the summary (`fmt-check`, `clippy`, `build`, `test`, `doc`, ...).
+    pub name: String,
+    /// Program and arguments; for cargo steps `program` is `cargo`.
+    pub program: String,
+    /// Arguments after the program.
+    pub args: Vec<String>,
+    /// Whether the variant's `--features` and the profile are appended.
+    pub features: bool,
+    /// Kill the step (and its process tree) after this many seconds.
+    pub timeout_secs: u64,
+    /// Extra environment for this step only.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The built-in steps, in their default order, with their cargo arguments and whether
+/// they take the variant's features and profile.
+pub const BUILTIN_STEPS: &[(&str, &[&str], bool)] = &[
+    ("fmt-check", &["fmt", "--all", "--", "--check"], false),
+    (
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        true,
+    ),
+    ("build", &["build", "--workspace", "--all-targets"], true),
+    ("test", &["test", "--workspace"], true),
+    ("doc", &["doc", "--workspace", "--no-deps"], true),
+];
+
+/// Built-in steps a repo names in its `steps` but that are not run by default:
+/// `coverage` (cargo-tarpaulin, see `coverage.rs`).
+pub const OPT_IN_STEPS: &[(&str, &[&str], bool)] = &[(
+    crate::engine::coverage::STEP,
+    crate::engine::coverage::ARGS,
+    true,
+)];
+
+fn builtin_step(name: &str, timeout: u64) -> Option<Step> {
+    BUILTIN_STEPS
+        .iter()
+        .chain(OPT_IN_STEPS)
+        .find(|(n, _, _)| *n == name)
+        .map(|(n, args, features)| Step {
+            name: (*n).to_owned(),
+            program: "cargo".to_owned(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            features: *features,
+            timeout_secs: timeout,
+            env: BTreeMap::new(),
+        })
+}
+
+// ---- raw, as deserialized --------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    #[serde(default)]
+    root: Option<Spanned<String>>,
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    cache: CacheSettings,
+    #[serde(default)]
+    preflight: PreflightSettings,
+    #[serde(default)]
+    notify: NotifySettings,
+    #[serde(default)]
+    chain: ChainSettings,
+    #[serde(default)]
+    repo: Vec<RawRepo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRepo {
+    name: Spanned<String>,
+    github: Spanned<String>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    kind: RepoKind,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
+    #[serde(default)]
+    steps: Option<Vec<Spanned<RawStep>>>,
+    #[serde(default)]
+    features: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    toolchain: Option<String>,
+    #[serde(default)]
+    deps: Option<DepsMode>,
+    #[serde(default)]
+    toolchains: Vec<String>,
+    #[serde(default)]
+    variants: Vec<String>,
+    #[serde(default)]
+    artifacts: Vec<String>,
+}
+
+/// A step is either the name of a built-in step (`"test"`) or a table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawStep {
+    Name(String),
+    Table(RawStepTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStepTable {
+    name: String,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    features: Option<bool>,
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+/// A manifest error at a position in the file; `Display` reads
+/// `ci/chain.toml:12:8: duplicate repo name ...`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}")]
+pub struct ManifestError {
+    /// File the error is in.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// 1-based (line, column) of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Manifest {
+    /// Read and validate the manifest at `path`.
+    ///
+    /// Errors: the file cannot be read; TOML syntax, unknown fields and wrongly typed values
+    /// (a [`ManifestError`] with line and column); semantic problems (duplicate names or
+    /// paths, a `path` or `name` that would leave the root, an `after` naming no repo, a
+    /// step with neither a built-in name nor `args`/`command`, a zero timeout).
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the chain manifest {}: pass --manifest PATH or run from the orchestrator checkout",
+                path.display()
+            )
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse manifest `text` as if read from `path` (used by tests and `load`).
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
+        let file = path.display().to_string();
+        let err_at = |at: usize, message: String| -> anyhow::Error {
+            let (line, col) = line_col(text, at);
+            ManifestError {
+                file: file.clone(),
+                line,
+                col,
+                message,
+            }
+            .into()
+        };
+        let raw: RawManifest = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                return Err(err_at(at, e.message().trim().to_owned()));
+            }
+        };
+
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = crate::support::fs::normalize(&match &raw.root {
+            Some(r) => base.join(r.get_ref()),
+            None => base.join("../.."),
+        });
+
+        let defaults = raw.defaults;
+        if defaults.timeout == 0 {
+            return Err(err_at(
+                text.find("timeout").unwrap_or(0),
+                "`timeout` must be at least 1 second".into(),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut paths = BTreeSet::new();
+        let mut repos = Vec::new();
+        for r in &raw.repo {
+            let name = r.name.get_ref();
+            check_name(name).map_err(|m| err_at(r.name.span().start, m))?;
+            if !names.insert(name.clone()) {
+                return Err(err_at(
+                    r.name.span().start,
+                    format!("duplicate repo name `{name}`: every [[repo]] needs its own name"),
+                ));
+            }
+            let gh = r.github.get_ref();
+            let valid_gh = gh.split('/').count() == 2
+                && gh
+                    .split('/')
+                    .all(|p| !p.is_empty() && p != "." && p != ".." && p.chars().all(is_gh_char));
+            if !valid_gh {
+                return Err(err_at(
+                    r.github.span().start,
+                    format!("`github = \"{gh}\"` is not of the form \"owner/name\""),
+                ));
+            }
+            let (rel, at) = match &r.path {
+                Some(p) => (p.get_ref().clone(), p.span().start),
+                None => (name.clone(), r.name.span().start),
+            };
+            let rel_path = check_relative(&rel).map_err(|m| err_at(at, format!("`path`: {m}")))?;
+            if !paths.insert(rel_path.clone()) {
+                return Err(err_at(
+                    at,
+                    format!("two repos share the checkout path `{rel}`: give each its own `path`"),
+                ));
+            }
+            let steps = match (&r.steps, r.kind) {
+                (Some(steps), _) => steps
+                    .iter()
+                    .map(|s| {
+                        resolve_step(s.get_ref(), defaults.timeout)
+                            .map_err(|m| err_at(s.span().start, m))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                (None, RepoKind::Cargo) => BUILTIN_STEPS
+                    .iter()
+                    .filter_map(|(n, _, _)| builtin_step(n, defaults.timeout))
+                    .collect(),
+                (None, RepoKind::Docs) => Vec::new(),
+            };
+            for (k, _) in r.env.iter().chain(defaults.env.iter()) {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(err_at(
+                        r.name.span().start,
+                        format!("invalid environment variable name `{k}` in repo `{name}`"),
+                    ));
+                }
+            }
+            let mut env = defaults.env.clone();
+            env.extend(r.env.clone());
+            repos.push(Repo {
+                name: name.clone(),
+                github: gh.clone(),
+                path: rel_path,
+                kind: r.kind,
+                after: r.after.iter().map(|a| a.get_ref().clone()).collect(),
+                steps,
+                features: r.features.clone(),
+                env,
+                toolchain: r.toolchain.clone().or_else(|| defaults.toolchain.clone()),
+                deps: r.deps.unwrap_or(defaults.deps),
+                toolchains: r.toolchains.clone(),
+                variants: r.variants.clone(),
+                artifacts: r.artifacts.clone(),
+            });
+        }
+        for r in &raw.repo {
+            for a in &r.after {
+                if !names.contains(a.get_ref()) {
+                    return Err(err_at(
+                        a.span().start,
+                        format!(
+                            "`after = [\"{}\"]` in repo `{}` names no repo of this manifest (known: {})",
+                            a.get_ref(),
+                            r.name.get_ref(),
+                            names.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if a.get_ref() == r.name.get_ref() {
+                    return Err(err_at(
+                        a.span().start,
+                        format!("repo `{}` cannot come after itself", a.get_ref()),
+                    ));
+                }
+            }
+        }
+        if repos.is_empty() {
+            return Err(err_at(
+                0,
+                "the manifest lists no repositories: add at least one [[repo]] table".into(),
+            ));
+        }
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            root,
+            defaults,
+            cache: raw.cache,
+            preflight: raw.preflight,
+            notify: raw.notify,
+            chain: raw.chain,
+            repos,
+        })
+    }
+
+    /// The repo called `name`, or an error listing the known names.
+    pub fn repo(&self, name: &str) -> Result<&Repo> {
+        match self.repos.iter().find(|r| r.name == name) {
+            Some(r) => Ok(r),
+            None => bail!(
+                "no repo named `{name}` in {} (known: {})",
+                self.path.display(),
+                self.repos
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// Absolute-or-relative path of the checkout of `repo` under `root`.
+    pub fn checkout_dir(root: &Path, repo: &Repo) -> PathBuf {
+        root.join(&repo.path)
+    }
+}
+
+fn is_gh_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// A repo name is used in file names (cache entries, logs): keep it to a safe alphabet.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 100 {
+        return Err("repo `name` must be 1 to 100 characters".into());
+    }
+    if name == "." || name == ".." || !name.chars().all(is_gh_char) || name.starts_with('.') {
+        return Err(format!(
+            "repo name `{name}` may only use letters, digits, `-`, `_` and `.` (and may not start with `.`)"
+        ));
+    }
+    Ok(())
+}
+
+/// A checkout path must stay under the root: relative, no `..`, no root or prefix.
+fn check_relative(rel: &str) -> std::result::Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if rel.is_empty() {
+        return Err("must not be empty".into());
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "`{rel}` leaves the checkout root (`..` is not allowed)"
+                ))
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "`{rel}` is absolute: paths are relative to the checkout root (see `root`)"
+                ))
+            }
+        }
+    }
+    Ok(p.components().collect())
+}
+
+fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step, String> {
+    match raw {
+        RawStep::Name(n) => builtin_step(n, default_timeout).ok_or_else(|| {
+            format!(
+                "unknown step `{n}`: use a built-in step ({}) or a table with `name` and `args` or `command`",
+                BUILTIN_STEPS.iter().chain(OPT_IN_STEPS).map(|s| s.0).collect::<Vec<_>>().join(", ")
+            )
+        }),
+        RawStep::Table(t) => {
+            let timeout = t.timeout.unwrap_or(default_timeout);
+            if timeout == 0 {
+                return Err(format!("step `{}`: `timeout` must be at least 1 second", t.name));
+            }
+            if t.name.is_empty() {
+                return Err("a step needs a non-empty `name`".into());
+            }
+            let mut step = match (&t.args, &t.command) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "step `{}` sets both `args` (cargo arguments) and `command` (a whole command): keep one",
+                        t.name
+                    ))
+                }
+                (Some(args), None) => Step {
+                    name: t.name.clone(),
+                    program: "cargo".into(),
+                    args: args.clone(),
+                    features: true,
+                    timeout_secs: timeout,
+                    env: BTreeMap::new(),
+                },
+                (None, Some(cmd)) => {
+                    let Some((prog, rest)) = cmd.split_first() else {
+                        return Err(format!("step `{}`: `command` must not be empty", t.name));
+                    };
+                    Step {
+                        name: t.name.clone(),
+                        program: prog.clone(),
+                        args: rest.to_vec(),
+                        features: false,
+                        timeout_secs: timeout,
+                        env: BTreeMap::new(),
+                    }
+                }
+                (None, None) => builtin_step(&t.name, timeout).ok_or_else(|| {
+                    format!(
+                        "step `{}` is not built in: give it `args` (cargo arguments) or `command`",
+                        t.name
+                    )
+                })?,
+            };
+            if let Some(f) = t.features {
+                step.features = f;
+            }
+            step.env = t.env.clone();
+            Ok(step)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        Manifest::parse(text, Path::new("ci/chain.toml"))
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let m = parse(
+            r#"
+[[repo]]
+name = "a"
+github = "o/a"
+[[repo]]
+name = "spec"
+github = "o/spec"
+kind = "docs"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.repos[0].path, PathBuf::from("a"));
+        let names: Vec<_> = m.repos[0].steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fmt-check", "clippy", "build", "test", "doc"]);
+        assert!(m.repos[1].steps.is_empty());
+        assert_eq!(m.root, PathBuf::from("ci/../.."));
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let e = parse("[[repo]]\nname = \"a\"\ngithub = \"o/a\"\nbogus = 1\n").unwrap_err();
+        let e = e.downcast::<ManifestError>().unwrap();
+        assert_eq!((e.line, e.col), (4, 1), "{e}");
+        assert!(e.message.contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn committed_manifests_parse() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let real = Manifest::load(&ws.join("ci/chain.toml")).unwrap();
+        assert!(real
+            .repos
+            .iter()
+            .any(|r| r.name == "blvm-consensus" && r.after == ["blvm-spec"]));
+        assert_eq!(real.repo("blvm-spec").unwrap().kind, RepoKind::Docs);
+        let sample = Manifest::load(&ws.join("ci/sample/chain.toml")).unwrap();
+        assert_eq!(sample.repos.len(), 7);
+        for r in &sample.repos {
+            let dir = Manifest::checkout_dir(&sample.root, r);
+            assert!(
+                dir.is_dir(),
+                "sample repo {} missing at {}",
+                r.name,
+                dir.display()
+            );
+        }
+    }
+
+    #[test]
+    fn chain_table_is_checked() {
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        let m = parse(&format!(
+            "[chain]\ntoken-env = \"BLLVM_PAT\"\nmax-hops = 3\n[chain.event-types]\ndevelop = \"dev\"\n{repo}"
+        ))
+        .unwrap();
+        assert_eq!(m.chain.token_env.as_deref(), Some("BLLVM_PAT"));
+        assert_eq!(m.chain.max_hops, 3);
+        assert_eq!(m.chain.event_type("develop"), "dev");
+        assert_eq!(m.chain.event_type("push"), "bllvm-upstream-push");
+        assert_eq!(parse(repo).unwrap().chain.max_hops, 8);
+        // Checks of values point at the table, unknown fields at the field.
+        for (bad, want, line) in [
+            ("[chain]\nmax-hops = 0\n", "max-hops must be at least 1", 1),
+            (
+                "[chain]\ntoken-env = \"1X\"\n",
+                "not an environment variable name",
+                1,
+            ),
+            ("[chain]\norchestrator = \"nope\"\n", "owner/name", 1),
+            ("[chain]\nbogus = 1\n", "unknown field `bogus`", 2),
+            (
+                "[chain.event-types]\npush = \"a\\\"b\"\n",
+                "only letters, digits",
+                1,
+            ),
+        ] {
+            let e = parse(&format!("{bad}{repo}")).unwrap_err();
+            let e = e.downcast::<ManifestError>().unwrap();
+            assert!(e.message.contains(want), "{bad}: {e}");
+            assert_eq!(e.line, line, "{bad}: {e}");
+        }
+        let long = "x".repeat(101);
+        let e = parse(&format!("[chain.event-types]\npush = \"{long}\"\n{repo}")).unwrap_err();
+        assert!(e.to_string().contains("1 to 100 characters"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab", 1), (1, 2));
+    }
+}

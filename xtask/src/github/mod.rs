@@ -1,0 +1,9 @@
+//! Layer 4: everything GitHub — the event a run was started by, `repository_dispatch`
+//! and the PR comment (the only code that talks to the GitHub API, in [`dispatch`]),
+//! downstream propagation, release sets, and workflow generation.
+
+pub mod chain;
+pub mod dispatch;
+pub mod events;
+pub mod release;
+pub mod workflows;
