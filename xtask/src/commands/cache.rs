@@ -308,3 +308,35 @@ fn warm(resolve: &Resolve) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `cargo xtask cache …`: `key` resolves a plan; the others work on the cache root alone.
+pub fn cli(c: crate::flags::CacheArgs) -> Result<std::process::ExitCode> {
+    match c.cmd {
+        CacheCmd::Key { resolve, repo } => {
+            let (manifest, mut opts, cache) = super::open(&resolve)?;
+            manifest.repo(&repo)?;
+            opts.only = vec![repo.clone()];
+            let resolved = crate::engine::plan::resolve(&manifest, &opts, &cache)?;
+            let r = resolved
+                .plan
+                .repos
+                .iter()
+                .find(|r| r.name == repo)
+                .expect("resolved repos include --only");
+            match &r.cache_key {
+                Some(k) => {
+                    println!("{} ({})", k.key, if r.cache_hit { "hit" } else { "miss" });
+                    for (n, v) in &k.inputs {
+                        println!("  {n} = {}", v.replace('\n', "; "));
+                    }
+                }
+                None => println!(
+                    "{repo} has no target key: {}",
+                    r.error.as_deref().unwrap_or("docs repo")
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => run(other),
+    }
+}

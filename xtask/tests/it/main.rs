@@ -3,6 +3,7 @@ mod cache;
 mod chain;
 mod debugging;
 mod gha;
+mod layers;
 mod matrix;
 mod release;
 mod reliability;
