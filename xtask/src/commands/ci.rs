@@ -1,16 +1,17 @@
-//! `cargo xtask ci`: one CI job over the chain (see [`crate::engine::run`]).
+//! `cargo xtask ci`: one CI job over the chain, or one per matrix cell (see [`crate::job`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::engine::{matrix, plan, release_build, run as ci};
+use crate::engine::run::RunOptions;
+use crate::engine::steps::{self, ExecContext};
+use crate::engine::{release_build, testing};
 use crate::flags::CiArgs;
 use crate::github::{chain, events};
-use crate::job::preflight;
-use crate::report::{metrics, notify};
-use crate::support::exec;
+use crate::job::{self, preflight, Job};
+use crate::support::exec::Echo;
 
 use super::open;
 
@@ -20,10 +21,14 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // runs the full chain, a workflow_dispatch may pick repos (see `events`).
     let event = events::Event::from_env()?;
     let (manifest, mut opts, cache) = open(&a.resolve)?;
+    if let Some(t) = crate::engine::toolchain::deliberate_override() {
+        println!(
+            "note: RUSTUP_TOOLCHAIN={t} from the environment is ignored: each repo builds with its own toolchain pin (pass --toolchain {t} to use it for every repo)"
+        );
+    }
     if let Some(code) = preflight::gate(&manifest, &a.resolve, cache.root()) {
         return Ok(code);
     }
-    let probe = metrics::Probe::start(cache.root());
     if let Some(note) = event.shape_only(&mut opts.only) {
         println!("{note}");
     }
@@ -47,47 +52,47 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
         cache.into_read_only()
     };
     let run_dir = a.run_dir.clone().unwrap_or_else(default_run_dir);
-    let run_opts = ci::RunOptions {
-        jobs: a.jobs,
-        keep_going: a.keep_going,
-        save: may_save,
-        restore: !a.no_restore,
+    opts.exec = ExecContext {
         run_dir: run_dir.clone(),
-        // With --matrix, each cell builds its own artifacts and release manifest.
-        release: (a.release || a.verify_deterministic).then(|| {
-            release_build::ReleaseOptions::from_manifest(&manifest, a.verify_deterministic)
-        }),
-        echo: if a.quiet {
-            exec::Echo::Quiet
-        } else {
-            exec::Echo::Stream
-        },
+        github_actions: steps::github_actions(),
+        nextest: testing::nextest_available(),
+        // Repos that build at once share the machine's cores (cargo's -j).
+        cargo_jobs: (a.jobs > 1).then(|| (num_cpus() / a.jobs).max(1)),
     };
-    if a.matrix || a.cell.is_some() {
-        return matrix::run_cells(&manifest, &opts, &cache, &run_opts, a.cell.as_deref());
-    }
-    let mut chain_cache = Vec::new();
-    let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
-        chain_cache = ci::restore_chain(&cache, keys, !a.no_restore);
-    })?;
-    if a.resolve.verbose {
-        print!("{}", resolved.plan.render(true));
-    }
-    let summary = ci::run(&resolved.plan, &cache, &run_opts, chain_cache)?;
-    drop(resolved);
-    print!("{}", summary.render());
-    println!("logs: {}", run_dir.display());
-    probe.finish(&summary, &cache, &run_dir);
-    notify::after_run(&manifest, &summary, cache.root());
-    if a.comment {
-        chain::comment_on_pull_request(&event, &summary.render());
-    }
-    Ok(if summary.failed() {
-        ExitCode::from(1)
+    let job = Job {
+        manifest: &manifest,
+        plan: opts,
+        run: RunOptions {
+            jobs: a.jobs,
+            keep_going: a.keep_going,
+            save: may_save,
+            restore: !a.no_restore,
+            run_dir: run_dir.clone(),
+            // With --matrix, each cell builds its own artifacts and release manifest.
+            release: (a.release || a.verify_deterministic).then(|| {
+                release_build::ReleaseOptions::from_manifest(&manifest, a.verify_deterministic)
+            }),
+            echo: if a.quiet { Echo::Quiet } else { Echo::Stream },
+        },
+        cache: &cache,
+        print_plan: a.resolve.verbose.then_some(true),
+        extra: Vec::new(),
+    };
+    let summaries = if a.matrix || a.cell.is_some() {
+        job::matrix::run_cells(&job, a.cell.as_deref())?
     } else {
-        ExitCode::SUCCESS
-    })
+        vec![job.run()?]
+    };
+    println!("logs: {}", run_dir.display());
+    job::after_jobs(&manifest, cache.root(), &summaries, &event, a.comment);
+    Ok(job::exit_code(&summaries))
 }
+
+/// Cores available to this process (for sharing cargo's -j between concurrent repos).
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// `target/bllvm-ci/runs/<UTC timestamp>-<pid>` under the current directory.
 fn default_run_dir() -> PathBuf {
     let now = time::OffsetDateTime::now_utc();

@@ -23,6 +23,22 @@ use crate::github::chain;
 use crate::job::preflight;
 use crate::report::{explain, notify, trends as report};
 
+/// The program: drop the inherited `RUSTUP_TOOLCHAIN` (see [`crate::engine::toolchain`]),
+/// parse the command line, run it, and map an error to exit code 2.
+///
+/// Call from `main` before any thread exists: it changes the process environment.
+pub fn main() -> ExitCode {
+    crate::engine::toolchain::take_inherited();
+    let args = <Xtask as clap::Parser>::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Run one parsed command line; `Err` is a run that could not start (exit 2).
 pub fn run(args: Xtask) -> Result<ExitCode> {
     match args.cmd {
@@ -53,10 +69,12 @@ pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
         only: r.common.only.clone(),
         variant: r.common.variant.clone(),
         toolchain: r.toolchain.clone(),
+        cell_toolchain: None,
         deps: r.deps.map(Into::into),
         force: r.force.clone(),
         affected: affected_refs(r.affected.as_deref())?,
         skip_unavailable_toolchains: false,
+        exec: crate::engine::steps::ExecContext::for_display(),
     };
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to

@@ -13,9 +13,12 @@ use anyhow::{Context, Result};
 use crate::cache::Cache;
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
-use crate::engine::{plan, run as ci};
+use crate::engine::run::RunOptions;
+use crate::engine::steps::ExecContext;
 use crate::flags::DemoArgs;
-use crate::support::{exec, fs as fsutil};
+use crate::job::Job;
+use crate::support::exec::Echo;
+use crate::support::fs as fsutil;
 
 /// Where the sample chain lives in this repo, relative to the workspace root.
 pub const SAMPLE_DIR: &str = "ci/sample";
@@ -83,30 +86,30 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
             force: force.then(Vec::new),
             ..PlanOptions::default()
         };
-        let mut chain_cache = Vec::new();
-        let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
-            chain_cache = ci::restore_chain(&cache, keys, true);
-        })?;
-        print!("{}", resolved.plan.render(false));
-        let summary = ci::run(
-            &resolved.plan,
-            &cache,
-            &ci::RunOptions {
+        let run_dir = dir.join(format!("runs/run{round}"));
+        let job = Job {
+            manifest: &manifest,
+            plan: PlanOptions {
+                exec: ExecContext {
+                    run_dir: run_dir.clone(),
+                    ..ExecContext::default()
+                },
+                ..opts
+            },
+            run: RunOptions {
                 jobs: 1,
                 keep_going: false,
                 save: true,
                 restore: true,
-                run_dir: dir.join(format!("runs/run{round}")),
+                run_dir,
                 release: None,
-                echo: if a.quiet {
-                    exec::Echo::Quiet
-                } else {
-                    exec::Echo::Stream
-                },
+                echo: if a.quiet { Echo::Quiet } else { Echo::Stream },
             },
-            chain_cache,
-        )?;
-        print!("{}", summary.render());
+            cache: &cache,
+            print_plan: Some(false),
+            extra: Vec::new(),
+        };
+        let summary = job.run()?;
         if summary.failed() {
             return Ok(ExitCode::from(1));
         }

@@ -35,13 +35,6 @@ pub struct RepoMetadata {
     pub target_directory: PathBuf,
 }
 
-/// Environment a repo's cargo commands run with: the toolchain override, if any.
-pub fn toolchain_env(toolchain: Option<&str>) -> Vec<(String, String)> {
-    toolchain
-        .map(|t| vec![("RUSTUP_TOOLCHAIN".to_owned(), t.to_owned())])
-        .unwrap_or_default()
-}
-
 /// Run `cargo generate-lockfile` when `dir` has no `Cargo.lock` (the real repos commit
 /// none), so the cache key has a lockfile to hash. Returns whether one was generated.
 pub fn ensure_lockfile(dir: &Path, env: &[(String, String)]) -> Result<bool> {

@@ -5,6 +5,7 @@
 
 pub mod checkout;
 pub mod coverage;
+pub mod events;
 pub mod fingerprint;
 pub mod graph;
 pub mod manifest;
@@ -15,5 +16,8 @@ pub mod plan;
 pub mod release_build;
 pub mod results;
 pub mod run;
+pub mod step;
+pub mod steps;
 pub mod summary;
 pub mod testing;
+pub mod toolchain;

@@ -62,15 +62,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::events::{Event, Reporter};
 use crate::engine::manifest::{Manifest, RepoKind};
 use crate::engine::plan::{Plan, RepoPlan};
-use crate::engine::summary::{RepoReport, RepoStatus, StepReport};
-use crate::support::exec::{self, Echo, StepCommand};
+use crate::engine::steps::PreparedStep;
+use crate::engine::summary::{ArtifactFile, ReleaseRepo, RepoReport, RepoStatus};
 use crate::support::fs as fsutil;
 
 /// Version of the builds store's key derivation and `entry.json`; change it when either
@@ -105,55 +105,6 @@ impl ReleaseOptions {
                 .collect(),
         }
     }
-}
-
-/// One collected file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArtifactFile {
-    /// File name (the binary's name), as it appears in `SHA256SUMS`.
-    pub name: String,
-    /// Path relative to the run's `artifacts/` directory (`<repo>/<name>`).
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Hex sha256 of the file's bytes.
-    pub sha256: String,
-}
-
-/// One repo's release outputs: its entry in `release-manifest.json`, also attached to
-/// the repo's row of `summary.json` (`release`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseRepo {
-    /// Repo name.
-    pub repo: String,
-    /// `ok`, `failed` or `skipped` (a repo that did not run, or a docs repo's `ok`).
-    pub status: String,
-    /// The repo's version: the version all its workspace members share, else that of the
-    /// member named like the repo; `None` when neither exists (or for docs repos).
-    pub version: Option<String>,
-    /// Version of every workspace member package (from `cargo metadata`).
-    #[serde(default)]
-    pub packages: BTreeMap<String, String>,
-    /// `git rev-parse HEAD` in the checkout; `None` outside git.
-    pub commit: Option<String>,
-    /// First line of `rustc -vV` of the toolchain that built it (`rustc 1.88.0 (...)`).
-    pub toolchain: Option<String>,
-    /// Features of the variant built.
-    #[serde(default)]
-    pub features: Vec<String>,
-    /// Key in the builds store.
-    pub key: Option<String>,
-    /// The files came from the builds store (an earlier identical build), not a build.
-    #[serde(default)]
-    pub reused: bool,
-    /// `Some(true)`: a clean rebuild gave the same bytes; `Some(false)`: it did not;
-    /// `None`: not checked.
-    pub deterministic: Option<bool>,
-    /// `SOURCE_DATE_EPOCH` the build ran with.
-    pub source_date_epoch: Option<u64>,
-    /// Collected files, sorted by name.
-    #[serde(default)]
-    pub files: Vec<ArtifactFile>,
 }
 
 /// `<run dir>/artifacts/release-manifest.json`: every repo of the run, in plan order.
@@ -453,7 +404,7 @@ impl BuildsStore {
 }
 
 /// How the release hook of the runner is set up for one repo.
-#[derive(Debug, Clone)]
+#[derive(Clone, Copy)]
 pub struct RepoContext<'a> {
     /// The plan (for the checkout root).
     pub plan: &'a Plan,
@@ -465,10 +416,19 @@ pub struct RepoContext<'a> {
     pub save: bool,
     /// The run directory.
     pub run_dir: &'a Path,
-    /// Stream cargo's output.
-    pub echo: Echo,
+    /// Where the release steps' events go.
+    pub reporter: &'a dyn Reporter,
     /// Release options of the run.
     pub opts: &'a ReleaseOptions,
+}
+
+impl RepoContext<'_> {
+    fn note(&self, text: &str) {
+        self.reporter.report(&Event::Note {
+            repo: Some(self.repo),
+            text,
+        });
+    }
 }
 
 /// The runner's hook: build (or reuse) `ctx.repo`'s release artifacts, check determinism
@@ -500,18 +460,37 @@ pub fn run_for_repo(ctx: &RepoContext<'_>, report: &mut RepoReport) {
         report.release = Some(rel);
         return;
     }
-    match build_repo(ctx, report, &mut rel) {
-        Ok(()) => {}
-        Err(e) => {
-            rel.status = "failed".into();
-            println!(
-                "    release: {}",
-                format!("{e:#}").lines().next().unwrap_or("")
-            );
-            report.status = RepoStatus::Failed(format!("release: {e:#}"));
-        }
+    if let Err(e) = build_repo(ctx, report, &mut rel) {
+        rel.status = "failed".into();
+        ctx.note(&format!(
+            "release: {}",
+            format!("{e:#}").lines().next().unwrap_or("")
+        ));
+        report.status = RepoStatus::Failed(format!("release: {e:#}"));
     }
     report.release = Some(rel);
+}
+
+/// Where one repo's release build reads and writes, and how it runs cargo.
+struct Build {
+    /// `<run dir>/artifacts/<repo>`: the artifacts and SHA256SUMS.
+    out_dir: PathBuf,
+    /// `<run dir>/<repo>`: the step logs.
+    log_dir: PathBuf,
+    /// The repo's target dir (absolute).
+    target_dir: PathBuf,
+    /// `<run dir>/verify/<repo>`: the clean rebuild's target dir.
+    verify_dir: PathBuf,
+    /// The binaries to ship.
+    names: Vec<String>,
+    /// Rebuild from clean and compare.
+    verify: bool,
+    /// `cargo build --release ...` arguments.
+    args: Vec<String>,
+    /// Environment of both builds (reproducibility flags).
+    env: BTreeMap<String, String>,
+    /// Timeout of each build, in seconds (the repo's longest step timeout).
+    timeout: u64,
 }
 
 fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseRepo) -> Result<()> {
@@ -519,16 +498,52 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
     let Some(target_key) = &r.cache_key else {
         bail!("repo `{}` has no target key (it did not resolve)", r.name);
     };
-    let names = ctx.opts.artifacts.get(&r.name).cloned().unwrap_or_default();
-    let verify = ctx.opts.verify_deterministic && !names.is_empty();
+    let b = prepare_build(ctx, rel)?;
     let key = builds_key(
         &r.name,
         &target_key.key,
         &r.fingerprint.hash,
-        &names,
-        verify,
+        &b.names,
+        b.verify,
     );
     rel.key = Some(key.clone());
+    let store = BuildsStore::new(ctx.cache_root);
+    let first = match store.restore(&r.name, &key, &b.out_dir, ctx.save) {
+        Some(files) => {
+            ctx.note(&format!(
+                "release: {} file(s) reused from the builds store ({key})",
+                files.len()
+            ));
+            rel.reused = true;
+            files
+        }
+        None => build_artifacts(ctx, report, &b)?,
+    };
+    if first.is_empty() {
+        // Nothing to list: no directory (an empty SHA256SUMS is not a valid one).
+        let _ = fs::remove_dir(&b.out_dir);
+    } else {
+        fs::write(b.out_dir.join("SHA256SUMS"), sha256sums(&first))?;
+    }
+    rel.files = first.clone();
+    if b.verify {
+        verify_rebuild(ctx, report, &b, &first, rel)?;
+    }
+    if !rel.reused && ctx.save {
+        if let Err(e) = store.save(&r.name, &key, &b.out_dir, &first) {
+            report.warnings.push(format!(
+                "builds store: save failed (the build result stands): {e:#}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Directories, arguments and the reproducible environment of a repo's release build.
+fn prepare_build(ctx: &RepoContext<'_>, rel: &mut ReleaseRepo) -> Result<Build> {
+    let r = ctx.repo;
+    let names = ctx.opts.artifacts.get(&r.name).cloned().unwrap_or_default();
+    let verify = ctx.opts.verify_deterministic && !names.is_empty();
     let run_dir = std::path::absolute(ctx.run_dir).context("absolute run dir")?;
     let out_dir = run_dir.join("artifacts").join(&r.name);
     fsutil::remove_tree(&out_dir)?;
@@ -541,15 +556,13 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
         .unwrap_or_else(|| crate::engine::plan::default_target_dir(&r.dir));
     let target_dir = std::path::absolute(&target_dir)?;
     let verify_dir = run_dir.join("verify").join(&r.name);
-
     let epoch = source_date_epoch(&r.dir);
     rel.source_date_epoch = Some(epoch);
-    let cargo_home = crate::cache::cargo_home::cargo_home();
     let mut maps: Vec<(PathBuf, String)> = Vec::new();
     for p in path_forms(&ctx.plan.root) {
         maps.push((p, "/chain".into()));
     }
-    for p in path_forms(&cargo_home) {
+    for p in path_forms(&crate::cache::cargo_home::cargo_home()) {
         maps.push((p, "/cargo".into()));
     }
     if verify {
@@ -567,9 +580,11 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
         .get("RUSTFLAGS")
         .cloned()
         .or_else(|| std::env::var("RUSTFLAGS").ok());
-    let flags = rustflags(existing.as_deref(), &maps);
     let mut env = r.env.clone();
-    env.insert("CARGO_ENCODED_RUSTFLAGS".into(), flags.join("\x1f"));
+    env.insert(
+        "CARGO_ENCODED_RUSTFLAGS".into(),
+        rustflags(existing.as_deref(), &maps).join("\x1f"),
+    );
     env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     let mut args: Vec<String> = ["build", "--release", "--locked", "--workspace"]
         .map(str::to_owned)
@@ -582,130 +597,102 @@ fn build_repo(ctx: &RepoContext<'_>, report: &mut RepoReport, rel: &mut ReleaseR
         args.push("--bin".into());
         args.push(n.clone());
     }
-    let timeout = r.steps.iter().map(|s| s.timeout_secs).max().unwrap_or(3600);
-    let store = BuildsStore::new(ctx.cache_root);
+    Ok(Build {
+        timeout: r.steps.iter().map(|s| s.timeout_secs).max().unwrap_or(3600),
+        out_dir,
+        log_dir,
+        target_dir,
+        verify_dir,
+        names,
+        verify,
+        args,
+        env,
+    })
+}
 
-    let first = match store.restore(&r.name, &key, &out_dir, ctx.save) {
-        Some(files) => {
-            println!(
-                "    release: {} file(s) reused from the builds store ({key})",
-                files.len()
-            );
-            rel.reused = true;
-            files
-        }
-        None => {
-            run_cargo(ctx, report, "release", &args, &env, timeout, &log_dir)?;
-            let built = hash_files(&r.name, &target_dir.join("release"), &names)?;
-            for f in &built {
-                let to = out_dir.join(&f.name);
-                fs::copy(target_dir.join("release").join(&f.name), &to)
-                    .with_context(|| format!("copy {} into {}", f.name, out_dir.display()))?;
-            }
-            built
-        }
-    };
-    if first.is_empty() {
-        // Nothing to list: no directory (an empty SHA256SUMS is not a valid one).
-        let _ = fs::remove_dir(&out_dir);
-    } else {
-        fs::write(out_dir.join("SHA256SUMS"), sha256sums(&first))?;
+/// Build the release binaries and copy them into the artifacts dir; their hashes.
+fn build_artifacts(
+    ctx: &RepoContext<'_>,
+    report: &mut RepoReport,
+    b: &Build,
+) -> Result<Vec<ArtifactFile>> {
+    run_cargo(ctx, report, b, "release", &b.env)?;
+    let built = hash_files(&ctx.repo.name, &b.target_dir.join("release"), &b.names)?;
+    for f in &built {
+        let to = b.out_dir.join(&f.name);
+        fs::copy(b.target_dir.join("release").join(&f.name), &to)
+            .with_context(|| format!("copy {} into {}", f.name, b.out_dir.display()))?;
     }
-    rel.files = first.clone();
+    Ok(built)
+}
 
-    if verify {
-        fsutil::remove_tree(&verify_dir)?;
-        let mut venv = env.clone();
-        venv.insert("CARGO_TARGET_DIR".into(), verify_dir.display().to_string());
-        run_cargo(
-            ctx,
-            report,
-            "verify-deterministic",
-            &args,
-            &venv,
-            timeout,
-            &log_dir,
-        )?;
-        let second = hash_files(&r.name, &verify_dir.join("release"), &names)?;
-        let diff = differing(&first, &second);
-        rel.deterministic = Some(diff.is_empty());
-        if !diff.is_empty() {
-            bail!(
-                "the build is not deterministic: a clean rebuild (target dir {}, kept for inspection) gave different bytes for:\n{}\n(see the module docs of release_build for the usual causes: absolute paths, timestamps or randomness in build scripts)",
-                verify_dir.display(),
-                diff.join("\n")
-            );
-        }
-        println!(
-            "    release: deterministic ({} file(s) identical in a clean rebuild)",
-            second.len()
+/// `--verify-deterministic`: rebuild from a clean target dir and compare every artifact's
+/// hash with the first build's.
+fn verify_rebuild(
+    ctx: &RepoContext<'_>,
+    report: &mut RepoReport,
+    b: &Build,
+    first: &[ArtifactFile],
+    rel: &mut ReleaseRepo,
+) -> Result<()> {
+    fsutil::remove_tree(&b.verify_dir)?;
+    let mut venv = b.env.clone();
+    venv.insert(
+        "CARGO_TARGET_DIR".into(),
+        b.verify_dir.display().to_string(),
+    );
+    run_cargo(ctx, report, b, "verify-deterministic", &venv)?;
+    let second = hash_files(&ctx.repo.name, &b.verify_dir.join("release"), &b.names)?;
+    let diff = differing(first, &second);
+    rel.deterministic = Some(diff.is_empty());
+    if !diff.is_empty() {
+        bail!(
+            "the build is not deterministic: a clean rebuild (target dir {}, kept for inspection) gave different bytes for:\n{}\n(see the module docs of release_build for the usual causes: absolute paths, timestamps or randomness in build scripts)",
+            b.verify_dir.display(),
+            diff.join("\n")
         );
-        let _ = fsutil::remove_tree(&verify_dir);
-        // `verify/` itself, once the last repo's tree is gone.
-        let _ = verify_dir.parent().map(fs::remove_dir);
     }
-    if !rel.reused && ctx.save {
-        if let Err(e) = store.save(&r.name, &key, &out_dir, &first) {
-            report.warnings.push(format!(
-                "builds store: save failed (the build result stands): {e:#}"
-            ));
-        }
-    }
+    ctx.note(&format!(
+        "release: deterministic ({} file(s) identical in a clean rebuild)",
+        second.len()
+    ));
+    let _ = fsutil::remove_tree(&b.verify_dir);
+    // `verify/` itself, once the last repo's tree is gone.
+    let _ = b.verify_dir.parent().map(fs::remove_dir);
     Ok(())
 }
 
-/// Run one cargo command as a step of the repo (logged in `<log dir>/<name>.log`, shown
-/// in the summary). Errors when it cannot start or does not succeed.
+/// Run one cargo command as a step of the repo, through the runner's step executor
+/// (logged in `<log dir>/<name>.log`, shown in the summary). Errors when it does not
+/// succeed.
 fn run_cargo(
     ctx: &RepoContext<'_>,
     report: &mut RepoReport,
+    b: &Build,
     name: &str,
-    args: &[String],
     env: &BTreeMap<String, String>,
-    timeout: u64,
-    log_dir: &Path,
 ) -> Result<()> {
-    let cmd = StepCommand {
-        program: "cargo".into(),
-        args: args.to_vec(),
-        dir: ctx.repo.dir.clone(),
-        env: env.clone(),
-        timeout: Duration::from_secs(timeout),
-        json_diagnostics: false,
-    };
-    println!(
-        "--> {} {name}: cargo {}",
-        ctx.repo.name,
-        exec::shell_words(&cmd.args)
-    );
-    let log = log_dir.join(format!("{name}.log"));
-    let outcome = exec::run_step(&cmd, &log, ctx.echo)?;
-    report.steps.push(StepReport {
+    let prepared = PreparedStep {
         name: name.to_owned(),
-        code: outcome.code,
-        timed_out: outcome.timed_out,
-        secs: outcome.secs,
-        log: log.display().to_string(),
-        errors: Vec::new(),
-    });
-    if !outcome.success() {
-        bail!(
-            "`cargo {}` {} (log: {})",
-            exec::shell_words(args),
-            if outcome.timed_out {
-                format!("timed out after {timeout} s")
-            } else {
-                format!(
-                    "exited with {}",
-                    outcome
-                        .code
-                        .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"))
-                )
-            },
-            log.display()
-        );
+        step: name.to_owned(),
+        program: "cargo".into(),
+        args: b.args.clone(),
+        env: env.clone(),
+        dir: ctx.repo.dir.clone(),
+        timeout_secs: b.timeout,
+        json_diagnostics: false,
+        log: b.log_dir.join(format!("{name}.log")),
+        junit: None,
+        lenient_no_lib: false,
+        coverage_dir: None,
+        blocked: None,
+    };
+    let run = crate::engine::step::execute(ctx.repo, &prepared, ctx.reporter);
+    report.steps.push(run.report);
+    match run.failure {
+        None => Ok(()),
+        Some(why) => bail!("`{}`: {why}", prepared.command_line()),
     }
-    Ok(())
 }
 
 /// Write `<run dir>/artifacts/release-manifest.json` for the run's `repos` (in plan

@@ -3,10 +3,11 @@
 //!
 //! Owns the report types and their rendering only; the runner fills them in.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::cache::{Restore, Save};
-use crate::support::fs::human_bytes;
 
 /// Final status of a repo in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,10 +141,10 @@ pub struct RepoReport {
     /// Release outputs (`ci --release`): files, hashes, determinism; see
     /// [`crate::engine::release_build`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<crate::engine::release_build::ReleaseRepo>,
+    pub release: Option<ReleaseRepo>,
     /// Line coverage of a `coverage` step (see [`crate::engine::coverage`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coverage: Option<crate::engine::coverage::CoverageReport>,
+    pub coverage: Option<CoverageReport>,
 }
 
 /// The whole run.
@@ -170,152 +171,70 @@ impl RunSummary {
             .iter()
             .any(|r| matches!(r.status, RepoStatus::Failed(_)))
     }
-
-    /// The table printed at the end of `ci`.
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "\nsummary (run {}, variant `{}`, {:.1} s)\n",
-            self.run_id, self.variant, self.secs
-        );
-        for c in &self.chain_cache {
-            s += &format!(
-                "  cache {}: {}{}{}\n",
-                c.stage,
-                c.restore_word(),
-                crate::cache::remote::summary_word(c.remote.as_ref()),
-                save_word(c.save.as_ref())
-            );
-            if let Some(w) = &c.warning {
-                s += &format!("    warning: cache {}: {w}\n", c.stage);
-            }
-        }
-        let width = self
-            .repos
-            .iter()
-            .map(|r| r.name.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        for r in &self.repos {
-            let steps: Vec<String> = r
-                .steps
-                .iter()
-                .map(|st| {
-                    let mark = if st.timed_out {
-                        "timeout"
-                    } else if st.ok() {
-                        "ok"
-                    } else {
-                        "failed"
-                    };
-                    format!("{} {mark} {:.1}s", st.name, st.secs)
-                })
-                .collect();
-            let cache: Vec<String> = r
-                .cache
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {}{}{}",
-                        c.stage,
-                        c.restore_word(),
-                        crate::cache::remote::summary_word(c.remote.as_ref()),
-                        save_word(c.save.as_ref())
-                    )
-                })
-                .collect();
-            s += &format!("  {:<width$}  {:<7}", r.name, r.status.word());
-            if !steps.is_empty() {
-                s += &format!("  {}", steps.join(", "));
-            }
-            if let Some(t) = &r.tests {
-                s += &format!(
-                    "  | tests {} passed, {} failed, {} skipped",
-                    t.passed, t.failed, t.skipped
-                );
-            }
-            if let Some(c) = &r.coverage {
-                s += &format!("  | coverage {:.1}% of {} lines", c.line_percent, c.lines);
-            }
-            if let Some(rel) = &r.release {
-                s += &format!(
-                    "  | release {} file(s){}{}",
-                    rel.files.len(),
-                    if rel.reused { " reused" } else { "" },
-                    match rel.deterministic {
-                        Some(true) => ", deterministic",
-                        Some(false) => ", NOT deterministic",
-                        None => "",
-                    }
-                );
-            }
-            if !cache.is_empty() {
-                s += &format!(
-                    "  | cache {} | restore {:.2}s {} | save {:.2}s {}",
-                    cache.join(", "),
-                    r.restore_secs,
-                    human_bytes(r.restore_bytes),
-                    r.save_secs,
-                    human_bytes(r.save_bytes)
-                );
-            }
-            s.push('\n');
-            match &r.status {
-                RepoStatus::Failed(why) | RepoStatus::Skipped(why) | RepoStatus::Cached(why) => {
-                    for (i, line) in why.lines().enumerate() {
-                        s += &format!(
-                            "  {:<width$}    {}{line}\n",
-                            "",
-                            if i == 0 { "why: " } else { "     " }
-                        );
-                    }
-                }
-                RepoStatus::Ok => {}
-            }
-            for h in &r.hints {
-                s += &format!("  {:<width$}    hint: {h}\n", "");
-            }
-            if let (false, Some(step)) =
-                (r.hints.is_empty(), r.steps.iter().rev().find(|s| !s.ok()))
-            {
-                s += &format!(
-                    "  {:<width$}    hint: details with `cargo xtask explain {}`\n",
-                    "", step.log
-                );
-            }
-            for w in &r.warnings {
-                s += &format!("  {:<width$}    warning: {w}\n", "");
-            }
-            for c in r.cache.iter().filter(|c| c.warning.is_some()) {
-                let w = c.warning.as_deref().unwrap_or_default();
-                s += &format!("  {:<width$}    warning: cache {}: {w}\n", "", c.stage);
-            }
-        }
-        let failed: Vec<&str> = self
-            .repos
-            .iter()
-            .filter(|r| matches!(r.status, RepoStatus::Failed(_)))
-            .map(|r| r.name.as_str())
-            .collect();
-        if let Some((lines, covered, pct)) = crate::engine::coverage::total(&self.repos) {
-            s += &format!("coverage: {pct:.1}% of lines ({covered}/{lines})\n");
-        }
-        if failed.is_empty() {
-            s += "result: ok\n";
-        } else {
-            s += &format!("result: FAILED ({})\n", failed.join(", "));
-        }
-        s
-    }
 }
 
-fn save_word(save: Option<&Save>) -> &'static str {
-    match save {
-        Some(Save::Saved { .. }) => ", saved",
-        Some(Save::Exists) => ", exists",
-        Some(Save::Unchanged { .. }) => ", unchanged",
-        Some(Save::NoSpace) => ", not saved (no space)",
-        Some(Save::Skipped) => ", not saved",
-        Some(Save::Empty) | None => "",
-    }
+/// One collected release file (see [`crate::engine::release_build`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    /// File name (the binary's name), as it appears in `SHA256SUMS`.
+    pub name: String,
+    /// Path relative to the run's `artifacts/` directory (`<repo>/<name>`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+}
+
+/// One repo's release outputs: its entry in `release-manifest.json`, also attached to
+/// the repo's row of `summary.json` (`release`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRepo {
+    /// Repo name.
+    pub repo: String,
+    /// `ok`, `failed` or `skipped` (a repo that did not run, or a docs repo's `ok`).
+    pub status: String,
+    /// The repo's version: the version all its workspace members share, else that of the
+    /// member named like the repo; `None` when neither exists (or for docs repos).
+    pub version: Option<String>,
+    /// Version of every workspace member package (from `cargo metadata`).
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+    /// `git rev-parse HEAD` in the checkout; `None` outside git.
+    pub commit: Option<String>,
+    /// First line of `rustc -vV` of the toolchain that built it (`rustc 1.88.0 (...)`).
+    pub toolchain: Option<String>,
+    /// Features of the variant built.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Key in the builds store.
+    pub key: Option<String>,
+    /// The files came from the builds store (an earlier identical build), not a build.
+    #[serde(default)]
+    pub reused: bool,
+    /// `Some(true)`: a clean rebuild gave the same bytes; `Some(false)`: it did not;
+    /// `None`: not checked.
+    pub deterministic: Option<bool>,
+    /// `SOURCE_DATE_EPOCH` the build ran with.
+    pub source_date_epoch: Option<u64>,
+    /// Collected files, sorted by name.
+    #[serde(default)]
+    pub files: Vec<ArtifactFile>,
+}
+
+/// One repo's (or the run's) line coverage (see [`crate::engine::coverage`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoverageReport {
+    /// Covered lines over instrumented lines, in percent (0 to 100; 0 when nothing was
+    /// instrumented).
+    pub line_percent: f64,
+    /// Instrumented lines (lcov `LF`, summed).
+    pub lines: u64,
+    /// Lines hit at least once (lcov `LH`, summed).
+    pub covered: u64,
+    /// Path of the lcov report.
+    pub lcov: String,
+    /// Path of the Cobertura XML report, when tarpaulin wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cobertura: Option<String>,
 }

@@ -1,4 +1,137 @@
-//! Layer 6: one CI job end to end — preflight, resolve the plan, restore the chain-wide
-//! stages, run, and hand the finished summary to the reports.
+//! Layer 6: one CI job end to end, the same for `ci`, every matrix cell and `demo`:
+//! resolve the plan (restoring the chain-wide cache stages before `cargo metadata`), run
+//! it, then finish the summary — knowledge-base hints, `summary.json`, the GitHub Actions
+//! step summary and outputs — and report it (console, metrics). [`after_jobs`] does what
+//! comes once per invocation over the finished summaries: the notification and the PR
+//! comment.
 
+pub mod matrix;
 pub mod preflight;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cache::Cache;
+use crate::engine::events::{Event, Fanout, Reporter};
+use crate::engine::manifest::Manifest;
+use crate::engine::plan::{self, PlanOptions};
+use crate::engine::run::{self, RunOptions};
+use crate::engine::summary::{RepoStatus, RunSummary};
+use crate::github::events::Event as GithubEvent;
+use crate::report::console::{render_summary, Console};
+use crate::report::{explain, gha, metrics, notify};
+
+/// Knowledge-base hints kept per failed repo.
+const MAX_HINTS: usize = 3;
+
+/// One job: what to resolve and how to run it.
+pub struct Job<'a> {
+    /// The chain manifest.
+    pub manifest: &'a Manifest,
+    /// How the plan is resolved (selection, toolchain, variant, step preparation).
+    pub plan: PlanOptions,
+    /// How it runs (save, restore, jobs, run dir, release).
+    pub run: RunOptions,
+    /// The cache (read-only for runs that may not save).
+    pub cache: &'a Cache,
+    /// Print the plan before running: `Some(true)` with every input (`-v`), `Some(false)`
+    /// the short form, `None` not at all.
+    pub print_plan: Option<bool>,
+    /// Reporters besides the console (tests, progress displays).
+    pub extra: Vec<&'a dyn Reporter>,
+}
+
+impl Job<'_> {
+    /// Resolve, run and finish the job; returns its summary (already printed, written to
+    /// `<run dir>/summary.json` and recorded in the metrics history).
+    ///
+    /// Errors: the plan cannot be resolved (bad `--only`, missing checkout, cycle), the
+    /// run dir or `summary.json` cannot be written.
+    pub fn run(&self) -> Result<RunSummary> {
+        let probe = metrics::Probe::start(self.cache.root());
+        let mut chain_cache = Vec::new();
+        let resolved = plan::resolve_with(self.manifest, &self.plan, self.cache, &mut |keys| {
+            chain_cache = run::restore_chain(self.cache, keys, self.run.restore);
+        })?;
+        if let Some(verbose) = self.print_plan {
+            print!("{}", resolved.plan.render(verbose));
+        }
+        let console = Console::new(self.run.echo, self.run.jobs);
+        let mut all: Vec<&dyn Reporter> = vec![&console];
+        all.extend(self.extra.iter().copied());
+        let reporter = Fanout(all);
+        let mut summary = run::run(
+            &resolved.plan,
+            self.cache,
+            &self.run,
+            chain_cache,
+            &reporter,
+        )?;
+        add_hints(&mut summary);
+        write_summary(&self.run.run_dir, &summary)?;
+        if gha::enabled() {
+            if let Err(e) = gha::finish(&resolved.plan, &summary) {
+                eprintln!("warning: could not write the GitHub Actions summary and outputs: {e:#}");
+            }
+        }
+        // The stripped manifests and generated lockfiles go back now, before the summary
+        // is printed, so an interrupted print cannot leave them behind.
+        drop(resolved);
+        reporter.report(&Event::RunFinished { summary: &summary });
+        probe.finish(&summary, self.cache, &self.run.run_dir);
+        Ok(summary)
+    }
+}
+
+/// What the error knowledge base (`ci/error-patterns.toml`) suggests for each failed repo,
+/// from the log of its failing step.
+pub fn add_hints(summary: &mut RunSummary) {
+    for r in &mut summary.repos {
+        if !matches!(r.status, RepoStatus::Failed(_)) {
+            continue;
+        }
+        if let Some(step) = r.steps.iter().rev().find(|s| !s.ok()) {
+            r.hints = explain::hints(Path::new(&step.log), MAX_HINTS);
+        }
+    }
+}
+
+/// `<run dir>/summary.json` (schema 1).
+fn write_summary(run_dir: &Path, summary: &RunSummary) -> Result<()> {
+    let path = run_dir.join("summary.json");
+    let json = serde_json::to_vec_pretty(summary)?;
+    std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))
+}
+
+/// Once per invocation, over the jobs' summaries (one, or one per matrix cell): send the
+/// notification (the first failed job's, else the last's) and, with `comment`, post every
+/// summary as the pull request's comment.
+pub fn after_jobs(
+    manifest: &Manifest,
+    cache_root: &Path,
+    summaries: &[RunSummary],
+    event: &GithubEvent,
+    comment: bool,
+) {
+    let notify_with = summaries
+        .iter()
+        .find(|s| s.failed())
+        .or_else(|| summaries.last());
+    if let Some(s) = notify_with {
+        notify::after_run(manifest, s, cache_root);
+    }
+    if comment && !summaries.is_empty() {
+        let text: String = summaries.iter().map(render_summary).collect();
+        crate::github::chain::comment_on_pull_request(event, &text);
+    }
+}
+
+/// The process exit code for finished jobs: 1 when any repo of any job failed.
+pub fn exit_code(summaries: &[RunSummary]) -> std::process::ExitCode {
+    if summaries.iter().any(RunSummary::failed) {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}

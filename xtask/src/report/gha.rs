@@ -20,14 +20,6 @@ pub fn enabled() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-/// Whether a cargo invocation accepts `--message-format` (its subcommand compiles).
-pub fn takes_message_format(args: &[String]) -> bool {
-    matches!(
-        args.first().map(String::as_str),
-        Some("build" | "check" | "clippy" | "test" | "doc" | "bench" | "run")
-    )
-}
-
 /// Escape a workflow command's message (GitHub: `%`, `\r`, `\n`).
 pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")

@@ -2,6 +2,7 @@
 //! groups, annotations and step summary, metrics and their trends, notifications, the
 //! error knowledge base's hints, graph renderings.
 
+pub mod console;
 pub mod explain;
 pub mod gha;
 pub mod graph;

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -120,19 +120,71 @@ pub enum Echo {
     Quiet,
 }
 
-/// Run `cmd`, teeing stdout and stderr line by line to `log` (created) and, with
-/// [`Echo::Stream`], to our stdout. The child is the leader of a new process group; at its
-/// timeout the whole group gets SIGKILL, so grandchildren (rustc, test binaries) die too.
-/// After a normal exit the group is killed as well, so a stray background process cannot
-/// keep the pipes open.
+/// How long output is still read after a step's process group is gone: a daemon that
+/// escaped the group (`setsid`) and kept stdout open must not hang the run. Lines it
+/// writes after this are not read (its pipe is abandoned).
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Run `cmd`, teeing stdout and stderr line by line to `log` (created) and to `on_output`
+/// (with JSON diagnostics: each diagnostic's rendered text instead of its JSON). The
+/// child is the leader of a new process group; at its timeout the whole group gets
+/// SIGKILL, so grandchildren (rustc, test binaries) die too. After a normal exit the group
+/// is killed as well, and output is drained for at most [`DRAIN`], so a stray background
+/// process can neither keep running in the group nor hold the run up.
 ///
 /// Errors: the program cannot be spawned (e.g. not installed) or the log cannot be written.
-pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome> {
+pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Result<StepOutcome> {
     let start = Instant::now();
     let mut logf = File::create(log).with_context(|| format!("create log {}", log.display()))?;
     writeln!(logf, "$ {} {}", cmd.program, shell_words(&cmd.args))?;
-    let logf = Arc::new(Mutex::new(logf));
-    let mut child = Command::new(&cmd.program)
+    let mut child = spawn(cmd)?;
+    let pgid = child.id() as i32;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let pipes: [Box<dyn Read + Send>; 2] = [
+        Box::new(child.stdout.take().expect("piped")),
+        Box::new(child.stderr.take().expect("piped")),
+    ];
+    for pipe in pipes {
+        spawn_reader(pipe, tx.clone());
+    }
+    drop(tx);
+    let mut sink = Sink {
+        json: cmd.json_diagnostics,
+        diagnostics: Vec::new(),
+        log: logf,
+        on_output,
+    };
+    let mut timed_out = false;
+    let status: ExitStatus = loop {
+        sink.pump(&rx, Duration::from_millis(20));
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() >= cmd.timeout {
+            timed_out = true;
+            kill_group(pgid);
+            break child.wait()?;
+        }
+    };
+    kill_group(pgid);
+    sink.drain(&rx, Instant::now() + DRAIN);
+    if timed_out {
+        writeln!(
+            sink.log,
+            "\n[bllvm-ci] killed after its timeout of {} s",
+            cmd.timeout.as_secs()
+        )?;
+    }
+    Ok(StepOutcome {
+        code: status.code(),
+        timed_out,
+        secs: start.elapsed().as_secs_f64(),
+        diagnostics: sink.diagnostics,
+    })
+}
+
+fn spawn(cmd: &StepCommand) -> Result<std::process::Child> {
+    Command::new(&cmd.program)
         .args(&cmd.args)
         .current_dir(&cmd.dir)
         .envs(&cmd.env)
@@ -147,87 +199,83 @@ pub fn run_step(cmd: &StepCommand, log: &Path, echo: Echo) -> Result<StepOutcome
                 cmd.program,
                 cmd.dir.display()
             )
-        })?;
-    let pgid = child.id() as i32;
-    let diagnostics: Arc<Mutex<Vec<Diagnostic>>> = Arc::default();
-    let readers: Vec<_> = [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ]
-    .into_iter()
-    .map(|pipe| {
-        let logf = Arc::clone(&logf);
-        let diagnostics = Arc::clone(&diagnostics);
-        let json = cmd.json_diagnostics;
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let shown: Option<Vec<u8>> = if json {
-                    match parse_json_line(&line) {
-                        Ok(Some((d, rendered))) => {
-                            // `--all-targets` compiles a file for the lib and its tests:
-                            // the same diagnostic arrives twice; show and keep it once.
-                            let mut all = diagnostics.lock().expect("diagnostics lock");
-                            if all.contains(&d) {
-                                None
-                            } else {
-                                all.push(d);
-                                Some(rendered.into_bytes())
-                            }
-                        }
-                        Ok(None) => None,
-                        Err(()) => Some(line.clone()),
-                    }
-                } else {
-                    Some(line.clone())
-                };
-                if let Some(text) = shown {
-                    if echo == Echo::Stream {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&text);
-                        let _ = out.flush();
-                    }
-                    let _ = logf.lock().expect("log lock").write_all(&text);
-                }
-                line.clear();
-            }
         })
-    })
-    .collect();
+}
 
-    let mut timed_out = false;
-    let status: ExitStatus = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+/// Read `pipe` line by line into `tx` on a detached thread: the thread ends when the
+/// pipe closes or the receiver is gone, and nothing waits for it (see [`DRAIN`]).
+fn spawn_reader(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
         }
-        if start.elapsed() >= cmd.timeout {
-            timed_out = true;
-            kill_group(pgid);
-            break child.wait()?;
+    });
+}
+
+/// Where a step's lines go: the log, the caller, and (JSON mode) the diagnostics.
+struct Sink<'a> {
+    json: bool,
+    diagnostics: Vec<Diagnostic>,
+    log: File,
+    on_output: &'a dyn Fn(&[u8]),
+}
+
+impl Sink<'_> {
+    /// Take every line that arrives within `wait`.
+    fn pump(&mut self, rx: &mpsc::Receiver<Vec<u8>>, wait: Duration) {
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                self.line(&line);
+                while let Ok(line) = rx.try_recv() {
+                    self.line(&line);
+                }
+            }
+            // Both pipes closed while the child still runs: do not spin.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    kill_group(pgid);
-    for r in readers {
-        let _ = r.join();
     }
-    let secs = start.elapsed().as_secs_f64();
-    let mut logf = logf.lock().expect("log lock");
-    if timed_out {
-        writeln!(
-            logf,
-            "\n[bllvm-ci] killed after its timeout of {} s",
-            cmd.timeout.as_secs()
-        )?;
+
+    /// Take lines until both pipes are closed or `deadline` passes.
+    fn drain(&mut self, rx: &mpsc::Receiver<Vec<u8>>, deadline: Instant) {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) => self.line(&line),
+                Err(_) => break,
+            }
+        }
     }
-    let diagnostics = std::mem::take(&mut *diagnostics.lock().expect("diagnostics lock"));
-    Ok(StepOutcome {
-        code: status.code(),
-        timed_out,
-        secs,
-        diagnostics,
-    })
+
+    fn line(&mut self, line: &[u8]) {
+        let shown: Option<Vec<u8>> = if self.json {
+            match parse_json_line(line) {
+                // `--all-targets` compiles a file for the lib and its tests: the same
+                // diagnostic arrives twice; show and keep it once.
+                Ok(Some((d, _))) if self.diagnostics.contains(&d) => None,
+                Ok(Some((d, rendered))) => {
+                    self.diagnostics.push(d);
+                    Some(rendered.into_bytes())
+                }
+                Ok(None) => None,
+                Err(()) => Some(line.to_vec()),
+            }
+        } else {
+            Some(line.to_vec())
+        };
+        if let Some(text) = shown {
+            (self.on_output)(&text);
+            let _ = self.log.write_all(&text);
+        }
+    }
 }
 
 /// SIGKILL every process in group `pgid`; a group that is already gone is fine.
@@ -274,7 +322,7 @@ mod tests {
         let o = run_step(
             &sh("echo out; echo err >&2; exit 3", Duration::from_secs(30)),
             &log,
-            Echo::Quiet,
+            &|_| {},
         )
         .unwrap();
         assert_eq!(o.code, Some(3));
@@ -291,7 +339,7 @@ mod tests {
         let o = run_step(
             &sh(&script, Duration::from_millis(500)),
             &t.path().join("l"),
-            Echo::Quiet,
+            &|_| {},
         )
         .unwrap();
         assert!(o.timed_out && !o.success());

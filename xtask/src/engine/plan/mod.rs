@@ -1,0 +1,23 @@
+//! Plan, then run: resolve the manifest and the checkouts into a [`Plan`] — run order,
+//! levels, edges with their origin, cache keys and whether each would hit — without
+//! running any step. `cargo xtask plan` prints it; `cargo xtask ci` executes it.
+//!
+//! Resolving does run read-only helpers (`rustc -vV`, `cargo metadata`, and
+//! `cargo generate-lockfile` for repos that commit no lockfile), in parallel, one thread
+//! per repo. In registry mode it also holds the stripped manifests ([`Resolved::guards`])
+//! until the caller is done.
+
+mod affected;
+mod keys;
+mod render;
+mod resolve;
+mod types;
+
+#[cfg(test)]
+pub use keys::target_key;
+pub use keys::ChainKeys;
+pub use render::explain;
+pub use resolve::{resolve, resolve_with};
+// Kept here for the callers that prepare a one-off command (`cache warm`, `bench noop`).
+pub use crate::engine::steps::step_args;
+pub use types::*;

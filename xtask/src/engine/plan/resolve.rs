@@ -1,0 +1,542 @@
+//! Resolving a manifest into a [`Plan`], phase by phase: strip sibling patches (registry
+//! mode), probe each repo's compiler and lockfile, compute the chain-wide keys (so the
+//! caller can restore the registry before `cargo metadata` needs it), read the resolved
+//! graphs, order them, hash the checkouts, then plan each repo in order.
+//!
+//! Every phase that runs a command runs one thread per repo. Nothing here builds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+use super::affected::affected_repos;
+use super::keys::{chain_keys, target_key, ChainKeys};
+use super::types::{
+    default_target_dir, effective_root, Action, EdgeView, GeneratedLockfile, Plan, PlanOptions,
+    RepoPlan, Resolved,
+};
+use crate::cache::cargo_home::LockedPackages;
+use crate::cache::Cache;
+use crate::engine::fingerprint::{self, Fingerprint};
+use crate::engine::graph::Graph;
+use crate::engine::manifest::{DepsMode, Manifest, Repo, RepoKind};
+use crate::engine::metadata::{self, RepoMetadata};
+use crate::engine::patches::{self, StrippedManifest};
+use crate::engine::results::Results;
+use crate::engine::steps::{self, RepoSteps};
+use crate::engine::toolchain::Choice;
+use crate::support::fs::sha256_file;
+
+/// What probing one cargo repo found.
+struct Probe {
+    rustc: Result<String>,
+    meta: Result<RepoMetadata>,
+    fallback: Option<RepoMetadata>,
+}
+
+/// Everything the per-repo planning needs, computed once for the whole chain.
+struct Chain<'a> {
+    manifest: &'a Manifest,
+    opts: &'a PlanOptions,
+    cache: &'a Cache,
+    root: PathBuf,
+    variant: String,
+    profile: String,
+    selected: BTreeSet<&'a str>,
+    probes: BTreeMap<String, Probe>,
+    graph: Graph,
+    levels: Vec<Vec<String>>,
+    contents: BTreeMap<String, String>,
+    stripped: BTreeMap<String, Vec<String>>,
+    affected: Option<(BTreeSet<String>, BTreeMap<String, String>)>,
+    results: Results,
+}
+
+/// Resolve `manifest` into a plan.
+///
+/// Errors (the whole run cannot start): missing checkouts (all listed), an `--only` name
+/// that is not in the manifest, a dependency cycle, a package claimed by two repos.
+/// Problems of one repo (its toolchain is not installed, `cargo metadata` fails) do not
+/// stop the plan: they are kept in [`RepoPlan::error`] and that repo fails when run.
+pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result<Resolved> {
+    resolve_with(manifest, opts, cache, &mut |_| {})
+}
+
+/// [`resolve`], calling `before_metadata` with the chain-wide keys once the
+/// lockfiles are known and before `cargo metadata` runs: `ci` restores the registry
+/// there, so that a runner without network (or with an empty `$CARGO_HOME`) resolves from
+/// the cache.
+///
+/// Errors as [`resolve`].
+pub fn resolve_with(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    cache: &Cache,
+    before_metadata: &mut dyn FnMut(&ChainKeys),
+) -> Result<Resolved> {
+    let root = effective_root(manifest, opts);
+    for name in &opts.only {
+        manifest.repo(name)?;
+    }
+    metadata::check_checkouts(manifest, &root)?;
+    let (guards, stripped) = strip_registry_patches(manifest, opts, &root)?;
+    let generated = Mutex::new(Vec::new());
+    let rustcs = probe_compilers(manifest, opts, &root, &generated);
+    let selected = selected_repos(manifest, opts);
+    let (lock_hashes, locked) = lockfiles(manifest, &root, &selected)?;
+    let keys = chain_keys(&lock_hashes, locked.has_git);
+    before_metadata(&keys);
+    let probes = probe_metadata(manifest, opts, &root, rustcs);
+    let metas: Vec<RepoMetadata> = probes
+        .values()
+        .filter_map(|p| p.meta.as_ref().ok().cloned().or_else(|| p.fallback.clone()))
+        .collect();
+    let graph = metadata::build_graph(manifest, &metas)?;
+    let levels = graph.levels()?;
+    let affected = opts
+        .affected
+        .as_ref()
+        .map(|(base, head)| affected_repos(manifest, &root, &graph, base, head));
+    let chain = Chain {
+        contents: content_hashes(manifest, &root),
+        results: Results::new(cache.root()),
+        variant: opts
+            .variant
+            .clone()
+            .unwrap_or_else(|| manifest.defaults.variant.clone()),
+        profile: manifest.defaults.profile.clone(),
+        manifest,
+        opts,
+        cache,
+        root,
+        selected,
+        probes,
+        graph,
+        levels,
+        stripped,
+        affected,
+    };
+    let repos = plan_repos(&chain)?;
+    Ok(Resolved {
+        plan: finish_plan(chain, repos, keys, locked),
+        guards,
+        generated_lockfiles: generated.into_inner().expect("lock list"),
+    })
+}
+
+/// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
+fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
+    Choice::resolve(
+        opts.cell_toolchain.as_deref(),
+        opts.toolchain.as_deref(),
+        r.toolchain.as_deref(),
+        &Manifest::checkout_dir(root, r),
+    )
+}
+
+/// Registry mode: strip sibling patches before anything reads the manifests. Also puts
+/// back what a killed run left stripped.
+fn strip_registry_patches(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    root: &Path,
+) -> Result<(Vec<StrippedManifest>, BTreeMap<String, Vec<String>>)> {
+    let all_dirs: Vec<PathBuf> = manifest
+        .repos
+        .iter()
+        .map(|r| Manifest::checkout_dir(root, r))
+        .collect();
+    let mut guards = Vec::new();
+    let mut stripped = BTreeMap::new();
+    for r in manifest.repos.iter().filter(|r| r.kind == RepoKind::Cargo) {
+        let dir = Manifest::checkout_dir(root, r);
+        patches::restore_leftovers(&dir)?;
+        if opts.deps.unwrap_or(r.deps) == DepsMode::Registry {
+            let siblings: Vec<PathBuf> = all_dirs.iter().filter(|d| **d != dir).cloned().collect();
+            if let Some(g) = patches::strip_sibling_patches(&dir, &siblings)
+                .with_context(|| format!("strip sibling patches of `{}`", r.name))?
+            {
+                stripped.insert(r.name.clone(), g.removed.clone());
+                guards.push(g);
+            }
+        }
+    }
+    Ok((guards, stripped))
+}
+
+fn cargo_repos(manifest: &Manifest) -> impl Iterator<Item = &Repo> {
+    manifest.repos.iter().filter(|r| r.kind == RepoKind::Cargo)
+}
+
+fn selected_repos<'a>(manifest: &'a Manifest, opts: &'a PlanOptions) -> BTreeSet<&'a str> {
+    if opts.only.is_empty() {
+        manifest.repos.iter().map(|r| r.name.as_str()).collect()
+    } else {
+        opts.only.iter().map(String::as_str).collect()
+    }
+}
+
+/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV`) and a lockfile
+/// (generated when the repo commits none; recorded in `generated`). Nothing here needs
+/// the registry when the repo commits its `Cargo.lock`.
+fn probe_compilers(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    root: &Path,
+    generated: &Mutex<Vec<GeneratedLockfile>>,
+) -> BTreeMap<String, Result<String>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = cargo_repos(manifest)
+            .map(|r| {
+                let dir = Manifest::checkout_dir(root, r);
+                let env = toolchain_of(opts, root, r).env();
+                s.spawn(move || {
+                    let rustc = metadata::rustc_version(&dir, &env).and_then(|v| {
+                        if metadata::ensure_lockfile(&dir, &env)? {
+                            generated
+                                .lock()
+                                .expect("lock list")
+                                .push(GeneratedLockfile(dir.join("Cargo.lock")));
+                        }
+                        Ok(v)
+                    });
+                    (r.name.clone(), rustc)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .collect()
+    })
+}
+
+/// The selected repos' lockfile hashes (sorted by repo) and the registry packages they
+/// name: the inputs of the chain-wide keys.
+fn lockfiles(
+    manifest: &Manifest,
+    root: &Path,
+    selected: &BTreeSet<&str>,
+) -> Result<(Vec<(String, String)>, LockedPackages)> {
+    let mut locked = LockedPackages::default();
+    let mut hashes = Vec::new();
+    for r in cargo_repos(manifest).filter(|r| selected.contains(r.name.as_str())) {
+        let lock_path = Manifest::checkout_dir(root, r).join("Cargo.lock");
+        if let Ok(h) = sha256_file(&lock_path) {
+            locked.add_lockfile(&lock_path)?;
+            hashes.push((r.name.clone(), h));
+        }
+    }
+    hashes.sort();
+    Ok((hashes, locked))
+}
+
+/// Phase B, one thread per cargo repo: the resolved graph, and the `--no-deps` fallback
+/// when full resolution fails.
+fn probe_metadata(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    root: &Path,
+    mut rustcs: BTreeMap<String, Result<String>>,
+) -> BTreeMap<String, Probe> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = cargo_repos(manifest)
+            .map(|r| {
+                let dir = Manifest::checkout_dir(root, r);
+                let env = toolchain_of(opts, root, r).env();
+                let rustc = rustcs
+                    .remove(&r.name)
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("not probed")));
+                s.spawn(move || {
+                    let meta = if rustc.is_ok() {
+                        metadata::read_metadata(&r.name, &dir, &env)
+                    } else {
+                        Err(anyhow::anyhow!("not resolved: the toolchain cannot run"))
+                    };
+                    let fallback = meta
+                        .is_err()
+                        .then(|| metadata::read_declared(&r.name, &dir, &env).ok())
+                        .flatten();
+                    let probe = Probe {
+                        rustc,
+                        meta,
+                        fallback,
+                    };
+                    (r.name.clone(), probe)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .collect()
+    })
+}
+
+/// Content hashes of every checkout, one thread each (git is the slow part).
+fn content_hashes(manifest: &Manifest, root: &Path) -> BTreeMap<String, String> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = manifest
+            .repos
+            .iter()
+            .map(|r| {
+                let dir = Manifest::checkout_dir(root, r);
+                s.spawn(move || {
+                    let h =
+                        fingerprint::content_hash(&dir).unwrap_or_else(|e| format!("error: {e:#}"));
+                    (r.name.clone(), h)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("content hash thread panicked"))
+            .collect()
+    })
+}
+
+/// Plan every repo in run order; upstream fingerprints feed downstream ones.
+fn plan_repos(c: &Chain<'_>) -> Result<Vec<RepoPlan>> {
+    let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
+    let mut repos = Vec::new();
+    for (level, names) in c.levels.iter().enumerate() {
+        for name in names {
+            let r = plan_repo(c, c.manifest.repo(name)?, level, &fingerprints);
+            fingerprints.insert(name.clone(), r.fingerprint.hash.clone());
+            repos.push(r);
+        }
+    }
+    Ok(repos)
+}
+
+/// Plan one repo: toolchain, key, environment, fingerprint, prepared steps and action.
+fn plan_repo(
+    c: &Chain<'_>,
+    r: &Repo,
+    level: usize,
+    upstream_fps: &BTreeMap<String, String>,
+) -> RepoPlan {
+    let name = r.name.as_str();
+    let dir = Manifest::checkout_dir(&c.root, r);
+    let probe = c.probes.get(name);
+    let features = r.variant_features(&c.variant).to_vec();
+    let deps = c.opts.deps.unwrap_or(r.deps);
+    let toolchain = toolchain_of(c.opts, &c.root, r);
+    let meta = probe.and_then(|p| p.meta.as_ref().ok());
+    let error = probe.and_then(|p| match (&p.rustc, &p.meta) {
+        (Err(e), _) | (_, Err(e)) => Some(format!("{e:#}")),
+        _ => None,
+    });
+    let rustc = probe.and_then(|p| p.rustc.as_ref().ok().cloned());
+    let lock_sha256 = (r.kind == RepoKind::Cargo)
+        .then(|| sha256_file(&dir.join("Cargo.lock")).ok())
+        .flatten();
+    let cache_key = match (&rustc, &lock_sha256, error.is_none()) {
+        (Some(rustc), Some(lock), true) => Some(target_key(
+            r, &c.variant, &features, &c.profile, deps, rustc, lock,
+        )),
+        _ => None,
+    };
+    let env = repo_env(c.manifest, r, &toolchain);
+    let fp = Fingerprint::new(fingerprint_inputs(
+        c,
+        r,
+        &FingerprintParts {
+            lock_sha256: lock_sha256.as_deref(),
+            rustc: rustc.as_deref(),
+            features: &features,
+            deps,
+            env: &env,
+        },
+        upstream_fps,
+    ));
+    let target_dir = meta.map(|m| m.target_directory.clone());
+    let prepared = steps::prepare(
+        &r.steps,
+        &RepoSteps {
+            repo: name,
+            dir: &dir,
+            target_dir: &target_dir
+                .clone()
+                .unwrap_or_else(|| default_target_dir(&dir)),
+            features: &features,
+            profile: &c.profile,
+            env: &env,
+        },
+        &c.opts.exec,
+    );
+    let action = decide_action(c, name, probe, &toolchain, error.as_deref(), &fp);
+    RepoPlan {
+        name: name.to_owned(),
+        level,
+        depends_on: c
+            .graph
+            .upstream(name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        edges: edges_into(&c.graph, name),
+        selected: c.selected.contains(name),
+        kind: r.kind,
+        target_dir,
+        toolchain: toolchain.override_name().map(str::to_owned),
+        toolchain_source: toolchain.describe(),
+        rustc,
+        features,
+        deps,
+        lock_sha256,
+        cache_hit: cache_key.as_ref().is_some_and(|k| c.cache.contains(k)),
+        cache_key,
+        steps: r.steps.clone(),
+        prepared,
+        env,
+        versions: meta.map(|m| m.versions.clone()).unwrap_or_default(),
+        unused_patches: meta.map(|m| m.unused_patches.clone()).unwrap_or_default(),
+        stripped_patches: c.stripped.get(name).cloned().unwrap_or_default(),
+        error,
+        fingerprint: fp,
+        action,
+        dir,
+    }
+}
+
+/// The environment every step of `r` runs with: the manifest's `env`, the toolchain
+/// override, and `CARGO_INCREMENTAL=0` unless the manifest keeps incremental builds.
+fn repo_env(manifest: &Manifest, r: &Repo, toolchain: &Choice) -> BTreeMap<String, String> {
+    let mut env = r.env.clone();
+    env.extend(toolchain.env());
+    if !manifest.defaults.incremental {
+        env.entry("CARGO_INCREMENTAL".into())
+            .or_insert_with(|| "0".into());
+    }
+    env
+}
+
+/// The parts of a repo's fingerprint computed by [`plan_repo`].
+struct FingerprintParts<'a> {
+    lock_sha256: Option<&'a str>,
+    rustc: Option<&'a str>,
+    features: &'a [String],
+    deps: DepsMode,
+    env: &'a BTreeMap<String, String>,
+}
+
+/// Every input of a repo's fingerprint, named (see [`crate::engine::fingerprint`]): its
+/// content, lockfile, compiler, features, profile, dependency mode, environment, each
+/// manifest step as written, and each direct upstream's fingerprint.
+fn fingerprint_inputs(
+    c: &Chain<'_>,
+    r: &Repo,
+    p: &FingerprintParts<'_>,
+    upstream_fps: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let none = || "none".to_owned();
+    let mut inputs: Vec<(String, String)> = vec![
+        ("content".into(), c.contents[r.name.as_str()].clone()),
+        (
+            "lockfile-sha256".into(),
+            p.lock_sha256.map_or_else(none, str::to_owned),
+        ),
+        ("rustc -vV".into(), p.rustc.map_or_else(none, str::to_owned)),
+        // The variant's features, not its name: a repo that lists no features for two
+        // variants builds the same thing under both.
+        ("features".into(), p.features.join(",")),
+        ("profile".into(), c.profile.clone()),
+        ("deps".into(), p.deps.to_string()),
+        ("env".into(), format!("{:?}", p.env)),
+    ];
+    for step in &r.steps {
+        inputs.push((
+            format!("step {}", step.name),
+            format!(
+                "{} {} timeout={} env={:?}",
+                step.program,
+                steps::step_args(step, p.features, &c.profile).join(" "),
+                step.timeout_secs,
+                step.env
+            ),
+        ));
+    }
+    for up in c.graph.upstream(&r.name) {
+        inputs.push((format!("upstream {up}"), upstream_fps[up].clone()));
+    }
+    inputs
+}
+
+/// What `ci` will do with the repo (see [`Action`]).
+fn decide_action(
+    c: &Chain<'_>,
+    name: &str,
+    probe: Option<&Probe>,
+    toolchain: &Choice,
+    error: Option<&str>,
+    fp: &Fingerprint,
+) -> Action {
+    let forced = c
+        .opts
+        .force
+        .as_ref()
+        .is_some_and(|f| f.is_empty() || f.iter().any(|x| x == name));
+    let toolchain_missing = probe.is_some_and(|p| p.rustc.is_err());
+    let not_affected = c.affected.as_ref().and_then(|(set, notes)| {
+        (!set.contains(name)).then(|| notes.get(name).cloned().unwrap_or_default())
+    });
+    if !c.selected.contains(name) {
+        Action::NotSelected
+    } else if toolchain_missing && c.opts.skip_unavailable_toolchains {
+        Action::SkipUnavailable(format!(
+            "toolchain `{}` is not installed here: {}",
+            toolchain
+                .name()
+                .as_deref()
+                .unwrap_or("(rust-toolchain.toml)"),
+            error.and_then(|e| e.lines().next()).unwrap_or("")
+        ))
+    } else if let Some(reason) = not_affected {
+        Action::SkipNotAffected(reason)
+    } else if error.is_none() && !forced && c.results.get(name, &fp.hash).is_some() {
+        Action::SkipCached
+    } else {
+        Action::Run
+    }
+}
+
+/// The direct upstream edges into `name`, for display.
+fn edges_into(graph: &Graph, name: &str) -> Vec<EdgeView> {
+    graph
+        .edges()
+        .filter(|(_, d, _)| *d == name)
+        .map(|(u, _, o)| EdgeView {
+            from: u.to_owned(),
+            origins: o.iter().copied().collect(),
+        })
+        .collect()
+}
+
+/// Assemble the plan from the chain and its planned repos.
+fn finish_plan(
+    c: Chain<'_>,
+    repos: Vec<RepoPlan>,
+    keys: ChainKeys,
+    locked: LockedPackages,
+) -> Plan {
+    let ChainKeys {
+        registry: registry_key,
+        git: git_key,
+    } = keys;
+    Plan {
+        registry_hit: registry_key.as_ref().is_some_and(|k| c.cache.contains(k)),
+        git_hit: git_key.as_ref().is_some_and(|k| c.cache.contains(k)),
+        variant: c.variant,
+        profile: c.profile,
+        root: c.root,
+        repos,
+        levels: c.levels,
+        registry_key,
+        git_key,
+        locked,
+        graph: c.graph,
+    }
+}

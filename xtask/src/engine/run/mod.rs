@@ -1,0 +1,117 @@
+//! `cargo xtask ci`'s runner: execute a [`Plan`] — the repos in dependency order through
+//! the DAG scheduler ([`schedule`]), each repo's restore → steps → save ([`repo`]) — and
+//! return the [`RunSummary`]. It prints nothing: everything it does is an [`Event`] for the
+//! caller's [`Reporter`]s.
+//!
+//! Invariant: a build's result never depends on the cache. Every cache error becomes a
+//! warning in the summary and the repo builds as if it had missed.
+
+mod options;
+mod repo;
+mod schedule;
+mod stages;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+pub use options::RunOptions;
+pub use stages::restore_chain;
+
+use crate::cache::Cache;
+use crate::engine::events::{Event, Reporter};
+use crate::engine::plan::{Plan, RepoPlan};
+use crate::engine::results::{Record, RecordedStep, Results};
+use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
+
+/// Run `plan` with `cache`; `chain_cache` holds the chain-wide stages already restored by
+/// [`restore_chain`] (they are saved again at the end). Returns the summary; the caller
+/// adds hints, writes `summary.json` and reports it (see `job`).
+///
+/// Errors only for problems outside any repo (the run directory cannot be created, the
+/// release manifest cannot be written); step failures are results, not errors.
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    mut chain_cache: Vec<StageReport>,
+    reporter: &dyn Reporter,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&opts.run_dir)
+        .with_context(|| format!("create run dir {}", opts.run_dir.display()))?;
+    let run_id = opts
+        .run_dir
+        .file_name()
+        .map_or_else(|| "run".to_owned(), |n| n.to_string_lossy().into_owned());
+    let total = plan.repos.iter().filter(|r| r.selected).count();
+    reporter.report(&Event::RunStarted { plan, total });
+    let results = Results::new(cache.root());
+    let mut reports = schedule::run_all(start, plan, cache, opts, reporter, &mut |r, report| {
+        // A read-only cache (untrusted events, --no-save) writes nothing under its root,
+        // results included: a trusted run must never skip a repo on the word of an
+        // untrusted one.
+        if !cache.is_read_only() {
+            record_result(&results, r, report, &run_id);
+        }
+    });
+    stages::save_chain(plan, cache, opts.save, &mut chain_cache);
+    stages::finish_uploads(&mut chain_cache, &mut reports);
+    // Run-wide outputs of the release and coverage hooks.
+    crate::engine::coverage::write_total(&opts.run_dir, &reports);
+    if opts.release.is_some() {
+        let path = crate::engine::release_build::write_release_manifest(
+            &opts.run_dir,
+            &run_id,
+            &plan.variant,
+            &reports,
+        )?;
+        let text = format!("release manifest: {}", path.display());
+        reporter.report(&Event::Note {
+            repo: None,
+            text: &text,
+        });
+    }
+    Ok(RunSummary {
+        schema_version: 1,
+        run_id,
+        variant: plan.variant.clone(),
+        chain_cache,
+        repos: reports,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Record a finished repo in the result cache (success records skip it next time; the
+/// last run's inputs feed `plan --explain`). A failure to record is only a warning.
+fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &str) {
+    let ok = matches!(report.status, RepoStatus::Ok);
+    let rec = Record {
+        schema_version: 1,
+        repo: r.name.clone(),
+        fingerprint: r.fingerprint.hash.clone(),
+        inputs: r.fingerprint.inputs.clone(),
+        status: if ok { "ok" } else { "failed" }.to_owned(),
+        run_id: run_id.to_owned(),
+        finished_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        steps: report
+            .steps
+            .iter()
+            .map(|s| RecordedStep {
+                name: s.name.clone(),
+                secs: s.secs,
+            })
+            .collect(),
+    };
+    let logs: Vec<(String, PathBuf)> = report
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), PathBuf::from(&s.log)))
+        .collect();
+    if let Err(e) = results.record(&r.fingerprint, &rec, &logs) {
+        eprintln!("warning: could not record the result of {}: {e:#}", r.name);
+    }
+}

@@ -1,0 +1,224 @@
+//! One repo of a run: restore its target dir, run its prepared steps in order (stopping at
+//! the first failure), build its release artifacts when asked, and save the target dir.
+//! Every cache problem is a warning; the repo's result depends only on its steps.
+
+use std::path::{Path, PathBuf};
+
+use super::options::RunOptions;
+use super::stages::{restore_stage, save_stage};
+use crate::cache::{Cache, Save};
+use crate::engine::events::{Event, Reporter};
+use crate::engine::manifest::RepoKind;
+use crate::engine::plan::{self, Plan, RepoPlan};
+use crate::engine::step;
+use crate::engine::summary::{RepoReport, RepoStatus};
+use crate::engine::{coverage, testing};
+
+/// Run `r` (selected, with action `Run`) and return its report.
+pub fn run_repo(
+    plan: &Plan,
+    r: &RepoPlan,
+    cache: &Cache,
+    opts: &RunOptions,
+    reporter: &dyn Reporter,
+) -> RepoReport {
+    let mut report = empty_report(r, RepoStatus::Ok);
+    if let Some(e) = &r.error {
+        let text = format!("error: {}", e.lines().next().unwrap_or(""));
+        reporter.report(&Event::Note {
+            repo: Some(r),
+            text: &text,
+        });
+        report.status = RepoStatus::Failed(e.clone());
+        return report;
+    }
+    let target_dir = r
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| plan::default_target_dir(&r.dir));
+    // A run that may not save must not move entries out either (a moved entry only goes
+    // back through a save), so it restores through a read-only view of the cache.
+    let tcache = if opts.save {
+        cache.clone()
+    } else {
+        cache.clone().into_read_only()
+    };
+    restore_target(r, &tcache, &target_dir, opts, &mut report, reporter);
+    if r.kind == RepoKind::Docs && r.steps.is_empty() {
+        reporter.report(&Event::Note {
+            repo: Some(r),
+            text: "docs repo: nothing to build",
+        });
+    }
+    run_steps(r, opts, &mut report, reporter);
+    // Release artifacts are built before the save, so the target entry keeps the release
+    // dependency units too.
+    if report.status == RepoStatus::Ok {
+        release_hook(plan, r, cache, opts, &mut report, reporter);
+    }
+    save_target(r, &tcache, &target_dir, opts, &mut report, reporter);
+    report
+}
+
+fn restore_target(
+    r: &RepoPlan,
+    cache: &Cache,
+    target_dir: &Path,
+    opts: &RunOptions,
+    report: &mut RepoReport,
+    reporter: &dyn Reporter,
+) {
+    let Some(key) = &r.cache_key else { return };
+    let st = restore_stage(cache, key, target_dir, false, opts.restore);
+    if let Some((_, bytes, secs)) = st.restore.restored() {
+        report.restore_bytes += bytes;
+        report.restore_secs += secs;
+    }
+    reporter.report(&Event::CacheRestored {
+        repo: r,
+        stage: &st,
+    });
+    report.cache.push(st);
+}
+
+/// Run the prepared steps in order until one fails.
+fn run_steps(r: &RepoPlan, opts: &RunOptions, report: &mut RepoReport, reporter: &dyn Reporter) {
+    let log_dir = opts.run_dir.join(&r.name);
+    if let Err(e) = std::fs::create_dir_all(&log_dir) {
+        report.status = RepoStatus::Failed(format!("create log dir {}: {e}", log_dir.display()));
+        return;
+    }
+    // The nextest tool config every nextest step of the repo names (see `steps::prepare`).
+    let tool_config = log_dir.join("nextest.toml");
+    if r.prepared.iter().any(|s| s.junit.is_some()) {
+        if let Err(e) = testing::write_tool_config(&tool_config) {
+            report.status = RepoStatus::Failed(format!("write nextest config: {e}"));
+            return;
+        }
+    }
+    for prepared in &r.prepared {
+        let run = step::execute(r, prepared, reporter);
+        absorb_outputs(prepared, &run, &log_dir, report);
+        report.steps.push(run.report);
+        if let Some(why) = run.failure {
+            report.status = RepoStatus::Failed(why);
+            return;
+        }
+    }
+}
+
+/// What a finished step leaves besides its log: test counts from its JUnit report (copied
+/// to the repo's log dir), and its coverage report.
+fn absorb_outputs(
+    prepared: &crate::engine::steps::PreparedStep,
+    run: &step::StepRun,
+    log_dir: &Path,
+    report: &mut RepoReport,
+) {
+    let ok = run.failure.is_none();
+    if let (Some(dir), true) = (&prepared.coverage_dir, ok) {
+        match coverage::collect(dir) {
+            Ok(c) => report.coverage = Some(c),
+            Err(e) => report.warnings.push(format!("{e:#}")),
+        }
+    }
+    if let Some(j) = &prepared.junit {
+        if let Ok(xml) = std::fs::read_to_string(j) {
+            let counts = testing::count_junit(&xml);
+            let _ = std::fs::copy(j, log_dir.join("junit.xml"));
+            let t = report.tests.get_or_insert_with(Default::default);
+            t.passed += counts.passed;
+            t.failed += counts.failed;
+            t.skipped += counts.skipped;
+        }
+    }
+}
+
+fn save_target(
+    r: &RepoPlan,
+    cache: &Cache,
+    target_dir: &PathBuf,
+    opts: &RunOptions,
+    report: &mut RepoReport,
+    reporter: &dyn Reporter,
+) {
+    let Some(key) = &r.cache_key else { return };
+    let steps_secs = report.steps.iter().map(|s| s.secs).fold(0.0, |a, b| a + b);
+    let Some(st) = report.cache.last_mut() else {
+        return;
+    };
+    // For `cache stats`: how long the steps took after this kind of restore, so the time
+    // a hit saves can be measured rather than guessed.
+    cache.log_build(key, st.restore_word(), steps_secs);
+    // Leave out what the next build redoes anyway: incremental data, and every unit of the
+    // repo's own workspace; keep every dependency unit (see cache/prune.rs).
+    let members: Vec<String> = r.versions.keys().cloned().collect();
+    let prune = crate::cache::prune::target_prune(target_dir, &members);
+    let skip = |p: &Path| prune.skips(p);
+    save_stage(cache, key, target_dir, &skip, opts.save, st);
+    match st.save {
+        Some(Save::Saved { bytes, secs, .. }) => {
+            report.save_bytes += bytes;
+            report.save_secs += secs;
+        }
+        Some(Save::Unchanged { secs, .. }) => report.save_secs += secs,
+        _ => {}
+    }
+    if let Some(w) = &st.warning {
+        report.warnings.push(w.clone());
+    }
+    let st = st.clone();
+    reporter.report(&Event::CacheSaved {
+        repo: r,
+        stage: &st,
+    });
+}
+
+/// A report for `r` with `status` and nothing run yet (its unused patches as warnings).
+pub(super) fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
+    RepoReport {
+        name: r.name.clone(),
+        status,
+        start_secs: 0.0,
+        end_secs: 0.0,
+        tests: None,
+        hints: Vec::new(),
+        steps: Vec::new(),
+        cache: Vec::new(),
+        restore_secs: 0.0,
+        restore_bytes: 0,
+        save_secs: 0.0,
+        save_bytes: 0,
+        release: None,
+        coverage: None,
+        warnings: r
+            .unused_patches
+            .iter()
+            .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
+            .collect(),
+    }
+}
+
+/// `--release`: build (or reuse) the repo's artifacts into the run dir; a failure marks
+/// the report failed (see [`crate::engine::release_build::run_for_repo`]).
+pub(super) fn release_hook(
+    plan: &Plan,
+    r: &RepoPlan,
+    cache: &Cache,
+    opts: &RunOptions,
+    report: &mut RepoReport,
+    reporter: &dyn Reporter,
+) {
+    if let Some(release) = &opts.release {
+        let ctx = crate::engine::release_build::RepoContext {
+            plan,
+            repo: r,
+            cache_root: cache.root(),
+            save: opts.save,
+            run_dir: &opts.run_dir,
+            reporter,
+            opts: release,
+        };
+        crate::engine::release_build::run_for_repo(&ctx, report);
+    }
+}

@@ -1,0 +1,124 @@
+//! Execute one [`PreparedStep`]: the only place the engine spawns a step (the repo runner
+//! and the release build both come here). Emits `StepStarted`, `StepOutput` and
+//! `StepFinished`, and turns the outcome into a [`StepReport`] and, when the step did not
+//! succeed, the repo's failure reason.
+
+use std::time::Duration;
+
+use crate::engine::events::{Event, Reporter};
+use crate::engine::plan::RepoPlan;
+use crate::engine::steps::PreparedStep;
+use crate::engine::summary::StepReport;
+use crate::support::exec::{self, StepCommand, StepOutcome};
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepRun {
+    /// The summary's record of it.
+    pub report: StepReport,
+    /// Why the repo fails because of this step (`None`: it succeeded).
+    pub failure: Option<String>,
+}
+
+/// Run `step` of `repo`, reporting to `reporter`. Never errors: a step that cannot start
+/// (not installed, blocked, log not writable) is a failed step with the reason.
+pub fn execute(repo: &RepoPlan, step: &PreparedStep, reporter: &dyn Reporter) -> StepRun {
+    reporter.report(&Event::StepStarted { repo, step });
+    let (outcome, failure) = match spawn(repo, step, reporter) {
+        Ok(o) => {
+            let failure = failure_reason(step, &o);
+            (Some(o), failure)
+        }
+        Err(why) => (None, Some(why)),
+    };
+    let report = StepReport {
+        name: step.name.clone(),
+        code: outcome.as_ref().and_then(|o| o.code),
+        timed_out: outcome.as_ref().is_some_and(|o| o.timed_out),
+        secs: outcome.as_ref().map_or(0.0, |o| o.secs),
+        log: step.log.display().to_string(),
+        errors: outcome
+            .as_ref()
+            .map(|o| {
+                o.diagnostics
+                    .iter()
+                    .filter(|d| d.level.starts_with("error"))
+                    .take(20)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let diagnostics = outcome.as_ref().map_or(&[][..], |o| &o.diagnostics[..]);
+    reporter.report(&Event::StepFinished {
+        repo,
+        step,
+        report: &report,
+        diagnostics,
+    });
+    StepRun { report, failure }
+}
+
+/// Prepare the step's outputs and spawn it; `Err(reason)` when it cannot start.
+fn spawn(
+    repo: &RepoPlan,
+    step: &PreparedStep,
+    reporter: &dyn Reporter,
+) -> Result<StepOutcome, String> {
+    if let Some(why) = &step.blocked {
+        return Err(why.clone());
+    }
+    if let Some(parent) = step.log.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("create log dir {}: {e}", parent.display()))?;
+    }
+    if let Some(j) = &step.junit {
+        let _ = std::fs::remove_file(j);
+    }
+    if let Some(dir) = &step.coverage_dir {
+        let _ = crate::support::fs::remove_tree(dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let cmd = StepCommand {
+        program: step.program.clone(),
+        args: step.args.clone(),
+        dir: step.dir.clone(),
+        env: step.env.clone(),
+        timeout: Duration::from_secs(step.timeout_secs),
+        json_diagnostics: step.json_diagnostics,
+    };
+    let on_output = |text: &[u8]| reporter.report(&Event::StepOutput { repo, step, text });
+    let mut o = exec::run_step(&cmd, &step.log, &on_output)
+        .map_err(|e| format!("step `{}` could not start: {e:#}", step.name))?;
+    if step.lenient_no_lib
+        && !o.success()
+        && !o.timed_out
+        && std::fs::read_to_string(&step.log).is_ok_and(|t| t.contains("no library targets found"))
+    {
+        // `cargo test --doc` in a workspace without a library: nothing to test.
+        o.code = Some(0);
+    }
+    Ok(o)
+}
+
+/// Why a finished step fails its repo, or `None` when it succeeded.
+fn failure_reason(step: &PreparedStep, o: &StepOutcome) -> Option<String> {
+    if o.timed_out {
+        Some(format!(
+            "step `{}` timed out after {} s and was killed with its process tree (log: {})",
+            step.name,
+            step.timeout_secs,
+            step.log.display()
+        ))
+    } else if !o.success() {
+        Some(format!(
+            "step `{}` exited with {} (log: {})",
+            step.name,
+            o.code
+                .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}")),
+            step.log.display()
+        ))
+    } else {
+        None
+    }
+}

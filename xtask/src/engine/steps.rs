@@ -1,0 +1,373 @@
+//! Prepared steps (bevy's `PreparedCommand`): a manifest step turned into the exact
+//! commands the runner will spawn — program, arguments, environment, working directory,
+//! timeout, log file — decided once, in the plan, so `plan -v` prints exactly what `ci`
+//! runs and the runner only executes.
+//!
+//! What preparation adds to a manifest step, in order:
+//! 1. the variant's `--features` and the profile, before any `--` ([`step_args`]);
+//! 2. `cargo test` becomes `cargo nextest run` plus `cargo test --doc` when nextest is
+//!    installed ([`crate::engine::testing::expand`]);
+//! 3. in GitHub Actions, `--message-format=json` for cargo commands that compile, so
+//!    errors become annotations (the log still shows the human text);
+//! 4. a coverage step's `--output-dir <run dir>/<repo>/coverage`;
+//! 5. the environment: the repo's (manifest `env`, toolchain override, `CARGO_INCREMENTAL`),
+//!    `CARGO_BUILD_JOBS` when repos share the machine, then the step's own `env`.
+//!
+//! Items 2–5 depend on the machine and the run, not on the repo's inputs, so they are not
+//! part of the fingerprint (see [`crate::engine::fingerprint`]): a repo is `cached` the
+//! same on a laptop and in Actions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::engine::coverage;
+use crate::engine::manifest::Step;
+use crate::engine::testing;
+
+/// How the steps of a run are prepared: the parts of a command that come from the run and
+/// the machine rather than from the manifest.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    /// The run directory: step logs go to `<run dir>/<repo>/<step>.log`.
+    pub run_dir: PathBuf,
+    /// Inside GitHub Actions (`GITHUB_ACTIONS=true`): cargo prints JSON diagnostics.
+    pub github_actions: bool,
+    /// `cargo nextest` is installed: test steps run through it.
+    pub nextest: bool,
+    /// `CARGO_BUILD_JOBS` for every step when several repos build at once (`--jobs`).
+    pub cargo_jobs: Option<usize>,
+}
+
+/// Nothing detected: logs under a literal `$RUN_DIR`, no GitHub Actions, no nextest, no
+/// shared cores (tests and callers that fill the context in themselves).
+impl Default for ExecContext {
+    fn default() -> ExecContext {
+        ExecContext {
+            run_dir: PathBuf::from("$RUN_DIR"),
+            github_actions: false,
+            nextest: false,
+            cargo_jobs: None,
+        }
+    }
+}
+
+impl ExecContext {
+    /// The context of `plan` (nothing runs): logs under a literal `$RUN_DIR`, the machine's
+    /// nextest and GitHub Actions as detected.
+    pub fn for_display() -> ExecContext {
+        ExecContext {
+            run_dir: PathBuf::from("$RUN_DIR"),
+            github_actions: github_actions(),
+            nextest: testing::nextest_available(),
+            cargo_jobs: None,
+        }
+    }
+}
+
+/// Whether this process runs inside GitHub Actions (`GITHUB_ACTIONS=true`, set by the
+/// runner; GitHub docs, "Default environment variables").
+pub fn github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// One command the runner spawns for a repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedStep {
+    /// Name in the summary and the log file's stem (`test`, `doctest`, `clippy`, ...).
+    pub name: String,
+    /// The manifest step it came from.
+    pub step: String,
+    /// Program (`cargo`, or a custom step's `command[0]`).
+    pub program: String,
+    /// Every argument, final.
+    pub args: Vec<String>,
+    /// Environment added to the inherited one, final.
+    pub env: BTreeMap<String, String>,
+    /// Working directory (the checkout).
+    pub dir: PathBuf,
+    /// Kill the command with its process group after this many seconds.
+    pub timeout_secs: u64,
+    /// The command prints cargo's JSON messages (see `support::exec`).
+    pub json_diagnostics: bool,
+    /// The step's log file.
+    pub log: PathBuf,
+    /// JUnit report the command writes (nextest), read for test counts.
+    pub junit: Option<PathBuf>,
+    /// Failing only with "no library targets found" is success (doctests of a workspace
+    /// without a library).
+    pub lenient_no_lib: bool,
+    /// Coverage reports go here (a coverage step; recreated before it runs).
+    pub coverage_dir: Option<PathBuf>,
+    /// The command cannot run here, with the reason and fix (e.g. cargo-tarpaulin is not
+    /// installed); the runner fails the repo with it instead of spawning.
+    pub blocked: Option<String>,
+}
+
+impl PreparedStep {
+    /// `program arg…` for display, quoting arguments with spaces.
+    pub fn command_line(&self) -> String {
+        format!(
+            "{} {}",
+            self.program,
+            crate::support::exec::shell_words(&self.args)
+        )
+    }
+}
+
+/// What a repo contributes to its steps' commands.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoSteps<'a> {
+    /// Repo name (the log directory's name).
+    pub repo: &'a str,
+    /// Checkout directory.
+    pub dir: &'a Path,
+    /// Cargo target directory.
+    pub target_dir: &'a Path,
+    /// Variant features.
+    pub features: &'a [String],
+    /// Cargo profile.
+    pub profile: &'a str,
+    /// The repo's environment for every step.
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// Prepare every manifest step of a repo (see the module docs).
+pub fn prepare(steps: &[Step], repo: &RepoSteps<'_>, cx: &ExecContext) -> Vec<PreparedStep> {
+    let log_dir = cx.run_dir.join(repo.repo);
+    // nextest wants an absolute tool config path; the run dir may be relative.
+    let tool_config = absolute(&log_dir.join("nextest.toml"));
+    let mut out = Vec::new();
+    for step in steps {
+        let args = step_args(step, repo.features, repo.profile);
+        for sub in testing::expand(
+            &step.name,
+            &step.program,
+            &args,
+            cx.nextest,
+            &tool_config,
+            repo.target_dir,
+        ) {
+            out.push(prepare_one(step, sub, repo, cx, &log_dir));
+        }
+    }
+    out
+}
+
+fn prepare_one(
+    step: &Step,
+    sub: testing::SubStep,
+    repo: &RepoSteps<'_>,
+    cx: &ExecContext,
+    log_dir: &Path,
+) -> PreparedStep {
+    let mut args = sub.args;
+    let json_diagnostics =
+        cx.github_actions && step.program == "cargo" && takes_message_format(&args);
+    if json_diagnostics {
+        args.insert(1, "--message-format=json".to_owned());
+    }
+    let (mut coverage_dir, mut blocked) = (None, None);
+    if coverage::is_coverage(&step.program, &args) {
+        let dir = absolute(&coverage::output_dir(log_dir));
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.splice(
+            at..at,
+            ["--output-dir".to_owned(), dir.display().to_string()],
+        );
+        if !coverage::tool_available() {
+            blocked = Some(coverage::missing_tool_message(&sub.name));
+        }
+        coverage_dir = Some(dir);
+    }
+    let mut env = repo.env.clone();
+    if let Some(j) = cx.cargo_jobs {
+        env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
+    }
+    env.extend(step.env.clone());
+    PreparedStep {
+        log: log_dir.join(format!("{}.log", sub.name)),
+        name: sub.name,
+        step: step.name.clone(),
+        program: step.program.clone(),
+        args,
+        env,
+        dir: repo.dir.to_path_buf(),
+        timeout_secs: step.timeout_secs,
+        json_diagnostics,
+        junit: sub.junit,
+        lenient_no_lib: sub.lenient_no_lib,
+        coverage_dir,
+        blocked,
+    }
+}
+
+/// `path` made absolute against the current directory (unchanged when that fails).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether a cargo invocation accepts `--message-format` (its subcommand compiles).
+pub fn takes_message_format(args: &[String]) -> bool {
+    matches!(
+        args.first().map(String::as_str),
+        Some("build" | "check" | "clippy" | "test" | "doc" | "bench" | "run")
+    )
+}
+
+/// Cargo arguments for `step` with the variant's features and the profile spliced in
+/// before any `--` (so `clippy -- -D warnings` keeps its lint flags last).
+pub fn step_args(step: &Step, features: &[String], profile: &str) -> Vec<String> {
+    if !step.features || step.program != "cargo" {
+        return step.args.clone();
+    }
+    let mut extra = Vec::new();
+    if !features.is_empty() {
+        extra.push("--features".to_owned());
+        extra.push(features.join(","));
+    }
+    if profile != "dev" {
+        extra.push("--profile".to_owned());
+        extra.push(profile.to_owned());
+    }
+    let mut args = step.args.clone();
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, extra);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_of(name: &str, args: &[&str], features: bool) -> Step {
+        Step {
+            name: name.into(),
+            program: "cargo".into(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            features,
+            timeout_secs: 60,
+            env: BTreeMap::from([("STEP_ONLY".into(), "1".into())]),
+        }
+    }
+
+    #[test]
+    fn features_go_before_double_dash() {
+        let step = crate::engine::manifest::BUILTIN_STEPS
+            .iter()
+            .find(|s| s.0 == "clippy")
+            .map(|(n, a, f)| Step {
+                name: (*n).into(),
+                program: "cargo".into(),
+                args: a.iter().map(|s| (*s).into()).collect(),
+                features: *f,
+                timeout_secs: 1,
+                env: BTreeMap::new(),
+            })
+            .unwrap();
+        let args = step_args(&step, &["a".into(), "b".into()], "release");
+        assert_eq!(
+            args,
+            [
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "a,b",
+                "--profile",
+                "release",
+                "--",
+                "-D",
+                "warnings"
+            ]
+        );
+        let fmt = step_of("fmt", &["fmt", "--all"], false);
+        assert_eq!(step_args(&fmt, &["a".into()], "release"), ["fmt", "--all"]);
+    }
+
+    #[test]
+    fn prepared_commands_are_final() {
+        let repo_env = BTreeMap::from([("RUSTUP_TOOLCHAIN".into(), "stable".into())]);
+        let r = RepoSteps {
+            repo: "r",
+            dir: Path::new("/co/r"),
+            target_dir: Path::new("/co/r/target"),
+            features: &[],
+            profile: "dev",
+            env: &repo_env,
+        };
+        let cx = ExecContext {
+            run_dir: PathBuf::from("/runs/1"),
+            github_actions: true,
+            nextest: true,
+            cargo_jobs: Some(1),
+        };
+        let steps = [
+            step_of("build", &["build", "--workspace"], true),
+            step_of("test", &["test", "--workspace"], true),
+            step_of("fmt-check", &["fmt", "--all", "--", "--check"], false),
+        ];
+        let p = prepare(&steps, &r, &cx);
+        let names: Vec<&str> = p.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["build", "test", "test-doc", "fmt-check"]);
+        assert_eq!(
+            p[0].command_line(),
+            "cargo build --message-format=json --workspace"
+        );
+        assert!(p[0].json_diagnostics);
+        assert_eq!(p[0].log, Path::new("/runs/1/r/build.log"));
+        assert_eq!(p[0].env["CARGO_BUILD_JOBS"], "1");
+        assert_eq!(p[0].env["RUSTUP_TOOLCHAIN"], "stable");
+        assert_eq!(p[0].env["STEP_ONLY"], "1");
+        assert_eq!(p[1].args[..2], ["nextest", "run"]);
+        assert!(!p[1].json_diagnostics, "nextest takes no --message-format");
+        assert_eq!(p[2].args[..3], ["test", "--message-format=json", "--doc"]);
+        assert!(p[1].junit.is_some());
+        // fmt does not compile: no JSON messages.
+        assert!(!p[3].json_diagnostics);
+        assert_eq!(p[3].command_line(), "cargo fmt --all -- --check");
+    }
+
+    #[test]
+    fn coverage_output_dir_goes_before_double_dash_and_a_missing_tool_blocks() {
+        let env = BTreeMap::new();
+        let r = RepoSteps {
+            repo: "r",
+            dir: Path::new("/co/r"),
+            target_dir: Path::new("/co/r/target"),
+            features: &[],
+            profile: "dev",
+            env: &env,
+        };
+        let cx = ExecContext {
+            run_dir: PathBuf::from("/runs/1"),
+            ..ExecContext::default()
+        };
+        let cov = step_of(
+            "coverage",
+            &["tarpaulin", "--out", "Lcov", "--", "--nocapture"],
+            false,
+        );
+        let p = &prepare(&[cov], &r, &cx)[0];
+        assert_eq!(
+            p.args,
+            [
+                "tarpaulin",
+                "--out",
+                "Lcov",
+                "--output-dir",
+                "/runs/1/r/coverage",
+                "--",
+                "--nocapture"
+            ]
+        );
+        assert_eq!(
+            p.coverage_dir.as_deref(),
+            Some(Path::new("/runs/1/r/coverage"))
+        );
+        // Whether the step may run is decided here, from the machine: never a silent pass.
+        assert_eq!(p.blocked.is_some(), !coverage::tool_available());
+        if let Some(why) = &p.blocked {
+            assert!(why.contains(coverage::INSTALL), "{why}");
+        }
+    }
+}
