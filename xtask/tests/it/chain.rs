@@ -947,6 +947,43 @@ fn ci_comment_posts_one_summary_comment_on_a_pull_request() {
 }
 
 #[test]
+fn ci_cell_comment_posts_the_cells_summary() {
+    // The generated matrix workflow runs `ci --cell NAME --comment`: the cell's job must
+    // post its summary like a plain run does (it once never did).
+    let env = Env::new();
+    env.mount(
+        Mock::given(method("GET"))
+            .and(path(COMMENTS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([]))),
+    );
+    env.mount(
+        Mock::given(method("POST"))
+            .and(path(COMMENTS))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5, "body": "x"}))),
+    );
+    let mut c = ci_comment(&env, "pull_request");
+    c.args(["--cell", "default-base"]);
+    let out = run(c);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("comment: posted the run summary (comment 5)"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let posts: Vec<String> = env
+        .requests()
+        .iter()
+        .filter(|r| r.method.to_string() == "POST")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(posts[0].contains(MARKER), "{}", posts[0]);
+    assert!(posts[0].contains("bllvm-spec"), "{}", posts[0]);
+}
+
+#[test]
 fn ci_comment_updates_its_earlier_comment_instead_of_adding_one() {
     let env = Env::new();
     env.mount(Mock::given(method("GET")).and(path(COMMENTS)).respond_with(

@@ -386,6 +386,50 @@ fn independent_repos_of_a_level_run_concurrently() {
     assert!(f(repo(&s, "joined"), "start_secs") >= f(l, "end_secs").max(f(r, "end_secs")));
 }
 
+#[test]
+fn a_repo_starts_when_its_own_upstreams_are_done_not_its_whole_level() {
+    // `slow` and `fast` are level 0, `after_fast` (level 1) depends on `fast` only. With
+    // two workers, `after_fast` must start while `slow` still runs: `slow` waits (bounded)
+    // for `after_fast`'s flag and fails if it never comes, which is what a level-by-level
+    // scheduler does (it waits for `slow` before starting level 1).
+    let t = tempfile::tempdir().unwrap();
+    let flags = t.path().join("flags");
+    fs::create_dir_all(&flags).unwrap();
+    let wait_for = |other: &str| {
+        format!(
+            "steps = [{{ name = \"wait\", command = [\"sh\", \"-c\", \"i=0; while [ ! -f {f}/{other} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.05; done\"], timeout = 60 }}]",
+            f = flags.display()
+        )
+    };
+    let touch = format!(
+        "steps = [{{ name = \"touch\", command = [\"touch\", \"{}/after_fast\"], timeout = 60 }}]",
+        flags.display()
+    );
+    let m = write_chain(
+        t.path(),
+        &[
+            ("slow", &[]),
+            ("fast", &[]),
+            ("after_fast", &[("fast", "normal")]),
+        ],
+        &[
+            ("slow", &wait_for("after_fast")),
+            ("fast", "steps = []"),
+            ("after_fast", &touch),
+        ],
+    );
+    let run = t.path().join("run");
+    let (code, out) = ci(&m, &t.path().join("cache"), &run, &["--jobs", "2"]);
+    assert_eq!(code, 0, "{out}");
+    let s = summary(&run);
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    let (slow, after) = (repo(&s, "slow"), repo(&s, "after_fast"));
+    assert!(f(after, "start_secs") < f(slow, "end_secs"), "{s}");
+    // The summary keeps plan order.
+    let names: Vec<String> = statuses(&s).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["fast", "slow", "after_fast"]);
+}
+
 fn sample_graph(format: &str) -> String {
     let t = tempfile::tempdir().unwrap();
     let m = support::copy_sample(&t.path().join("chain"));
