@@ -70,7 +70,7 @@ use crate::engine::events::{Event, Reporter};
 use crate::engine::manifest::{Manifest, RepoKind};
 use crate::engine::plan::{Plan, RepoPlan};
 use crate::engine::steps::PreparedStep;
-use crate::engine::summary::{ArtifactFile, ReleaseRepo, RepoReport, RepoStatus};
+use crate::engine::summary::{ArtifactFile, ReleaseRepo, ReleaseStatus, RepoReport, RepoStatus};
 use crate::support::fs as fsutil;
 
 /// Version of the builds store's key derivation and `entry.json`; change it when either
@@ -440,7 +440,7 @@ pub fn run_for_repo(ctx: &RepoContext<'_>, report: &mut RepoReport) {
     let r = ctx.repo;
     let mut rel = ReleaseRepo {
         repo: r.name.clone(),
-        status: "ok".into(),
+        status: ReleaseStatus::Ok,
         version: repo_version(&r.name, &r.versions),
         packages: r.versions.clone(),
         commit: git_commit(&r.dir),
@@ -461,7 +461,7 @@ pub fn run_for_repo(ctx: &RepoContext<'_>, report: &mut RepoReport) {
         return;
     }
     if let Err(e) = build_repo(ctx, report, &mut rel) {
-        rel.status = "failed".into();
+        rel.status = ReleaseStatus::Failed;
         ctx.note(&format!(
             "release: {}",
             format!("{e:#}").lines().next().unwrap_or("")
@@ -737,10 +737,9 @@ pub fn release_manifest(
                 None => ReleaseRepo {
                     repo: (*name).to_owned(),
                     status: match status {
-                        RepoStatus::Failed(_) => "failed",
-                        _ => "skipped",
-                    }
-                    .into(),
+                        RepoStatus::Failed(_) => ReleaseStatus::Failed,
+                        _ => ReleaseStatus::Skipped,
+                    },
                     version: None,
                     packages: BTreeMap::new(),
                     commit: None,
@@ -862,7 +861,7 @@ mod tests {
     fn manifest_shape_lists_every_repo() {
         let rel = ReleaseRepo {
             repo: "node".into(),
-            status: "ok".into(),
+            status: ReleaseStatus::Ok,
             version: Some("0.1.0".into()),
             packages: BTreeMap::from([("node".to_owned(), "0.1.0".to_owned())]),
             commit: None,

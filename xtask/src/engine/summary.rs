@@ -193,7 +193,7 @@ pub struct ReleaseRepo {
     /// Repo name.
     pub repo: String,
     /// `ok`, `failed` or `skipped` (a repo that did not run, or a docs repo's `ok`).
-    pub status: String,
+    pub status: ReleaseStatus,
     /// The repo's version: the version all its workspace members share, else that of the
     /// member named like the repo; `None` when neither exists (or for docs repos).
     pub version: Option<String>,
@@ -237,4 +237,16 @@ pub struct CoverageReport {
     /// Path of the Cobertura XML report, when tarpaulin wrote one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cobertura: Option<String>,
+}
+
+/// The outcome of a repo's release build, as `release-manifest.json` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    /// Built (or reused) and collected; also a docs repo, which has nothing to build.
+    Ok,
+    /// The release build failed, an artifact was missing or the builds differed.
+    Failed,
+    /// The repo did not run (skipped, or failed before its release build).
+    Skipped,
 }
