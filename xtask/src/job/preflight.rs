@@ -22,6 +22,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::manifest::{Manifest, RepoKind};
+use crate::support::disk::free_bytes;
+use crate::support::env::process_env;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -83,11 +85,6 @@ pub struct Request<'a> {
     pub release: Option<Release>,
     /// Environment lookup (tests pass their own; the CLI passes [`process_env`]).
     pub env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-/// The process environment as a lookup for [`Request::env`]; empty values count as unset.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Run every check and return every problem found, fatal ones first (stable within a
@@ -276,21 +273,6 @@ fn check_toolchains(
             .collect()
     });
     out.extend(results.into_iter().flatten());
-}
-
-/// Free bytes available to unprivileged users on the filesystem holding `path` (the
-/// nearest existing ancestor), with that filesystem's device id; `None` if unknown.
-pub fn free_bytes(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        if !p.pop() || p.as_os_str().is_empty() {
-            p = PathBuf::from(".");
-            break;
-        }
-    }
-    let dev = std::fs::metadata(&p).ok()?.dev();
-    Some((fs4::available_space(&p).ok()?, dev))
 }
 
 fn check_disk(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {

@@ -508,7 +508,7 @@ pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
         manifest,
         &Outcome::from_summary(summary),
         cache_root,
-        &crate::job::preflight::process_env,
+        &crate::support::env::process_env,
         None,
     ) {
         eprintln!("{l}");
@@ -533,7 +533,7 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
         manifest,
         &outcome,
         cache_root,
-        &crate::job::preflight::process_env,
+        &crate::support::env::process_env,
         None,
     ) {
         eprintln!("{l}");
@@ -544,7 +544,7 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
 /// were sent, 1 when one failed (the warning says why), 2 when none is configured or set.
 pub fn cli(a: &crate::flags::NotifyArgs) -> Result<std::process::ExitCode> {
     let manifest = Manifest::load(&a.common.manifest)?;
-    let env = &crate::job::preflight::process_env;
+    let env = &crate::support::env::process_env;
     if webhooks(&manifest, env).is_empty() {
         anyhow::bail!(
             "no webhook to send to: name the variables in the manifest's [notify] table (`slack-webhook-env`, `discord-webhook-env`) and set them"

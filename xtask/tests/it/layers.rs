@@ -48,9 +48,7 @@ const KNOWN_UPWARD: &[&str] = &[
     "github::chain -> flags",
     "job::preflight -> flags",
     "report::explain -> flags",
-    "report::metrics -> job::preflight",
     "report::notify -> flags",
-    "report::notify -> job::preflight",
     "report::trends -> flags",
     "support::fs -> cache::transfer",
 ];
@@ -61,7 +59,6 @@ const KNOWN_CYCLES: &[&str] = &[
     "cache::integrity <-> cache::transfer <-> support::fs",
     "cache::remote <-> cache::retention <-> dev::bench <-> dev::demo <-> engine::coverage <-> engine::manifest <-> engine::metadata <-> engine::plan <-> engine::release_build <-> engine::run <-> engine::summary <-> flags <-> report::explain <-> report::gha",
     "commands <-> github::chain <-> github::release",
-    "job::preflight <-> report::notify",
 ];
 
 /// Functions over the limit the layout still has, as `file name` (shrinks like
