@@ -540,19 +540,17 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
     }
 }
 
-/// `cargo xtask notify`: send a test message to every configured webhook. Exit 0 when all
-/// were sent, 1 when one failed (the warning says why), 2 when none is configured or set.
-pub fn cli(a: &crate::flags::NotifyArgs) -> Result<std::process::ExitCode> {
-    let manifest = Manifest::load(&a.common.manifest)?;
-    let env = &crate::support::env::process_env;
-    if webhooks(&manifest, env).is_empty() {
-        anyhow::bail!(
-            "no webhook to send to: name the variables in the manifest's [notify] table (`slack-webhook-env`, `discord-webhook-env`) and set them"
-        );
-    }
-    let n = Notice {
+/// Whether a webhook is configured in `[notify]` and its variable set in `env`.
+pub fn any_webhook(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    !webhooks(manifest, env).is_empty()
+}
+
+/// The message `cargo xtask notify` sends to check the secrets: a failure notice that says
+/// it is a test, labelled like a real run's.
+pub fn test_notice(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> Notice {
+    Notice {
         kind: Kind::Failure,
-        chain: chain_label(&manifest, env),
+        chain: chain_label(manifest, env),
         variant: manifest.defaults.variant.clone(),
         run_id: "test".into(),
         repo: Some("(test message)".into()),
@@ -561,18 +559,7 @@ pub fn cli(a: &crate::flags::NotifyArgs) -> Result<std::process::ExitCode> {
         fix: Some("nothing to fix: `cargo xtask notify` sent it".into()),
         also_failed: Vec::new(),
         run_url: run_url(env),
-    };
-    let timeout = Duration::from_secs(a.timeout.unwrap_or(manifest.notify.timeout).max(1));
-    let lines = send_all(&manifest, &n, env, timeout);
-    let failed = lines.iter().any(|l| l.starts_with("warning"));
-    for l in lines {
-        eprintln!("{l}");
     }
-    Ok(if failed {
-        std::process::ExitCode::from(1)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
 }
 
 #[cfg(test)]

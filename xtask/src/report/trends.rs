@@ -1,4 +1,4 @@
-//! `cargo xtask report`: trends from the metrics history ([`crate::report::metrics`]) as text, or
+//! Build trends (`cargo xtask report`): from the metrics history ([`crate::report::metrics`]) as text, or
 //! as one self-contained HTML page with SVG charts (`--html FILE`): duration per repo over
 //! the last runs, cache hit rate and cache size over time, the slowest steps, and line
 //! coverage over time when some run measured it.
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
@@ -387,47 +387,8 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
     Ok(html)
 }
 
-/// `cargo xtask report`: read the history, keep the last `--last` runs, print the text
-/// report or write the HTML page. Errors (exit 2) when the history is empty or unreadable.
-pub fn cli(a: &crate::flags::ReportArgs) -> Result<std::process::ExitCode> {
-    let path = match &a.history {
-        Some(p) => p.clone(),
-        None => {
-            let manifest_dir = crate::engine::manifest::Manifest::load(&a.manifest)
-                .ok()
-                .and_then(|m| m.cache.dir.clone());
-            let root = crate::cache::resolve_root(a.cache_dir.as_deref(), manifest_dir.as_deref());
-            crate::report::metrics::history_path(&root)
-        }
-    };
-    let (mut runs, skipped) = crate::report::metrics::read_history(&path)?;
-    if skipped > 0 {
-        eprintln!(
-            "warning: skipped {skipped} line(s) of {} that are not metrics this xtask reads",
-            path.display()
-        );
-    }
-    if runs.is_empty() {
-        bail!(
-            "no metrics in {}: run `cargo xtask ci` first (every run appends to it), or pass --history FILE",
-            path.display()
-        );
-    }
-    if runs.len() > a.last {
-        runs.drain(..runs.len() - a.last);
-    }
-    let source = path.display().to_string();
-    match &a.html {
-        Some(out) => {
-            write_html(&runs, &source, out)?;
-            println!("wrote {} ({} run(s))", out.display(), runs.len());
-        }
-        None => print!("{}", render_text(&runs, &source)),
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn write_html(runs: &[BuildMetrics], source: &str, out: &Path) -> Result<()> {
+/// Write the HTML page of `runs` (see [`render_html`]) to `out`, creating its directory.
+pub fn write_html(runs: &[BuildMetrics], source: &str, out: &Path) -> Result<()> {
     let html = render_html(runs, source)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
