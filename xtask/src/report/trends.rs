@@ -280,10 +280,36 @@ fn titled(svg: &str, title: &str) -> String {
     }
 }
 
-/// The HTML page for `runs` (oldest first): four titled SVG charts and a table of runs.
+/// The HTML page for `runs` (oldest first): four titled SVG charts (five when some run
+/// measured coverage) and a table of runs.
 ///
 /// Errors: a chart cannot be drawn (plotters error), which would be a bug.
 pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>bllvm chain CI: build trends</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:900px}\nfigure{margin:0 0 2em 0}\nfigcaption{color:#555;font-size:.9em}\ntable{border-collapse:collapse;font-size:.9em}\ntd,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}\ntd.n{text-align:right}\n.failed{color:#b00}\n</style>\n</head>\n<body>\n<h1>bllvm chain CI: build trends</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<p>{} run(s) from <code>{}</code>, oldest first.</p>",
+        runs.len(),
+        esc(source)
+    );
+    for (title, caption, svg) in &charts(runs)? {
+        let _ = writeln!(
+            html,
+            "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
+            titled(svg, title),
+            esc(caption)
+        );
+    }
+    html += &runs_table(runs);
+    html += "</body>\n</html>\n";
+    Ok(html)
+}
+
+/// The page's charts as (title, caption, SVG): duration per repo, cache hit rate, cache
+/// size, slowest steps, and line coverage when some run measured it.
+fn charts(runs: &[BuildMetrics]) -> Result<Vec<(&'static str, &'static str, String)>> {
     let n = runs.len();
     let chart_err = |e: Box<dyn std::error::Error>| anyhow::anyhow!("draw chart: {e}");
     let durations: Vec<(String, Vec<Option<f64>>)> = repo_names(runs)
@@ -350,24 +376,12 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
             .map_err(chart_err)?,
         ));
     }
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>bllvm chain CI: build trends</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:900px}\nfigure{margin:0 0 2em 0}\nfigcaption{color:#555;font-size:.9em}\ntable{border-collapse:collapse;font-size:.9em}\ntd,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}\ntd.n{text-align:right}\n.failed{color:#b00}\n</style>\n</head>\n<body>\n<h1>bllvm chain CI: build trends</h1>\n",
-    );
-    let _ = writeln!(
-        html,
-        "<p>{} run(s) from <code>{}</code>, oldest first.</p>",
-        n,
-        esc(source)
-    );
-    for (title, caption, svg) in &charts {
-        let _ = writeln!(
-            html,
-            "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
-            titled(svg, title),
-            esc(caption)
-        );
-    }
-    html += "<h2>Runs</h2>\n<table>\n<tr><th>#</th><th>run</th><th>event</th><th>commit</th><th>status</th><th>seconds</th><th>hit rate</th><th>cache</th></tr>\n";
+    Ok(charts)
+}
+
+/// The table of runs: number, id, event, commit, status, seconds, hit rate, cache size.
+fn runs_table(runs: &[BuildMetrics]) -> String {
+    let mut html = String::from("<h2>Runs</h2>\n<table>\n<tr><th>#</th><th>run</th><th>event</th><th>commit</th><th>status</th><th>seconds</th><th>hit rate</th><th>cache</th></tr>\n");
     for (i, m) in runs.iter().enumerate() {
         let _ = writeln!(
             html,
@@ -383,8 +397,8 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
             m.cache_bytes.map_or("-".into(), |b| format!("{:.1} MiB", mib(b))),
         );
     }
-    html += "</table>\n</body>\n</html>\n";
-    Ok(html)
+    html += "</table>\n";
+    html
 }
 
 /// Write the HTML page of `runs` (see [`render_html`]) to `out`, creating its directory.

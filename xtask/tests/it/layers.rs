@@ -63,10 +63,7 @@ const KNOWN_LONG: &[&str] = &[
     "engine/plan.rs resolve_with",
     "engine/run.rs run",
     "engine/run.rs run_repo",
-    "engine/manifest.rs parse",
-    "report/trends.rs render_html",
     "support/exec.rs run_step",
-    "github/dispatch/client.rs dispatch",
     "commands/cache.rs run",
 ];
 
