@@ -318,21 +318,10 @@ pub fn redact(text: &str, url: &str) -> String {
 ///
 /// Errors: connection, timeout or a non-2xx answer, as text with the URL redacted.
 pub fn post(url: &str, payload: &Value, timeout: Duration) -> std::result::Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let body = payload.to_string();
-    match agent
-        .post(url)
-        .content_type("application/json")
-        .send(body.as_str())
-    {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("the webhook answered HTTP {}", resp.status())),
-        Err(e) => Err(redact(&e.to_string(), url)),
+    match crate::support::http::post_json(url, payload.to_string(), timeout) {
+        Ok(status) if status.is_success() => Ok(()),
+        Ok(status) => Err(format!("the webhook answered HTTP {}", status.as_u16())),
+        Err(e) => Err(redact(&e, url)),
     }
 }
 

@@ -5,3 +5,4 @@ pub mod disk;
 pub mod env;
 pub mod exec;
 pub mod fs;
+pub mod http;
