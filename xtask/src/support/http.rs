@@ -52,22 +52,23 @@ pub fn post_json(url: &str, body: String, timeout: Duration) -> Result<http::Sta
 /// root store) and an `https` one is an error saying what to install.
 fn connector(https: bool) -> Result<HttpsConnector<HttpConnector>, String> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) if https => return Err(format!(
+    let builder =
+        match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
+            Ok(b) => b,
+            Err(e) if https => {
+                return Err(format!(
             "no TLS root certificates on this machine ({e}): install the ca-certificates package"
-        )),
-        Err(_) => {
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup: {e}"))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
+        ))
+            }
+            Err(_) => {
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("TLS setup: {e}"))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        };
     Ok(builder.https_or_http().enable_http1().build())
 }
 
