@@ -312,14 +312,7 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
 fn charts(runs: &[BuildMetrics]) -> Result<Vec<(&'static str, &'static str, String)>> {
     let n = runs.len();
     let chart_err = |e: Box<dyn std::error::Error>| anyhow::anyhow!("draw chart: {e}");
-    let durations: Vec<(String, Vec<Option<f64>>)> = repo_names(runs)
-        .into_iter()
-        .map(|name| {
-            let s = repo_series(runs, &name);
-            (name, s)
-        })
-        .filter(|(_, s)| s.iter().any(Option::is_some))
-        .collect();
+    let durations = durations(runs);
     let hit: Vec<Option<f64>> = runs
         .iter()
         .map(|m| m.hit_rate().map(|h| h * 100.0))
@@ -363,20 +356,27 @@ fn charts(runs: &[BuildMetrics]) -> Result<Vec<(&'static str, &'static str, Stri
     // Coverage only when some run measured it (a `coverage` step).
     let coverage: Vec<Option<f64>> = runs.iter().map(|m| m.coverage_line_percent).collect();
     if coverage.iter().any(Option::is_some) {
+        let series = [("coverage".to_owned(), coverage)];
         charts.push((
             "Line coverage",
             "Line coverage over every repo with a coverage step, in percent.",
-            line_chart(
-                "Line coverage",
-                "% of lines",
-                n,
-                &[("coverage".to_owned(), coverage)],
-                Some(100.0),
-            )
-            .map_err(chart_err)?,
+            line_chart("Line coverage", "% of lines", n, &series, Some(100.0))
+                .map_err(chart_err)?,
         ));
     }
     Ok(charts)
+}
+
+/// Each repo's duration per run, for the repos that have at least one.
+fn durations(runs: &[BuildMetrics]) -> Vec<(String, Vec<Option<f64>>)> {
+    repo_names(runs)
+        .into_iter()
+        .map(|name| {
+            let s = repo_series(runs, &name);
+            (name, s)
+        })
+        .filter(|(_, s)| s.iter().any(Option::is_some))
+        .collect()
 }
 
 /// The table of runs: number, id, event, commit, status, seconds, hit rate, cache size.
