@@ -34,7 +34,7 @@ pub enum Cmd {
     Graph(GraphArgs),
     /// Replay the step logs recorded for a repo's current fingerprint (a `cached` repo).
     Logs(LogsArgs),
-    /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd).
+    /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd). Development build only (`--features dev`).
     Bench(BenchArgs),
     /// Dispatch `repository_dispatch` events to the repos downstream of one repo, or walk a release set through the chain.
     Chain(ChainArgs),
@@ -48,7 +48,7 @@ pub enum Cmd {
     Notify(NotifyArgs),
     /// Print build trends from the metrics history, or write them as an HTML page with SVG charts (--html).
     Report(ReportArgs),
-    /// Reliability scenarios of the cache at larger counts: concurrent processes, killed savers, damaged entries, a full disk.
+    /// Reliability scenarios of the cache at larger counts: concurrent processes, killed savers, damaged entries, a full disk. Development build only (`--features dev`).
     Stress(StressArgs),
 }
 
@@ -373,6 +373,7 @@ pub enum CacheCmd {
 }
 
 /// `cargo xtask bench`.
+#[cfg(feature = "dev")]
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// What to measure.
@@ -380,7 +381,18 @@ pub struct BenchArgs {
     pub cmd: BenchCmd,
 }
 
+/// `cargo xtask bench` in a build without the `dev` feature: takes any arguments, and the
+/// command says how to get a build that has it.
+#[cfg(not(feature = "dev"))]
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The benchmark's arguments (not compiled into this build: see `--features dev`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 /// Benchmarks.
+#[cfg(feature = "dev")]
 #[derive(Debug, Clone, Subcommand)]
 pub enum BenchCmd {
     /// `ci` on the unchanged sample chain against the bare loop of cargo commands it would run.
@@ -592,9 +604,10 @@ pub struct ReportArgs {
     pub html: Option<PathBuf>,
 }
 
-/// `cargo xtask stress`: the reliability scenarios (`xtask/src/stress.rs`); `cargo test`
+/// `cargo xtask stress`: the reliability scenarios (`xtask/src/dev/stress/`); `cargo test`
 /// runs the same code with small counts. Exit codes: 0 every scenario that could run
 /// passed; 1 one failed; 2 the run could not start.
+#[cfg(feature = "dev")]
 #[derive(Debug, Clone, Args)]
 pub struct StressArgs {
     /// Scratch dir (default: target/bllvm-ci/stress); every scenario starts from an empty subdir.
@@ -632,7 +645,18 @@ pub struct StressArgs {
     pub worker: Option<usize>,
 }
 
+/// `cargo xtask stress` in a build without the `dev` feature: takes any arguments, and
+/// the command says how to get a build that has it.
+#[cfg(not(feature = "dev"))]
+#[derive(Debug, Clone, Args)]
+pub struct StressArgs {
+    /// The scenarios' arguments (not compiled into this build: see `--features dev`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 /// `stress --scenario` values.
+#[cfg(feature = "dev")]
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum StressScenario {
     /// Worker processes saving, restoring, verifying and pruning the same keys.

@@ -1185,6 +1185,8 @@ pub fn render_stats(events: &[super::stats::Event]) -> String {
 ///
 /// Errors: no remote is configured (with what to set), the remote is unusable, or a
 /// measured transfer fails.
+// Part of `cargo xtask bench`, a development command: compiled with the `dev` feature.
+#[cfg(feature = "dev")]
 pub fn bench(
     dir: &Path,
     files: usize,

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: the benchmarks of `dev/`.
+//! `cargo xtask bench noop|cache|remote`: the benchmarks of `dev/` (compiled with the
+//! `dev` feature only), each given its options from the flags.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,17 +7,34 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::dev::{bench, bench_noop};
-use crate::flags::{self, BenchArgs};
+use crate::flags::{BenchArgs, BenchCmd};
 
-/// `cargo xtask bench noop|cache|remote`.
+/// Run the benchmark the subcommand names.
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     match a.cmd {
-        flags::BenchCmd::Noop { dir, reps, record } => bench_noop::run(&bench_noop::NoopOptions {
+        BenchCmd::Noop { dir, reps, record } => bench_noop::run(&bench_noop::NoopOptions {
             dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-noop")),
             reps,
             record,
         }),
-        flags::BenchCmd::Remote {
+        BenchCmd::Cache {
+            target_dir,
+            sample,
+            dir,
+            files,
+            mib,
+            reps,
+            record,
+        } => bench::cache(&bench::CacheOptions {
+            target_dir,
+            sample,
+            dir,
+            files,
+            mib,
+            reps,
+            record,
+        }),
+        BenchCmd::Remote {
             dir,
             files,
             mib,
@@ -29,6 +47,5 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             reps,
             record.as_deref(),
         ),
-        other => bench::run(other),
     }
 }

@@ -2,12 +2,23 @@
 //! `cargo xtask` command. Parsing stays in [`crate::flags`]; nothing here is called by a
 //! lower layer.
 
+#[cfg(feature = "dev")]
 pub mod bench;
 pub mod cache;
+pub mod chain;
 pub mod checkout;
 pub mod ci;
+pub mod demo;
+#[cfg(not(feature = "dev"))]
+mod dev;
+pub mod explain;
 pub mod matrix;
+pub mod notify;
 pub mod plan;
+pub mod preflight;
+pub mod report;
+#[cfg(feature = "dev")]
+pub mod stress;
 pub mod workflows;
 
 use std::process::ExitCode;
@@ -15,13 +26,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cache::Cache;
-use crate::dev::{demo, stress};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::flags::{Cmd, Resolve, Xtask};
-use crate::github::chain;
-use crate::job::preflight;
-use crate::report::{explain, notify, trends as report};
 
 /// The program: drop the inherited `RUSTUP_TOOLCHAIN` (see [`crate::engine::toolchain`]),
 /// parse the command line, run it, and map an error to exit code 2.
@@ -48,16 +55,22 @@ pub fn run(args: Xtask) -> Result<ExitCode> {
         Cmd::Logs(a) => plan::logs(a),
         Cmd::Plan(a) => plan::plan(a),
         Cmd::Checkout(a) => checkout::run(a),
-        Cmd::Demo(a) => demo::demo(&a),
+        Cmd::Demo(a) => demo::run(&a),
         Cmd::Chain(a) => chain::run(&a),
         Cmd::Workflows(a) => workflows::run(a),
-        Cmd::Explain(a) => explain::cli(&a),
-        Cmd::Preflight(a) => preflight::cli(&a),
-        Cmd::Notify(a) => notify::cli(&a),
-        Cmd::Report(a) => report::cli(&a),
-        Cmd::Stress(a) => stress::cli(&a),
+        Cmd::Explain(a) => explain::run(&a),
+        Cmd::Preflight(a) => preflight::run(&a),
+        Cmd::Notify(a) => notify::run(&a),
+        Cmd::Report(a) => report::run(&a),
+        #[cfg(feature = "dev")]
+        Cmd::Stress(a) => stress::run(&a),
+        #[cfg(not(feature = "dev"))]
+        Cmd::Stress(a) => dev::unavailable("stress", &a.args),
         Cmd::Cache(c) => cache::cli(c),
+        #[cfg(feature = "dev")]
         Cmd::Bench(a) => bench::run(a),
+        #[cfg(not(feature = "dev"))]
+        Cmd::Bench(a) => dev::unavailable("bench", &a.args),
     }
 }
 

@@ -1,6 +1,7 @@
-//! `cargo xtask bench cache`: restore and save of one target dir, measured in one run with
-//! our engine (move, and the parallel-copy fallback) against the seeds' method
-//! (`rsync -a --delete`) and actions/cache's (GNU `tar` piped through `zstd -T0`).
+//! The cache benchmark behind `cargo xtask bench cache` (`commands::bench`): restore and
+//! save of one target dir, measured in one run with our engine (move, and the
+//! parallel-copy fallback) against the seeds' method (`rsync -a --delete`) and
+//! actions/cache's (GNU `tar` piped through `zstd -T0`).
 //!
 //! Not a test: it prints medians and ratios, and with `--record FILE` rewrites the
 //! `<!-- bench:cache -->` section of that Markdown file (BENCHMARKS.md). Every method
@@ -13,33 +14,96 @@
 //! (the tree was just written); every timed step starts after `sync(2)`.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cache::{prune, transfer, Cache, CacheKey, Restore, Save, Stage};
-use crate::flags::BenchCmd;
 use crate::support::fs::{self as fsutil, human_bytes};
 
-/// Run a benchmark.
+/// What `cargo xtask bench cache` was asked for.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// A real target dir to measure (copied first; the original is never touched).
+    pub target_dir: Option<PathBuf>,
+    /// Build the sample chain and measure its largest target dir instead.
+    pub sample: bool,
+    /// Scratch dir (default: `<workspace>/target/bllvm-ci/bench`), emptied first and
+    /// removed at the end.
+    pub dir: Option<PathBuf>,
+    /// Generated tree: number of files.
+    pub files: usize,
+    /// Generated tree: total size in MiB.
+    pub mib: u64,
+    /// Repetitions of each measurement (medians are reported).
+    pub reps: usize,
+    /// Markdown file whose `<!-- bench:cache:<tree> -->` section gets the figures.
+    pub record: Option<PathBuf>,
+}
+
+/// Run the cache benchmark (see the module docs): print the table, record it if asked.
 ///
 /// Errors: a tool is missing (`rsync`, `tar`, `zstd`: install them), the tree cannot be
 /// built or copied, or a measured command fails.
-pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
-    let BenchCmd::Cache {
-        target_dir,
-        sample,
-        dir,
-        files,
-        mib,
-        reps,
-        record,
-    } = cmd
-    else {
-        anyhow::bail!("`bench {cmd:?}` is run by its own module, not by the cache benchmark");
-    };
+pub fn cache(o: &CacheOptions) -> Result<ExitCode> {
+    check_tools()?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf();
+    let dir = o
+        .dir
+        .clone()
+        .unwrap_or_else(|| workspace.join("target/bllvm-ci/bench"));
+    fsutil::remove_tree(&dir)?;
+    fs::create_dir_all(&dir)?;
+    let raw = dir.join("raw");
+    let (source, members) = prepare_tree(o, &workspace, &dir, &raw)?;
+    let raw_size = fsutil::tree_size(&raw);
+    println!(
+        "tree: {} in {} files; measuring {} repetitions",
+        human_bytes(raw_size.bytes),
+        raw_size.files,
+        o.reps
+    );
+    let b = Bench::first_save(&dir, &raw, &source, prune::target_prune(&raw, &members))?;
+    let mut m = Measures::default();
+    for rep in 0..o.reps {
+        println!("rep {}/{}", rep + 1, o.reps);
+        b.engine(rep, &mut m)?;
+        b.rsync(&mut m)?;
+        b.tar(&mut m)?;
+    }
+    let report = m.render(&Report {
+        source,
+        raw_bytes: raw_size.bytes,
+        raw_files: raw_size.files,
+        entry_bytes: b.entry_bytes,
+        entry_files: b.entry_files,
+        first_save_secs: b.first_secs,
+        reps: o.reps,
+        fs: fs_type(&dir),
+    });
+    print!("{report}");
+    if let Some(path) = &o.record {
+        let tag = if o.target_dir.is_some() {
+            "target-dir"
+        } else if o.sample {
+            "sample"
+        } else {
+            "generated"
+        };
+        record_section(path, &format!("cache:{tag}"), &report)?;
+        println!("recorded in {}", path.display());
+    }
+    fsutil::remove_tree(&dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The baselines' tools must be installed.
+fn check_tools() -> Result<()> {
     for tool in ["rsync", "tar", "zstd"] {
         if Command::new(tool)
             .arg("--version")
@@ -51,96 +115,110 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             bail!("`{tool}` is not installed: `apt-get install -y {tool}`");
         }
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits inside the workspace")
-        .to_path_buf();
-    let dir = dir.unwrap_or_else(|| workspace.join("target/bllvm-ci/bench"));
-    fsutil::remove_tree(&dir)?;
-    fs::create_dir_all(&dir)?;
-    let raw = dir.join("raw");
-    let (source, members): (String, Vec<String>) = if let Some(t) = &target_dir {
+    Ok(())
+}
+
+/// Put the tree to measure at `raw`: a copy of `--target-dir`, the sample's, or a
+/// generated one. Returns its description and its workspace members (for pruning).
+fn prepare_tree(
+    o: &CacheOptions,
+    workspace: &Path,
+    dir: &Path,
+    raw: &Path,
+) -> Result<(String, Vec<String>)> {
+    if let Some(t) = &o.target_dir {
         println!("copying {} ...", t.display());
-        transfer::par_copy(t, &raw, false, &|_| false)?;
-        (format!("real target dir {}", t.display()), Vec::new())
-    } else if sample {
-        build_sample(&workspace, &dir, &raw)?
+        transfer::par_copy(t, raw, false, &|_| false)?;
+        Ok((format!("real target dir {}", t.display()), Vec::new()))
+    } else if o.sample {
+        build_sample(workspace, dir, raw)
     } else {
+        let (files, mib) = (o.files, o.mib);
         println!("generating a target dir: {files} files, {mib} MiB ...");
-        let members = generate(&raw, files, mib << 20)?;
-        (
+        let members = generate(raw, files, mib << 20)?;
+        Ok((
             format!("generated target dir ({files} files, {mib} MiB requested)"),
             members,
-        )
-    };
-    let raw_size = fsutil::tree_size(&raw);
-    let plan = prune::target_prune(&raw, &members);
-    println!(
-        "tree: {} in {} files; measuring {reps} repetitions",
-        human_bytes(raw_size.bytes),
-        raw_size.files
-    );
+        ))
+    }
+}
 
-    let key = CacheKey {
-        stage: Stage::Target,
-        key: "bench-base-0000000000000000-0000000000000000".into(),
-        inputs: vec![("bench".into(), source.clone())],
-    };
-    let cache = Cache::open(&dir.join("cache"))?;
-    let work = dir.join("work/target");
-    // First save: the job built `work` from scratch (a miss), so the engine owns it.
-    assert_eq!(cache.restore(&key, &work, false)?, Restore::Miss);
-    transfer::par_copy(&raw, &work, false, &|_| false)?;
-    let mut first = Save::Empty;
-    let first_secs = time(|| {
-        first = cache.save(&key, &work, &|p| plan.skips(p))?;
-        Ok(())
-    })?;
-    let Save::Saved {
-        bytes: entry_bytes,
-        files: entry_files,
-        ..
-    } = first
-    else {
-        bail!("the first save did not publish an entry: {first:?}");
-    };
-    let entry_data = cache.entry_dir(&key).join("data");
+/// The measured cache: one entry of the tree, saved once, and the scratch dir.
+struct Bench {
+    dir: PathBuf,
+    cache: Cache,
+    key: CacheKey,
+    plan: prune::TargetPrune,
+    /// The job's target dir, moved in and out of the entry.
+    work: PathBuf,
+    /// The entry's data dir, what the baselines copy.
+    entry_data: PathBuf,
+    entry_bytes: u64,
+    entry_files: u64,
+    first_secs: f64,
+}
 
-    let mut m = Measures::default();
-    for rep in 0..reps {
-        println!("rep {}/{reps}", rep + 1);
-        // Our engine, move: restore, then the save of an unchanged tree.
+impl Bench {
+    /// The first save: the job built `work` from scratch (a miss), so the engine owns it.
+    fn first_save(dir: &Path, raw: &Path, source: &str, plan: prune::TargetPrune) -> Result<Bench> {
+        let key = CacheKey {
+            stage: Stage::Target,
+            key: "bench-base-0000000000000000-0000000000000000".into(),
+            inputs: vec![("bench".into(), source.to_owned())],
+        };
+        let cache = Cache::open(&dir.join("cache"))?;
+        let work = dir.join("work/target");
+        assert_eq!(cache.restore(&key, &work, false)?, Restore::Miss);
+        transfer::par_copy(raw, &work, false, &|_| false)?;
+        let mut first = Save::Empty;
+        let first_secs = time(|| {
+            first = cache.save(&key, &work, &|p| plan.skips(p))?;
+            Ok(())
+        })?;
+        let Save::Saved { bytes, files, .. } = first else {
+            bail!("the first save did not publish an entry: {first:?}");
+        };
+        Ok(Bench {
+            dir: dir.to_path_buf(),
+            entry_data: cache.entry_dir(&key).join("data"),
+            cache,
+            key,
+            plan,
+            work,
+            entry_bytes: bytes,
+            entry_files: files,
+            first_secs,
+        })
+    }
+
+    /// Our engine: move (restore, then the save of an unchanged tree), and the copy
+    /// fallback (the entry leased by another job, or another filesystem).
+    fn engine(&self, rep: usize, m: &mut Measures) -> Result<()> {
+        let (cache, key) = (&self.cache, &self.key);
         m.move_restore.push(time(|| {
-            let r = cache.restore(&key, &work, false)?;
-            anyhow::ensure!(
-                matches!(
-                    r,
-                    Restore::Hit {
-                        strategy: transfer::Strategy::Moved,
-                        ..
-                    }
-                ),
-                "expected a moved hit, got {r:?}"
+            let r = cache.restore(key, &self.work, false)?;
+            let moved = matches!(
+                r,
+                Restore::Hit {
+                    strategy: transfer::Strategy::Moved,
+                    ..
+                }
             );
+            anyhow::ensure!(moved, "expected a moved hit, got {r:?}");
             Ok(())
         })?);
         m.move_save.push(time(|| {
-            let s = cache.save(&key, &work, &|p| plan.skips(p))?;
-            anyhow::ensure!(
-                matches!(s, Save::Unchanged { .. }),
-                "expected unchanged, got {s:?}"
-            );
+            let s = cache.save(key, &self.work, &|p| self.plan.skips(p))?;
+            let unchanged = matches!(s, Save::Unchanged { .. });
+            anyhow::ensure!(unchanged, "expected unchanged, got {s:?}");
             Ok(())
         })?);
-        // Our engine, copy fallback (the entry leased by another job, or another fs).
-        let copy_dst = dir.join("work-copy/target");
+        let copy_dst = self.dir.join("work-copy/target");
         let ro = Cache::open_read_only(cache.root());
         m.copy_restore.push(time(|| {
-            let r = ro.restore(&key, &copy_dst, false)?;
-            anyhow::ensure!(
-                matches!(r, Restore::Hit { .. }),
-                "expected a hit, got {r:?}"
-            );
+            let r = ro.restore(key, &copy_dst, false)?;
+            let hit = matches!(r, Restore::Hit { .. });
+            anyhow::ensure!(hit, "expected a hit, got {r:?}");
             Ok(())
         })?);
         let k2 = CacheKey {
@@ -154,28 +232,31 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         })?);
         cache.remove("target", &k2.key);
         fsutil::remove_tree(copy_dst.parent().expect("has parent"))?;
+        Ok(())
+    }
 
-        // rsync (the seeds): restore into a fresh checkout, save onto the existing copy.
-        let rs_dst = dir.join("work-rsync/target");
+    /// rsync (the seeds): restore into a fresh checkout, save onto the existing copy.
+    fn rsync(&self, m: &mut Measures) -> Result<()> {
+        let rs_dst = self.dir.join("work-rsync/target");
         fsutil::remove_tree(&rs_dst)?;
         fs::create_dir_all(&rs_dst)?;
-        m.rsync_restore.push(time(|| {
-            sh(
-                "rsync",
-                &["-a", "--delete", &slash(&entry_data), &slash(&rs_dst)],
-            )
-        })?);
-        m.rsync_save.push(time(|| {
-            sh(
-                "rsync",
-                &["-a", "--delete", &slash(&rs_dst), &slash(&entry_data)],
-            )
-        })?);
+        let (entry, dst) = (slash(&self.entry_data), slash(&rs_dst));
+        m.rsync_restore
+            .push(time(|| sh("rsync", &["-a", "--delete", &entry, &dst]))?);
+        m.rsync_save
+            .push(time(|| sh("rsync", &["-a", "--delete", &dst, &entry]))?);
         fsutil::remove_tree(&rs_dst)?;
+        Ok(())
+    }
 
-        // tar + zstd (actions/cache): create an archive of the entry, extract it.
-        let archive = dir.join("cache.tzst");
+    /// tar + zstd (actions/cache): create an archive of the entry, extract it.
+    fn tar(&self, m: &mut Measures) -> Result<()> {
+        let archive = self.dir.join("cache.tzst");
         let _ = fs::remove_file(&archive);
+        let (archive_s, entry_s) = (
+            archive.display().to_string(),
+            self.entry_data.display().to_string(),
+        );
         m.tar_save.push(time(|| {
             sh(
                 "tar",
@@ -183,16 +264,17 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                     "--use-compress-program",
                     "zstd -T0 --long=30",
                     "-cf",
-                    &archive.display().to_string(),
+                    &archive_s,
                     "-C",
-                    &entry_data.display().to_string(),
+                    &entry_s,
                     ".",
                 ],
             )
         })?);
-        let tar_dst = dir.join("work-tar/target");
+        let tar_dst = self.dir.join("work-tar/target");
         fsutil::remove_tree(&tar_dst)?;
         fs::create_dir_all(&tar_dst)?;
+        let dst_s = tar_dst.display().to_string();
         m.tar_restore.push(time(|| {
             sh(
                 "tar",
@@ -200,40 +282,16 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                     "--use-compress-program",
                     "zstd -d --long=30",
                     "-xf",
-                    &archive.display().to_string(),
+                    &archive_s,
                     "-C",
-                    &tar_dst.display().to_string(),
+                    &dst_s,
                 ],
             )
         })?);
         m.archive_bytes = fs::metadata(&archive).map_or(0, |x| x.len());
         fsutil::remove_tree(&tar_dst)?;
+        Ok(())
     }
-
-    let report = m.render(&Report {
-        source,
-        raw_bytes: raw_size.bytes,
-        raw_files: raw_size.files,
-        entry_bytes,
-        entry_files,
-        first_save_secs: first_secs,
-        reps,
-        fs: fs_type(&dir),
-    });
-    print!("{report}");
-    if let Some(path) = record {
-        let tag = if target_dir.is_some() {
-            "target-dir"
-        } else if sample {
-            "sample"
-        } else {
-            "generated"
-        };
-        record_section(&path, &format!("cache:{tag}"), &report)?;
-        println!("recorded in {}", path.display());
-    }
-    fsutil::remove_tree(&dir)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `dir/` (rsync copies the contents of a directory named with a trailing slash).
@@ -475,24 +533,45 @@ fn write_blob(path: &Path, n: u64, rng: &mut Rng) -> Result<()> {
 /// About 45% of the bytes are dependency artifacts, 40% workspace executables and
 /// artifacts, 15% incremental data. Returns the workspace member names.
 pub fn generate(root: &Path, files: usize, bytes: u64) -> Result<Vec<String>> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let prof = root.join("debug");
+    let mut g = Gen {
+        rng: Rng(0x9e37_79b9_7f4a_7c15),
+        prof: root.join("debug"),
+    };
     for d in [".fingerprint", "deps", "build", "incremental"] {
-        fs::create_dir_all(prof.join(d))?;
+        fs::create_dir_all(g.prof.join(d))?;
     }
     fs::write(
         root.join("CACHEDIR.TAG"),
         "Signature: 8a477f597d28d172789f06886806bc55\n",
     )?;
     let members: Vec<String> = (0..6).map(|i| format!("bllvm-ws{i}")).collect();
-    let n_deps = (files / 40).max(20);
     let dep_bytes = bytes * 45 / 100;
     let ws_bytes = bytes * 40 / 100;
-    let inc_bytes = bytes - dep_bytes - ws_bytes;
-    let mut written = 0usize;
-    let unit = |rng: &mut Rng, pkg: &str, hash: &str, rlib: u64, build: bool| -> Result<usize> {
+    let mut written = g.dependencies((files / 40).max(20), dep_bytes)?;
+    written += g.workspace(&members, ws_bytes)?;
+    // Incremental data fills the file count.
+    g.incremental(
+        files.saturating_sub(written).max(1),
+        bytes - dep_bytes - ws_bytes,
+    )?;
+    Ok(members)
+}
+
+/// The state of [`generate`]: the random source (one sequence, so every run writes the
+/// same tree) and the profile dir (`<root>/debug`).
+struct Gen {
+    rng: Rng,
+    prof: PathBuf,
+}
+
+impl Gen {
+    /// One compiled unit of package `pkg`: a fingerprint dir (4 small files), an `.rlib`
+    /// of `rlib` bytes, an `.rmeta` and a `.d` in `deps/`, and with `build` a build-script
+    /// dir. Returns the number of files written.
+    fn unit(&mut self, pkg: &str, hash: &str, rlib: u64, build: bool) -> Result<usize> {
+        let rng = &mut self.rng;
         let krate = pkg.replace('-', "_");
-        let fp = prof.join(".fingerprint").join(format!("{pkg}-{hash}"));
+        let fp = self.prof.join(".fingerprint").join(format!("{pkg}-{hash}"));
         fs::create_dir_all(&fp)?;
         for (name, size) in [
             (format!("lib-{krate}"), 16),
@@ -502,7 +581,7 @@ pub fn generate(root: &Path, files: usize, bytes: u64) -> Result<Vec<String>> {
         ] {
             write_blob(&fp.join(name), size, rng)?;
         }
-        let deps = prof.join("deps");
+        let deps = self.prof.join("deps");
         write_blob(&deps.join(format!("lib{krate}-{hash}.rlib")), rlib, rng)?;
         write_blob(
             &deps.join(format!("lib{krate}-{hash}.rmeta")),
@@ -514,82 +593,91 @@ pub fn generate(root: &Path, files: usize, bytes: u64) -> Result<Vec<String>> {
             rng.log_size(200, 8000),
             rng,
         )?;
-        let mut n = 7;
-        if build {
-            let b = prof.join("build").join(format!("{pkg}-{hash}b"));
-            fs::create_dir_all(b.join("out"))?;
-            for name in [
-                "output",
-                "root-output",
-                "stderr",
-                "invoked.timestamp",
-                "out/generated.rs",
-            ] {
-                write_blob(&b.join(name), rng.log_size(20, 20_000), rng)?;
+        if !build {
+            return Ok(7);
+        }
+        let b = self.prof.join("build").join(format!("{pkg}-{hash}b"));
+        fs::create_dir_all(b.join("out"))?;
+        for name in [
+            "output",
+            "root-output",
+            "stderr",
+            "invoked.timestamp",
+            "out/generated.rs",
+        ] {
+            write_blob(&b.join(name), rng.log_size(20, 20_000), rng)?;
+        }
+        Ok(12)
+    }
+
+    /// `n` dependency crates whose rlib sizes are log-uniform, scaled to `bytes`; one in
+    /// five has a build script. Returns the number of files written.
+    fn dependencies(&mut self, n: usize, bytes: u64) -> Result<usize> {
+        let weights: Vec<u64> = (0..n)
+            .map(|_| self.rng.log_size(10_000, 20_000_000))
+            .collect();
+        let wsum: u64 = weights.iter().sum();
+        let mut written = 0;
+        for (i, w) in weights.iter().enumerate() {
+            let rlib = (bytes as f64 * 0.8 * *w as f64 / wsum as f64) as u64;
+            let hash = format!("{:016x}", self.rng.next());
+            written += self.unit(&format!("dep{i}"), &hash, rlib, i % 5 == 0)?;
+        }
+        Ok(written)
+    }
+
+    /// The workspace crates, `bytes` in all: per crate a lib, a lib test executable, an
+    /// integration test, a bin, and the bin's uplifted copy in the profile dir. Returns the
+    /// number of files written.
+    fn workspace(&mut self, members: &[String], bytes: u64) -> Result<usize> {
+        let per_ws = bytes / members.len() as u64;
+        let mut written = 0;
+        for m in members {
+            let hash = format!("{:016x}", self.rng.next());
+            written += self.unit(m, &hash, per_ws / 10, false)?;
+            let krate = m.replace('-', "_");
+            let exe = per_ws * 3 / 10;
+            let it_hash = format!("{:016x}", self.rng.next());
+            for (h, name) in [(&hash, krate.clone()), (&it_hash, "it".to_owned())] {
+                let fp = self.prof.join(".fingerprint").join(format!("{m}-{h}"));
+                fs::create_dir_all(&fp)?;
+                write_blob(
+                    &fp.join(format!("test-lib-{name}.json")),
+                    900,
+                    &mut self.rng,
+                )?;
+                let test_exe = self.prof.join("deps").join(format!("{name}-{h}"));
+                write_blob(&test_exe, exe, &mut self.rng)?;
+                written += 2;
             }
-            n += 5;
+            write_blob(&self.prof.join(m), per_ws / 10, &mut self.rng)?;
+            written += 1;
         }
-        Ok(n)
-    };
-    // Dependencies: rlib sizes log-uniform, scaled to the dependency byte share.
-    let weights: Vec<u64> = (0..n_deps)
-        .map(|_| rng.log_size(10_000, 20_000_000))
-        .collect();
-    let wsum: u64 = weights.iter().sum();
-    for (i, w) in weights.iter().enumerate() {
-        let rlib = (dep_bytes as f64 * 0.8 * *w as f64 / wsum as f64) as u64;
-        let hash = format!("{:016x}", rng.next());
-        written += unit(&mut rng, &format!("dep{i}"), &hash, rlib, i % 5 == 0)?;
+        Ok(written)
     }
-    // Workspace crates: a lib, a lib test executable, an integration test, a bin, and the
-    // bin's uplifted copy in the profile dir.
-    let per_ws = ws_bytes / members.len() as u64;
-    for m in &members {
-        let hash = format!("{:016x}", rng.next());
-        written += unit(&mut rng, m, &hash, per_ws / 10, false)?;
-        let krate = m.replace('-', "_");
-        let exe = per_ws * 3 / 10;
-        let it_hash = format!("{:016x}", rng.next());
-        for (h, name) in [(&hash, krate.clone()), (&it_hash, "it".to_owned())] {
-            fs::create_dir_all(prof.join(".fingerprint").join(format!("{m}-{h}")))?;
-            write_blob(
-                &prof
-                    .join(".fingerprint")
-                    .join(format!("{m}-{h}"))
-                    .join(format!("test-lib-{name}.json")),
-                900,
-                &mut rng,
-            )?;
-            write_blob(
-                &prof.join("deps").join(format!("{name}-{h}")),
-                exe,
-                &mut rng,
-            )?;
-            written += 2;
+
+    /// `n` small object files of `bytes` in all, in incremental session dirs of 500.
+    fn incremental(&mut self, n: usize, bytes: u64) -> Result<()> {
+        let per_session = 500;
+        let mut left = bytes;
+        for i in 0..n {
+            let d = self
+                .prof
+                .join("incremental")
+                .join(format!(
+                    "bllvm_ws{}-{:x}",
+                    i / per_session % 6,
+                    i / per_session
+                ))
+                .join("s-session");
+            if i % per_session == 0 {
+                fs::create_dir_all(&d)?;
+            }
+            let size = (left / (n - i) as u64).max(1) * self.rng.log_size(50, 200) / 100;
+            let size = size.min(left);
+            write_blob(&d.join(format!("{i:x}.o")), size, &mut self.rng)?;
+            left -= size;
         }
-        write_blob(&prof.join(m), per_ws / 10, &mut rng)?;
-        written += 1;
+        Ok(())
     }
-    // Incremental data fills the file count.
-    let n_inc = files.saturating_sub(written).max(1);
-    let per_session = 500;
-    let mut left = inc_bytes;
-    for i in 0..n_inc {
-        let d = prof
-            .join("incremental")
-            .join(format!(
-                "bllvm_ws{}-{:x}",
-                i / per_session % 6,
-                i / per_session
-            ))
-            .join("s-session");
-        if i % per_session == 0 {
-            fs::create_dir_all(&d)?;
-        }
-        let size = (left / (n_inc - i) as u64).max(1) * rng.log_size(50, 200) / 100;
-        let size = size.min(left);
-        write_blob(&d.join(format!("{i:x}.o")), size, &mut rng)?;
-        left -= size;
-    }
-    Ok(members)
 }

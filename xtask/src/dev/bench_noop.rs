@@ -50,6 +50,14 @@ fn run_ci(exe: &Path, manifest: &Path, cache: &Path, run_dir: &Path) -> Result<f
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// One step's command as `ci` would run it: (checkout dir, program, arguments, env).
+type LoopCommand = (
+    PathBuf,
+    String,
+    Vec<String>,
+    std::collections::BTreeMap<String, String>,
+);
+
 /// Run the benchmark and print (and optionally record) the figures.
 ///
 /// Errors: the sample chain cannot be copied or built, or a command fails.
@@ -69,51 +77,18 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
     let cold = run_ci(&exe, &manifest_path, &cache_dir, &o.dir.join("runs/cold"))?;
     println!("  first (cold) ci run: {cold:.2} s");
 
-    // The loop side: every step's exact command, as `ci` would run it.
     let manifest = Manifest::load(&manifest_path)?;
-    let cache = Cache::open(&cache_dir)?;
-    let resolved = plan::resolve(&manifest, &PlanOptions::default(), &cache)?;
-    let mut commands = Vec::new();
-    for r in &resolved.plan.repos {
-        for step in &r.steps {
-            let args = plan::step_args(step, &r.features, &resolved.plan.profile);
-            commands.push((r.dir.clone(), step.program.clone(), args, r.env.clone()));
-        }
-    }
-    drop(resolved);
-    let run_loop = || -> Result<f64> {
-        let t = Instant::now();
-        for (dir, program, args, env) in &commands {
-            let out = Command::new(program)
-                .args(args)
-                .current_dir(dir)
-                .envs(env)
-                .output()
-                .with_context(|| format!("run {program} in {}", dir.display()))?;
-            if !out.status.success() {
-                bail!("`{program} {}` failed in {}", args.join(" "), dir.display());
-            }
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
+    let commands = loop_commands(&manifest, &cache_dir)?;
     // Warm the loop once (doc and test outputs the ci run may not have left fresh).
-    run_loop()?;
+    run_loop(&commands)?;
 
     let mut ci_times = Vec::new();
     let mut loop_times = Vec::new();
     for i in 0..o.reps.max(1) {
-        ci_times.push(run_ci(
-            &exe,
-            &manifest_path,
-            &cache_dir,
-            &o.dir.join(format!("runs/noop{i}")),
-        )?);
-        loop_times.push(run_loop()?);
+        let run_dir = o.dir.join(format!("runs/noop{i}"));
+        ci_times.push(run_ci(&exe, &manifest_path, &cache_dir, &run_dir)?);
+        loop_times.push(run_loop(&commands)?);
     }
-    let (ci_m, loop_m) = (
-        crate::dev::bench::median(&ci_times),
-        crate::dev::bench::median(&loop_times),
-    );
     let summary: serde_json::Value = serde_json::from_slice(
         &std::fs::read(o.dir.join("runs/noop0/summary.json"))
             .context("read the noop run's summary")?,
@@ -121,14 +96,13 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
     let cached = summary["repos"]
         .as_array()
         .map_or(0, |a| a.iter().filter(|r| r["status"] == "cached").count());
-    let summary = format!("{cached} cached");
-    let body = format!(
-        "| what | median (s) |\n|---|---|\n| `cargo xtask ci` on the unchanged sample chain ({} repos {}) | {ci_m:.3} |\n| bare loop of the {} cargo commands it would otherwise run (all fresh) | {loop_m:.3} |\n\nRatio loop / ci: **{:.1}×** (target: ci ≤ 2 s and faster than the loop). Reps: {}. Command: `cargo xtask bench noop --record BENCHMARKS.md`.\n",
-        manifest.repos.len(),
-        summary,
+    let body = render(
+        &manifest,
+        cached,
         commands.len(),
-        loop_m / ci_m,
-        o.reps.max(1)
+        &ci_times,
+        &loop_times,
+        o.reps.max(1),
     );
     println!("{body}");
     if let Some(path) = &o.record {
@@ -136,4 +110,55 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
         println!("recorded in {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The loop side: every step's exact command, as `ci` would run it, in plan order.
+fn loop_commands(manifest: &Manifest, cache_dir: &Path) -> Result<Vec<LoopCommand>> {
+    let cache = Cache::open(cache_dir)?;
+    let resolved = plan::resolve(manifest, &PlanOptions::default(), &cache)?;
+    let mut commands = Vec::new();
+    for r in &resolved.plan.repos {
+        for step in &r.steps {
+            let args = plan::step_args(step, &r.features, &resolved.plan.profile);
+            commands.push((r.dir.clone(), step.program.clone(), args, r.env.clone()));
+        }
+    }
+    Ok(commands)
+}
+
+/// Run every command in order; the wall time in seconds.
+fn run_loop(commands: &[LoopCommand]) -> Result<f64> {
+    let t = Instant::now();
+    for (dir, program, args, env) in commands {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .envs(env)
+            .output()
+            .with_context(|| format!("run {program} in {}", dir.display()))?;
+        if !out.status.success() {
+            bail!("`{program} {}` failed in {}", args.join(" "), dir.display());
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The figures as Markdown: both medians and the ratio loop / ci.
+fn render(
+    manifest: &Manifest,
+    cached: usize,
+    commands: usize,
+    ci_times: &[f64],
+    loop_times: &[f64],
+    reps: usize,
+) -> String {
+    let (ci_m, loop_m) = (
+        crate::dev::bench::median(ci_times),
+        crate::dev::bench::median(loop_times),
+    );
+    format!(
+        "| what | median (s) |\n|---|---|\n| `cargo xtask ci` on the unchanged sample chain ({} repos {cached} cached) | {ci_m:.3} |\n| bare loop of the {commands} cargo commands it would otherwise run (all fresh) | {loop_m:.3} |\n\nRatio loop / ci: **{:.1}×** (target: ci ≤ 2 s and faster than the loop). Reps: {reps}. Command: `cargo xtask bench noop --record BENCHMARKS.md`.\n",
+        manifest.repos.len(),
+        loop_m / ci_m,
+    )
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the newcomer's first command. Copies the embedded sample chain
+//! The demo behind `cargo xtask demo` (`commands::demo`), the newcomer's first command. Copies the embedded sample chain
 //! (`ci/sample/`) to a scratch dir, runs `ci` on it, then throws the checkouts away, copies
 //! them again (as a fresh CI job on the same runner would get them) and runs `ci` a second
 //! time, which restores every cache stage and recompiles no dependency crate.
@@ -15,7 +15,7 @@ use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::engine::run::RunOptions;
 use crate::engine::steps::ExecContext;
-use crate::flags::DemoArgs;
+use crate::engine::summary::RunSummary;
 use crate::job::Job;
 use crate::support::exec::Echo;
 use crate::support::fs as fsutil;
@@ -40,18 +40,46 @@ pub fn copy_sample(sample: &Path, dst: &Path) -> Result<PathBuf> {
     Ok(chain.join("chain.toml"))
 }
 
-/// Run the demo (see the module docs).
-pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
+/// What `cargo xtask demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Scratch directory the sample chain is copied into (default:
+    /// `<workspace>/target/bllvm-ci/demo`).
+    pub dir: Option<PathBuf>,
+    /// Cache root (default: `<dir>/cache`, emptied first so run 1 is really cold).
+    pub cache_dir: Option<PathBuf>,
+    /// How step output is shown.
+    pub echo: Echo,
+}
+
+/// The demo's rounds: what each shows, and whether it forces the repos to run.
+const ROUNDS: [(&str, bool); 3] = [
+    (
+        "cold: fresh copy of the sample chain, builds what the cache lacks",
+        true,
+    ),
+    (
+        "a fresh job on the same runner, forced to run: every cache stage restores",
+        true,
+    ),
+    (
+        "nothing changed: every repo's fingerprint has a recorded success",
+        false,
+    ),
+];
+
+/// Run the demo (see the module docs): exit 0, or 1 when a round failed.
+pub fn run(o: &Options) -> Result<ExitCode> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask sits inside the workspace")
         .to_path_buf();
     let sample = workspace.join(SAMPLE_DIR);
-    let dir = a
+    let dir = o
         .dir
         .clone()
         .unwrap_or_else(|| workspace.join("target/bllvm-ci/demo"));
-    let cache_root = match &a.cache_dir {
+    let cache_root = match &o.cache_dir {
         Some(c) => c.clone(),
         None => {
             // The demo's own cache starts empty every time, so run 1 is really cold.
@@ -61,61 +89,63 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
         }
     };
     let cache = Cache::open(&cache_root)?;
-    let rounds = [
-        (
-            "cold: fresh copy of the sample chain, builds what the cache lacks",
-            true,
-        ),
-        (
-            "a fresh job on the same runner, forced to run: every cache stage restores",
-            true,
-        ),
-        (
-            "nothing changed: every repo's fingerprint has a recorded success",
-            false,
-        ),
-    ];
     let mut summaries = Vec::new();
-    for (i, (what, force)) in rounds.iter().enumerate() {
+    for (i, (what, force)) in ROUNDS.iter().enumerate() {
         let round = i + 1;
-        println!("\n######## demo run {round} of {}: {what}", rounds.len());
+        println!("\n######## demo run {round} of {}: {what}", ROUNDS.len());
         let manifest_path = copy_sample(&sample, &dir)?;
         let started = std::time::Instant::now();
         let manifest = Manifest::load(&manifest_path)?;
-        let opts = PlanOptions {
-            force: force.then(Vec::new),
-            ..PlanOptions::default()
-        };
         let run_dir = dir.join(format!("runs/run{round}"));
-        let job = Job {
-            manifest: &manifest,
-            plan: PlanOptions {
-                exec: ExecContext {
-                    run_dir: run_dir.clone(),
-                    ..ExecContext::default()
-                },
-                ..opts
-            },
-            run: RunOptions {
-                jobs: 1,
-                keep_going: false,
-                save: true,
-                restore: true,
-                run_dir,
-                release: None,
-                echo: if a.quiet { Echo::Quiet } else { Echo::Stream },
-            },
-            cache: &cache,
-            print_plan: Some(false),
-            extra: Vec::new(),
-        };
-        let summary = job.run()?;
+        let summary = run_round(&manifest, &cache, *force, &run_dir, o.echo)?;
         if summary.failed() {
             return Ok(ExitCode::from(1));
         }
         summaries.push((summary, started.elapsed().as_secs_f64()));
     }
-    let hits = |s: &crate::engine::summary::RunSummary| {
+    println!();
+    print!("{}", totals(&summaries));
+    println!("logs: {}", dir.join("runs").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One round: resolve (restoring the chain-wide stages), print the plan, run.
+fn run_round(
+    manifest: &Manifest,
+    cache: &Cache,
+    force: bool,
+    run_dir: &Path,
+    echo: Echo,
+) -> Result<RunSummary> {
+    Job {
+        manifest,
+        plan: PlanOptions {
+            force: force.then(Vec::new),
+            exec: ExecContext {
+                run_dir: run_dir.to_path_buf(),
+                ..ExecContext::default()
+            },
+            ..PlanOptions::default()
+        },
+        run: RunOptions {
+            jobs: 1,
+            keep_going: false,
+            save: true,
+            restore: true,
+            run_dir: run_dir.to_path_buf(),
+            release: None,
+            echo,
+        },
+        cache,
+        print_plan: Some(false),
+        extra: Vec::new(),
+    }
+    .run()
+}
+
+/// One line per round: its time, the cache stages it restored, the repos it skipped.
+fn totals(summaries: &[(RunSummary, f64)]) -> String {
+    let hits = |s: &RunSummary| {
         s.repos
             .iter()
             .flat_map(|r| &r.cache)
@@ -123,19 +153,18 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
             .filter(|c| c.restore_word() == "hit")
             .count()
     };
-    println!();
+    let mut out = String::new();
     for (i, (s, secs)) in summaries.iter().enumerate() {
         let cached = s
             .repos
             .iter()
             .filter(|r| r.status.word() == "cached")
             .count();
-        println!(
-            "run {}: {secs:.1} s (plan and run), {} cache stage(s) restored, {cached} repo(s) cached",
+        out += &format!(
+            "run {}: {secs:.1} s (plan and run), {} cache stage(s) restored, {cached} repo(s) cached\n",
             i + 1,
             hits(s)
         );
     }
-    println!("logs: {}", dir.join("runs").display());
-    Ok(ExitCode::SUCCESS)
+    out
 }

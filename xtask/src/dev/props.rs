@@ -197,7 +197,7 @@ proptest! {
         let base = key(&features, profile, DepsMode::Patched, &rustc, &lock, "base");
         // Shuffle and duplicate: the same key.
         let mut shuffled = features.clone();
-        let mut rng = crate::dev::stress::Rng::new(seed);
+        let mut rng = crate::dev::rng::Rng::new(seed);
         for i in (1..shuffled.len()).rev() {
             shuffled.swap(i, rng.below(i as u64 + 1) as usize);
         }

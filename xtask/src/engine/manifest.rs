@@ -641,135 +641,38 @@ impl Manifest {
 
     /// Parse manifest `text` as if read from `path` (used by tests and `load`).
     pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
-        let file = path.display().to_string();
-        let err_at = |at: usize, message: String| -> anyhow::Error {
-            let (line, col) = line_col(text, at);
-            ManifestError {
-                file: file.clone(),
-                line,
-                col,
-                message,
-            }
-            .into()
+        let loc = Locator {
+            text,
+            file: path.display().to_string(),
         };
         let raw: RawManifest = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
                 let at = e.span().map_or(0, |s| s.start);
-                return Err(err_at(at, e.message().trim().to_owned()));
+                return Err(loc.err(at, e.message().trim().to_owned()));
             }
         };
-
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = crate::support::fs::normalize(&match &raw.root {
             Some(r) => base.join(r.get_ref()),
             None => base.join("../.."),
         });
-
         let defaults = raw.defaults;
         if defaults.timeout == 0 {
-            return Err(err_at(
+            return Err(loc.err(
                 text.find("timeout").unwrap_or(0),
                 "`timeout` must be at least 1 second".into(),
             ));
         }
-        let mut names = BTreeSet::new();
-        let mut paths = BTreeSet::new();
-        let mut repos = Vec::new();
-        for r in &raw.repo {
-            let name = r.name.get_ref();
-            check_name(name).map_err(|m| err_at(r.name.span().start, m))?;
-            if !names.insert(name.clone()) {
-                return Err(err_at(
-                    r.name.span().start,
-                    format!("duplicate repo name `{name}`: every [[repo]] needs its own name"),
-                ));
-            }
-            let gh = r.github.get_ref();
-            let valid_gh = gh.split('/').count() == 2
-                && gh
-                    .split('/')
-                    .all(|p| !p.is_empty() && p != "." && p != ".." && p.chars().all(is_gh_char));
-            if !valid_gh {
-                return Err(err_at(
-                    r.github.span().start,
-                    format!("`github = \"{gh}\"` is not of the form \"owner/name\""),
-                ));
-            }
-            let (rel, at) = match &r.path {
-                Some(p) => (p.get_ref().clone(), p.span().start),
-                None => (name.clone(), r.name.span().start),
-            };
-            let rel_path = check_relative(&rel).map_err(|m| err_at(at, format!("`path`: {m}")))?;
-            if !paths.insert(rel_path.clone()) {
-                return Err(err_at(
-                    at,
-                    format!("two repos share the checkout path `{rel}`: give each its own `path`"),
-                ));
-            }
-            let steps = match (&r.steps, r.kind) {
-                (Some(steps), _) => steps
-                    .iter()
-                    .map(|s| {
-                        resolve_step(s.get_ref(), defaults.timeout)
-                            .map_err(|m| err_at(s.span().start, m))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                (None, RepoKind::Cargo) => BUILTIN_STEPS
-                    .iter()
-                    .filter_map(|(n, _, _)| builtin_step(n, defaults.timeout))
-                    .collect(),
-                (None, RepoKind::Docs) => Vec::new(),
-            };
-            for (k, _) in r.env.iter().chain(defaults.env.iter()) {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(err_at(
-                        r.name.span().start,
-                        format!("invalid environment variable name `{k}` in repo `{name}`"),
-                    ));
-                }
-            }
-            let mut env = defaults.env.clone();
-            env.extend(r.env.clone());
-            repos.push(Repo {
-                name: name.clone(),
-                github: gh.clone(),
-                path: rel_path,
-                kind: r.kind,
-                after: r.after.iter().map(|a| a.get_ref().clone()).collect(),
-                steps,
-                features: r.features.clone(),
-                env,
-                toolchain: r.toolchain.clone().or_else(|| defaults.toolchain.clone()),
-                deps: r.deps.unwrap_or(defaults.deps),
-                toolchains: r.toolchains.clone(),
-                variants: r.variants.clone(),
-                artifacts: r.artifacts.clone(),
-            });
-        }
-        for r in &raw.repo {
-            for a in &r.after {
-                if !names.contains(a.get_ref()) {
-                    return Err(err_at(
-                        a.span().start,
-                        format!(
-                            "`after = [\"{}\"]` in repo `{}` names no repo of this manifest (known: {})",
-                            a.get_ref(),
-                            r.name.get_ref(),
-                            names.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-                if a.get_ref() == r.name.get_ref() {
-                    return Err(err_at(
-                        a.span().start,
-                        format!("repo `{}` cannot come after itself", a.get_ref()),
-                    ));
-                }
-            }
-        }
+        let mut seen = Seen::default();
+        let repos = raw
+            .repo
+            .iter()
+            .map(|r| repo_from_raw(r, &defaults, &mut seen, &loc))
+            .collect::<Result<Vec<_>>>()?;
+        check_after(&raw.repo, &seen.names, &loc)?;
         if repos.is_empty() {
-            return Err(err_at(
+            return Err(loc.err(
                 0,
                 "the manifest lists no repositories: add at least one [[repo]] table".into(),
             ));
@@ -806,6 +709,144 @@ impl Manifest {
     pub fn checkout_dir(root: &Path, repo: &Repo) -> PathBuf {
         root.join(&repo.path)
     }
+}
+
+/// The manifest's text and file name, to turn a byte offset into a [`ManifestError`] with
+/// line and column.
+struct Locator<'a> {
+    text: &'a str,
+    file: String,
+}
+
+impl Locator<'_> {
+    /// The error `message` at byte offset `at` of the text.
+    fn err(&self, at: usize, message: String) -> anyhow::Error {
+        let (line, col) = line_col(self.text, at);
+        ManifestError {
+            file: self.file.clone(),
+            line,
+            col,
+            message,
+        }
+        .into()
+    }
+}
+
+/// The repo names and checkout paths seen so far (each must be unique).
+#[derive(Default)]
+struct Seen {
+    names: BTreeSet<String>,
+    paths: BTreeSet<PathBuf>,
+}
+
+/// One `[[repo]]` table, validated (name, `github`, `path`, steps, env) and with the
+/// `[defaults]` applied.
+fn repo_from_raw(r: &RawRepo, defaults: &Defaults, seen: &mut Seen, loc: &Locator) -> Result<Repo> {
+    let name = r.name.get_ref();
+    check_name(name).map_err(|m| loc.err(r.name.span().start, m))?;
+    if !seen.names.insert(name.clone()) {
+        return Err(loc.err(
+            r.name.span().start,
+            format!("duplicate repo name `{name}`: every [[repo]] needs its own name"),
+        ));
+    }
+    let gh = r.github.get_ref();
+    let valid_gh = gh.split('/').count() == 2
+        && gh
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".." && p.chars().all(is_gh_char));
+    if !valid_gh {
+        return Err(loc.err(
+            r.github.span().start,
+            format!("`github = \"{gh}\"` is not of the form \"owner/name\""),
+        ));
+    }
+    let (rel, at) = match &r.path {
+        Some(p) => (p.get_ref().clone(), p.span().start),
+        None => (name.clone(), r.name.span().start),
+    };
+    let rel_path = check_relative(&rel).map_err(|m| loc.err(at, format!("`path`: {m}")))?;
+    if !seen.paths.insert(rel_path.clone()) {
+        return Err(loc.err(
+            at,
+            format!("two repos share the checkout path `{rel}`: give each its own `path`"),
+        ));
+    }
+    Ok(Repo {
+        name: name.clone(),
+        github: gh.clone(),
+        path: rel_path,
+        kind: r.kind,
+        after: r.after.iter().map(|a| a.get_ref().clone()).collect(),
+        steps: repo_steps(r, defaults.timeout, loc)?,
+        features: r.features.clone(),
+        env: repo_env(r, defaults, loc)?,
+        toolchain: r.toolchain.clone().or_else(|| defaults.toolchain.clone()),
+        deps: r.deps.unwrap_or(defaults.deps),
+        toolchains: r.toolchains.clone(),
+        variants: r.variants.clone(),
+        artifacts: r.artifacts.clone(),
+    })
+}
+
+/// A repo's steps: its own `steps`, else the built-in ones for a cargo repo, else none.
+fn repo_steps(r: &RawRepo, timeout: u64, loc: &Locator) -> Result<Vec<Step>> {
+    Ok(match (&r.steps, r.kind) {
+        (Some(steps), _) => steps
+            .iter()
+            .map(|s| resolve_step(s.get_ref(), timeout).map_err(|m| loc.err(s.span().start, m)))
+            .collect::<Result<Vec<_>>>()?,
+        (None, RepoKind::Cargo) => BUILTIN_STEPS
+            .iter()
+            .filter_map(|(n, _, _)| builtin_step(n, timeout))
+            .collect(),
+        (None, RepoKind::Docs) => Vec::new(),
+    })
+}
+
+/// A repo's environment: `[defaults] env` overridden by its own `env`; every name must be
+/// a valid variable name.
+fn repo_env(r: &RawRepo, defaults: &Defaults, loc: &Locator) -> Result<BTreeMap<String, String>> {
+    for (k, _) in r.env.iter().chain(defaults.env.iter()) {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(loc.err(
+                r.name.span().start,
+                format!(
+                    "invalid environment variable name `{k}` in repo `{}`",
+                    r.name.get_ref()
+                ),
+            ));
+        }
+    }
+    let mut env = defaults.env.clone();
+    env.extend(r.env.clone());
+    Ok(env)
+}
+
+/// Every `after` names another repo of the manifest.
+fn check_after(repos: &[RawRepo], names: &BTreeSet<String>, loc: &Locator) -> Result<()> {
+    for r in repos {
+        for a in &r.after {
+            if !names.contains(a.get_ref()) {
+                return Err(loc.err(
+                    a.span().start,
+                    format!(
+                        "`after = [\"{}\"]` in repo `{}` names no repo of this manifest (known: {})",
+                        a.get_ref(),
+                        r.name.get_ref(),
+                        names.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if a.get_ref() == r.name.get_ref() {
+                return Err(loc.err(
+                    a.span().start,
+                    format!("repo `{}` cannot come after itself", a.get_ref()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_gh_char(c: char) -> bool {

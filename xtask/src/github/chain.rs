@@ -1,173 +1,22 @@
-//! `cargo xtask chain`: tell the repos downstream of one repo to run, by sending each a
-//! `repository_dispatch` (through [`crate::github::dispatch`]), or walk a release set through the
-//! whole chain in order (`--release`, with [`crate::github::release`]).
-//!
-//! Plan, then send: [`plan_targets`] is a pure function from the graph and the run's
-//! context to the list of targets, each with its event type and payload or the reason it
-//! is skipped; [`send_all`] sends them (or only prints them with `--dry-run`), and
-//! [`Report`] renders one line per target.
-//!
-//! Which repos: "direct" dependents are the graph's downstream repos that are not also
-//! reachable through another downstream repo (the transitive reduction): the graph's
-//! edges come from resolved dependencies, so `bllvm-node` has an edge from
-//! `bllvm-consensus` through `bllvm-protocol`, but the chain reaches it through
-//! `bllvm-protocol`'s own dispatch. `--transitive` sends to the whole closure at once;
-//! `--to` picks repos from the closure.
-//!
-//! Loop guard: a target already on the chain's path (the repos the chain went through,
-//! carried in the payload) is skipped, and so is every target past `[chain] max-hops`.
+//! Sending a propagation: the `repository_dispatch` of every [`Target`] planned by
+//! [`crate::github::propagate`] (or by a release set, [`crate::github::release`]), through
+//! [`crate::github::dispatch`], and the [`Report`] of what happened, one line per target.
+//! Also the PR comment `ci --comment` posts. `cargo xtask chain` itself is
+//! `commands::chain`, which plans and then calls [`send_all`].
 
-use std::collections::BTreeSet;
-use std::process::ExitCode;
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
+use crate::engine::manifest::Manifest;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::engine::graph::Graph;
-use crate::engine::manifest::Manifest;
-use crate::flags::{ChainArgs, Format};
 use crate::github::dispatch::client::{Client, RetryPolicy};
 use crate::github::dispatch::payload::{self, ChainPayload};
 use crate::github::dispatch::{DispatchError, Token, DEFAULT_API_URL};
-use crate::github::events::{Event, Incoming};
+use crate::github::events::Event;
+use crate::github::propagate::Target;
+use crate::support::env::process_env;
 
 /// `schema_version` of `--format json`.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Everything [`plan_targets`] needs besides the manifest and the graph.
-#[derive(Debug, Clone)]
-pub struct ChainRequest {
-    /// The repo whose run propagates (`--from`).
-    pub from: String,
-    /// Send to the whole downstream closure, not only direct dependents.
-    pub transitive: bool,
-    /// Only these targets (`--to`); each must be downstream of `from`.
-    pub to: Vec<String>,
-    /// Event type sent (from `[chain.event-types]` or `--event-type`).
-    pub event_type: String,
-    /// The trigger that started the chain (`push`, `release`, ...).
-    pub trigger: String,
-    /// Commit of `from` that was built.
-    pub sha: Option<String>,
-    /// Git ref of `from`'s run.
-    pub git_ref: Option<String>,
-    /// Version of `from`.
-    pub version: Option<String>,
-    /// Correlation id of the chain run.
-    pub chain_id: String,
-    /// Chain state received from upstream (a `repository_dispatch`), if any.
-    pub incoming: Option<Incoming>,
-    /// `[chain] max-hops`.
-    pub max_hops: u32,
-    /// When set, every target is skipped for this reason (e.g. a pull request run).
-    pub blocked: Option<String>,
-}
-
-/// One downstream repo and what to send it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Target {
-    /// Manifest name.
-    pub repo: String,
-    /// GitHub `owner/name`.
-    pub github: String,
-    /// `event_type` of the dispatch.
-    pub event_type: String,
-    /// `client_payload` of the dispatch.
-    pub payload: ChainPayload,
-    /// Why it is not sent, if it is not.
-    pub skip: Option<String>,
-}
-
-/// Downstream repos of `from` that are not reachable through another downstream repo,
-/// sorted by name.
-pub fn direct_dependents(graph: &Graph, from: &str) -> Vec<String> {
-    let down = graph.downstream(from);
-    down.iter()
-        .filter(|d| {
-            !down
-                .iter()
-                .any(|o| o != *d && graph.downstream_closure(&[o]).contains(**d))
-        })
-        .map(|d| (*d).to_owned())
-        .collect()
-}
-
-/// The targets of a propagation from `req.from`, in run order (pure: sends nothing).
-///
-/// Errors: `from` or a `--to` repo is not in the manifest, a `--to` repo is not
-/// downstream of `from`, or the graph has a cycle.
-pub fn plan_targets(manifest: &Manifest, graph: &Graph, req: &ChainRequest) -> Result<Vec<Target>> {
-    manifest.repo(&req.from)?;
-    let closure = graph.downstream_closure(&[req.from.as_str()]);
-    let chosen: BTreeSet<String> = if !req.to.is_empty() {
-        for t in &req.to {
-            manifest.repo(t)?;
-            if !closure.contains(t) {
-                bail!(
-                    "`{t}` is not downstream of `{}` (downstream: {}): pick --to from those",
-                    req.from,
-                    if closure.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        closure.iter().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                );
-            }
-        }
-        req.to.iter().cloned().collect()
-    } else if req.transitive {
-        closure
-    } else {
-        direct_dependents(graph, &req.from).into_iter().collect()
-    };
-    let (hop, mut path) = match &req.incoming {
-        Some(i) => (i.hop.saturating_add(1), i.path.clone()),
-        None => (1, Vec::new()),
-    };
-    if path.last() != Some(&req.from) {
-        path.push(req.from.clone());
-    }
-    let order = graph.order()?;
-    let mut targets = Vec::new();
-    for name in order.iter().filter(|n| chosen.contains(*n)) {
-        let repo = manifest.repo(name)?;
-        let skip = if let Some(why) = &req.blocked {
-            Some(why.clone())
-        } else if path.contains(name) {
-            Some(format!(
-                "loop guard: `{name}` is already on the chain path {}",
-                path.join(" → ")
-            ))
-        } else if hop > req.max_hops {
-            Some(format!(
-                "loop guard: hop {hop} is past [chain] max-hops = {}",
-                req.max_hops
-            ))
-        } else {
-            None
-        };
-        targets.push(Target {
-            repo: name.clone(),
-            github: repo.github.clone(),
-            event_type: req.event_type.clone(),
-            payload: ChainPayload {
-                source: req.from.clone(),
-                sha: req.sha.clone(),
-                git_ref: req.git_ref.clone(),
-                version: req.version.clone(),
-                event: req.trigger.clone(),
-                chain_id: req.chain_id.clone(),
-                hop,
-                path: path.clone(),
-                dispatch_id: format!("{}:{hop}:{name}", req.chain_id),
-                release_set: None,
-            },
-            skip,
-        });
-    }
-    Ok(targets)
-}
 
 /// What happened to one target.
 #[derive(Debug)]
@@ -404,171 +253,9 @@ impl Report {
     }
 }
 
-/// The chain run's correlation id: `--chain-id`, else the one received from upstream,
-/// else `gh-<GITHUB_RUN_ID>-<GITHUB_RUN_ATTEMPT>` in Actions, else
-/// `local-<UTC time>-<pid>`.
-pub fn chain_id(flag: Option<&str>, incoming: Option<&Incoming>) -> String {
-    if let Some(f) = flag.filter(|f| !f.is_empty()) {
-        return f.to_owned();
-    }
-    if let Some(id) = incoming
-        .and_then(|i| i.chain_id.clone())
-        .filter(|i| !i.is_empty())
-    {
-        return id;
-    }
-    if let Ok(run) = std::env::var("GITHUB_RUN_ID") {
-        if !run.is_empty() {
-            let attempt = std::env::var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|_| "1".into());
-            return format!("gh-{run}-{attempt}");
-        }
-    }
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_else(|_| "now".into());
-    format!("local-{stamp}-{}", std::process::id())
-}
-
 /// The names of the manifest's repos (the sources a `repository_dispatch` may claim).
 pub fn repo_names(manifest: &Manifest) -> Vec<&str> {
     manifest.repos.iter().map(|r| r.name.as_str()).collect()
-}
-
-/// `cargo xtask chain`.
-pub fn run(args: &ChainArgs) -> Result<ExitCode> {
-    let (manifest, opts, cache) = crate::commands::open(&args.resolve)?;
-    let resolved = crate::engine::plan::resolve(&manifest, &opts, &cache)?;
-    let event = Event::from_env()?;
-    let incoming = event.incoming();
-    let chain_id = chain_id(args.chain_id.as_deref(), incoming.as_ref());
-    let api_url = args
-        .api_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
-
-    let (from, targets, dry_run, stop_on_failure) = if let Some(set) = &args.release {
-        let versions_path = args
-            .versions
-            .clone()
-            .unwrap_or_else(|| crate::github::release::default_versions_path(&manifest));
-        let file = crate::github::release::VersionsFile::load(&versions_path)?;
-        let targets = crate::github::release::plan_release(
-            &manifest,
-            &resolved.plan,
-            &file,
-            set,
-            args.event_type.as_deref(),
-            &chain_id,
-        )
-        .with_context(|| format!("release set `{set}` from {}", versions_path.display()))?;
-        let mut targets = targets;
-        if !event.may_dispatch() {
-            for t in &mut targets {
-                t.skip = Some(format!("{} events never dispatch", event.name()));
-            }
-        } else if let Some(why) = event.untrusted_source(&repo_names(&manifest)) {
-            // An untrusted repository_dispatch never propagates (issue 8).
-            for t in &mut targets {
-                t.skip = Some(why.clone());
-            }
-        }
-        (format!("release {set}"), targets, !args.execute, true)
-    } else {
-        let Some(from) = args.from.clone() else {
-            bail!(
-                "say which repo's dependents to dispatch: pass --from REPO (or --release VERSION)"
-            );
-        };
-        let trigger = args.trigger.clone().unwrap_or_else(|| event.trigger());
-        let event_type = args
-            .event_type
-            .clone()
-            .unwrap_or_else(|| manifest.chain.event_type(&trigger));
-        let version = resolved
-            .plan
-            .repos
-            .iter()
-            .find(|r| r.name == from)
-            .and_then(|r| {
-                r.versions
-                    .get(&from)
-                    .or_else(|| r.versions.values().next())
-                    .cloned()
-            });
-        let req = ChainRequest {
-            from: from.clone(),
-            transitive: args.transitive,
-            to: args.to.clone(),
-            event_type,
-            trigger,
-            sha: args.sha.clone().or_else(|| env_nonempty("GITHUB_SHA")),
-            git_ref: args.git_ref.clone().or_else(|| env_nonempty("GITHUB_REF")),
-            version,
-            chain_id: chain_id.clone(),
-            incoming,
-            max_hops: manifest.chain.max_hops,
-            blocked: (!event.may_dispatch())
-                .then(|| format!("{} events never dispatch", event.name()))
-                // An untrusted repository_dispatch never propagates (issue 8).
-                .or_else(|| event.untrusted_source(&repo_names(&manifest))),
-        };
-        let targets = plan_targets(&manifest, &resolved.plan.graph, &req)?;
-        (from, targets, args.dry_run, false)
-    };
-    drop(resolved);
-
-    // octocrab spawns its buffer task when built: build it inside the runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let _entered = rt.enter();
-    let needs_client = !dry_run && targets.iter().any(|t| t.skip.is_none());
-    let client = if needs_client {
-        let (token, var) = match Token::from_env(manifest.chain.token_env.as_deref()) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(e.exit_code()));
-            }
-        };
-        if let Some(named) = manifest.chain.token_env.as_deref().filter(|n| *n != var) {
-            // Only names are printed, never the token.
-            eprintln!(
-                "note: {named} ([chain] token-env) is not set; using {var}, which may only reach its own repository"
-            );
-        }
-        Some(Client::new(
-            &api_url,
-            &token,
-            RetryPolicy {
-                attempts: args.retries.saturating_add(1),
-                base_delay: Duration::from_millis(args.retry_delay_ms),
-                max_wait: Duration::from_secs(args.max_wait),
-            },
-        )?)
-    } else {
-        None
-    };
-    let outcomes = rt.block_on(send_all(
-        client.as_ref(),
-        &api_url,
-        targets,
-        stop_on_failure,
-    ));
-    let report = Report {
-        chain_id,
-        from,
-        dry_run,
-        outcomes,
-    };
-    match args.format {
-        Format::Text => print!("{}", report.render()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-    }
-    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// `cargo xtask ci --comment`: on a `pull_request` run, post or update the one summary
@@ -607,11 +294,11 @@ fn post_comment(event: &Event, summary: &str) -> Result<crate::github::dispatch:
         })
         .and_then(|n| n.as_u64())
         .context("the pull_request event has no `number`")?;
-    let github = env_nonempty("GITHUB_REPOSITORY").context(
+    let github = process_env("GITHUB_REPOSITORY").context(
         "GITHUB_REPOSITORY is not set: run inside GitHub Actions or set it to owner/name",
     )?;
     let (token, _) = Token::from_env(None)?;
-    let api_url = env_nonempty("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+    let api_url = process_env("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -631,161 +318,12 @@ fn one_line(e: &DispatchError, github: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn env_nonempty(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::graph::EdgeOrigin::Normal;
-    use std::path::Path;
-
-    /// The sample chain's shape, edges as cargo's resolved graph gives them.
-    fn sample() -> (Manifest, Graph) {
-        let names = ["spec", "prim", "cons", "proto", "node", "sdk"];
-        let mut text = String::new();
-        for n in names {
-            text.push_str(&format!("[[repo]]\nname = \"{n}\"\ngithub = \"o/{n}\"\n"));
-        }
-        let m = Manifest::parse(&text, Path::new("ci/chain.toml")).unwrap();
-        let mut g = Graph::new(names);
-        for (u, d) in [
-            ("spec", "cons"),
-            ("prim", "cons"),
-            ("prim", "proto"),
-            ("cons", "proto"),
-            ("cons", "node"),
-            ("cons", "sdk"),
-            ("proto", "node"),
-            ("proto", "sdk"),
-            ("node", "sdk"),
-        ] {
-            g.add_edge(u, d, Normal);
-        }
-        (m, g)
-    }
-
-    fn req(from: &str) -> ChainRequest {
-        ChainRequest {
-            from: from.into(),
-            transitive: false,
-            to: vec![],
-            event_type: "bllvm-upstream-push".into(),
-            trigger: "push".into(),
-            sha: Some("abc".into()),
-            git_ref: None,
-            version: Some("0.1.0".into()),
-            chain_id: "c1".into(),
-            incoming: None,
-            max_hops: 8,
-            blocked: None,
-        }
-    }
-
-    fn names(t: &[Target]) -> Vec<&str> {
-        t.iter().map(|t| t.repo.as_str()).collect()
-    }
-
-    #[test]
-    fn direct_is_the_transitive_reduction() {
-        let (m, g) = sample();
-        let t = plan_targets(&m, &g, &req("cons")).unwrap();
-        assert_eq!(names(&t), ["proto"]);
-        assert_eq!(t[0].payload.hop, 1);
-        assert_eq!(t[0].payload.path, ["cons"]);
-        assert_eq!(t[0].payload.dispatch_id, "c1:1:proto");
-        let t = plan_targets(
-            &m,
-            &g,
-            &ChainRequest {
-                transitive: true,
-                ..req("cons")
-            },
-        )
-        .unwrap();
-        assert_eq!(names(&t), ["proto", "node", "sdk"]);
-        let t = plan_targets(&m, &g, &req("prim")).unwrap();
-        assert_eq!(names(&t), ["cons"]);
-        assert!(plan_targets(&m, &g, &req("sdk")).unwrap().is_empty());
-    }
-
-    #[test]
-    fn to_picks_from_the_closure() {
-        let (m, g) = sample();
-        let t = plan_targets(
-            &m,
-            &g,
-            &ChainRequest {
-                to: vec!["sdk".into()],
-                ..req("cons")
-            },
-        )
-        .unwrap();
-        assert_eq!(names(&t), ["sdk"]);
-        let e = plan_targets(
-            &m,
-            &g,
-            &ChainRequest {
-                to: vec!["prim".into()],
-                ..req("cons")
-            },
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("`prim` is not downstream of `cons`"),
-            "{e}"
-        );
-        assert!(plan_targets(&m, &g, &req("nope")).is_err());
-    }
-
-    #[test]
-    fn loop_guard_skips_repos_on_the_path_and_past_max_hops() {
-        let (m, g) = sample();
-        let incoming = Incoming {
-            source: "proto".into(),
-            chain_id: Some("c0".into()),
-            hop: 2,
-            path: vec!["sdk".into(), "proto".into()],
-            event: Some("push".into()),
-            release_set: None,
-        };
-        let t = plan_targets(
-            &m,
-            &g,
-            &ChainRequest {
-                incoming: Some(incoming.clone()),
-                transitive: true,
-                ..req("node")
-            },
-        )
-        .unwrap();
-        assert_eq!(names(&t), ["sdk"]);
-        assert!(t[0]
-            .skip
-            .as_deref()
-            .unwrap()
-            .contains("already on the chain path sdk → proto → node"));
-        assert_eq!(t[0].payload.hop, 3);
-        let t = plan_targets(
-            &m,
-            &g,
-            &ChainRequest {
-                incoming: Some(Incoming {
-                    path: vec![],
-                    ..incoming
-                }),
-                max_hops: 2,
-                ..req("node")
-            },
-        )
-        .unwrap();
-        assert!(t[0]
-            .skip
-            .as_deref()
-            .unwrap()
-            .contains("hop 3 is past [chain] max-hops = 2"));
-    }
+    use crate::github::propagate::plan_targets;
+    use crate::github::propagate::tests::{req, sample};
+    use crate::github::propagate::ChainRequest;
 
     #[test]
     fn report_exit_code_is_the_first_failure() {

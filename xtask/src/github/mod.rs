@@ -5,5 +5,6 @@
 pub mod chain;
 pub mod dispatch;
 pub mod events;
+pub mod propagate;
 pub mod release;
 pub mod workflows;

@@ -16,7 +16,7 @@
 //!
 //! This module owns the file format and the check; it reads each checkout's declared
 //! dependencies with `cargo metadata --no-deps` (read-only, no resolution) and sends
-//! nothing itself: [`crate::github::chain`] does.
+//! nothing itself: `commands::chain` sends through [`crate::github::chain`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use serde::Deserialize;
 
 use crate::engine::manifest::{Manifest, RepoKind};
 use crate::engine::plan::Plan;
-use crate::github::chain::Target;
 use crate::github::dispatch::payload::ChainPayload;
+use crate::github::propagate::Target;
 
 /// `ci/versions.toml` beside the manifest.
 pub fn default_versions_path(manifest: &Manifest) -> PathBuf {

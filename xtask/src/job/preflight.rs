@@ -22,6 +22,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::manifest::{Manifest, RepoKind};
+use crate::support::disk::free_bytes;
+use crate::support::env::process_env;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -83,11 +85,6 @@ pub struct Request<'a> {
     pub release: Option<Release>,
     /// Environment lookup (tests pass their own; the CLI passes [`process_env`]).
     pub env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-/// The process environment as a lookup for [`Request::env`]; empty values count as unset.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Run every check and return every problem found, fatal ones first (stable within a
@@ -278,21 +275,6 @@ fn check_toolchains(
     out.extend(results.into_iter().flatten());
 }
 
-/// Free bytes available to unprivileged users on the filesystem holding `path` (the
-/// nearest existing ancestor), with that filesystem's device id; `None` if unknown.
-pub fn free_bytes(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        if !p.pop() || p.as_os_str().is_empty() {
-            p = PathBuf::from(".");
-            break;
-        }
-    }
-    let dev = std::fs::metadata(&p).ok()?.dev();
-    Some((fs4::available_space(&p).ok()?, dev))
-}
-
 fn check_disk(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {
     let floor_gb = m.preflight.min_free_gb;
     if floor_gb <= 0.0 {
@@ -470,22 +452,28 @@ pub fn annotation(p: &Problem) -> String {
     )
 }
 
+/// What a run was asked to select (the plan flags preflight looks at), as the command line
+/// gives them; `commands` converts its flags into this.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--root`: the checkout root, over the manifest's `root`.
+    pub root: Option<PathBuf>,
+    /// `--toolchain` for every repo.
+    pub toolchain: Option<String>,
+    /// `--only` names.
+    pub only: Vec<String>,
+    /// `--variant`.
+    pub variant: Option<String>,
+}
+
 /// The request `ci` makes before it resolves: no dispatch token, no release inputs.
-pub fn ci_request<'a>(
-    manifest: &Manifest,
-    r: &crate::flags::Resolve,
-    cache_root: &Path,
-) -> Request<'a> {
+pub fn ci_request<'a>(manifest: &Manifest, sel: &Selection, cache_root: &Path) -> Request<'a> {
     Request {
-        root: r
-            .common
-            .root
-            .clone()
-            .unwrap_or_else(|| manifest.root.clone()),
+        root: sel.root.clone().unwrap_or_else(|| manifest.root.clone()),
         cache_root: cache_root.to_path_buf(),
-        toolchain: r.toolchain.clone(),
-        only: r.common.only.clone(),
-        variant: r.common.variant.clone(),
+        toolchain: sel.toolchain.clone(),
+        only: sel.only.clone(),
+        variant: sel.variant.clone(),
         token_envs: Vec::new(),
         release: None,
         env: &process_env,
@@ -494,17 +482,18 @@ pub fn ci_request<'a>(
 
 /// For `ci`: run the checks, print the problems, and return `Some(exit code 2)` when one is
 /// fatal (the caller returns it; the `[notify]` webhooks are told the run did not start),
-/// `None` to go on.
-pub fn gate(manifest: &Manifest, r: &crate::flags::Resolve, cache_root: &Path) -> Option<ExitCode> {
+/// `None` to go on. `sel` is anything convertible into a [`Selection`] (`ci` passes its
+/// `&flags::Resolve`; the conversion lives in `commands::preflight`).
+pub fn gate(manifest: &Manifest, sel: impl Into<Selection>, cache_root: &Path) -> Option<ExitCode> {
+    let sel = sel.into();
     let start = Instant::now();
-    let problems = check(manifest, &ci_request(manifest, r, cache_root));
+    let problems = check(manifest, &ci_request(manifest, &sel, cache_root));
     if problems.is_empty() {
         return None;
     }
     let fatal = report(&problems, start.elapsed().as_secs_f64());
     if fatal {
-        let variant = r
-            .common
+        let variant = sel
             .variant
             .clone()
             .unwrap_or_else(|| manifest.defaults.variant.clone());
@@ -518,55 +507,9 @@ pub fn gate(manifest: &Manifest, r: &crate::flags::Resolve, cache_root: &Path) -
     fatal.then(|| ExitCode::from(2))
 }
 
-/// `cargo xtask preflight`: exit 0 when nothing is fatal, 2 otherwise.
-pub fn cli(a: &crate::flags::PreflightArgs) -> anyhow::Result<ExitCode> {
-    let start = Instant::now();
-    let manifest = Manifest::load(&a.resolve.common.manifest)?;
-    let cache_root = crate::cache::resolve_root(
-        a.resolve.cache_dir.as_deref(),
-        manifest.cache.dir.as_deref(),
-    );
-    let mut req = ci_request(&manifest, &a.resolve, &cache_root);
-    if a.chain {
-        // The same order `cargo xtask chain` reads them in: the flag, the manifest's
-        // `[chain] token-env`, then GITHUB_TOKEN.
-        let mut vars: Vec<String> = a
-            .token_env
-            .iter()
-            .chain(manifest.chain.token_env.iter())
-            .cloned()
-            .collect();
-        vars.push("GITHUB_TOKEN".to_owned());
-        vars.dedup();
-        req.token_envs = vars;
-    }
-    if a.release {
-        req.release = Some(Release {
-            version: a.release_version.clone(),
-            git_ref: a.git_ref.clone(),
-        });
-    }
-    let problems = check(&manifest, &req);
-    let secs = start.elapsed().as_secs_f64();
-    let fatal = match a.format {
-        crate::flags::Format::Text => report(&problems, secs),
-        crate::flags::Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "schema_version": 1,
-                    "secs": secs,
-                    "problems": problems,
-                }))?
-            );
-            problems.iter().any(|p| p.severity == Severity::Fatal)
-        }
-    };
-    Ok(if fatal {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+/// Whether any of `problems` is fatal.
+pub fn any_fatal(problems: &[Problem]) -> bool {
+    problems.iter().any(|p| p.severity == Severity::Fatal)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The error knowledge base: known failures recognised in a step's log, each with an
 //! explanation and a fix (`ci/error-patterns.toml`, embedded at build time).
 //!
-//! `cargo xtask explain LOG` prints what a log matches; the runner and [`crate::report::notify`]
+//! `cargo xtask explain LOG` (`commands::explain`) prints what a log matches; the runner and [`crate::report::notify`]
 //! call [`suggest`] and [`first_error`] for a failed step. This module only reads text: it
 //! never runs a process and never touches a checkout.
 //!
@@ -314,73 +314,6 @@ pub fn failed_step_logs(run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         }
     }
     Ok(out)
-}
-
-/// `cargo xtask explain [LOG | RUN_DIR | -]`: print the matches of a step log, of every
-/// failed step of a run directory, or of stdin. JSON: an array of `{log, matches}`.
-///
-/// Exit code 0 whether or not anything matched (the output says which); errors (exit 2)
-/// when a log, the run's summary or `--patterns` cannot be read.
-pub fn cli(a: &crate::flags::ExplainArgs) -> Result<std::process::ExitCode> {
-    use std::io::Read;
-    let read = |p: &Path| -> Result<String> {
-        let b = std::fs::read(p).with_context(|| {
-            format!(
-                "cannot read log {}: pass a step log or a run directory, or `-` for stdin",
-                p.display()
-            )
-        })?;
-        Ok(String::from_utf8_lossy(&b).into_owned())
-    };
-    let mut inputs: Vec<(String, String)> = Vec::new();
-    match a.log.as_deref() {
-        None => {}
-        Some(p) if p == Path::new("-") => {}
-        Some(p) if p.is_dir() => {
-            let steps = failed_step_logs(p)?;
-            if steps.is_empty() && a.format == crate::flags::Format::Text {
-                println!("{}: no failed step in this run", p.display());
-            }
-            for (label, log) in steps {
-                inputs.push((label, read(&log)?));
-            }
-        }
-        Some(p) => inputs.push((p.display().to_string(), read(p)?)),
-    }
-    if a.log.is_none() || a.log.as_deref() == Some(Path::new("-")) {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut b)
-            .context("read the log from stdin")?;
-        inputs.push(("stdin".into(), String::from_utf8_lossy(&b).into_owned()));
-    }
-    let loaded;
-    let kb = match &a.patterns {
-        Some(p) => {
-            loaded = KnowledgeBase::load(p)?;
-            &loaded
-        }
-        None => KnowledgeBase::embedded(),
-    };
-    let mut json = Vec::new();
-    for (i, (name, log)) in inputs.iter().enumerate() {
-        let matches = kb.scan(log);
-        match a.format {
-            crate::flags::Format::Text => {
-                if i > 0 {
-                    println!();
-                }
-                print!("{}", render(name, log, &matches));
-            }
-            crate::flags::Format::Json => {
-                json.push(serde_json::json!({"log": name, "matches": matches}))
-            }
-        }
-    }
-    if a.format == crate::flags::Format::Json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

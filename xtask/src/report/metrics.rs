@@ -351,14 +351,14 @@ impl Probe {
         Probe {
             started_unix: now_unix(),
             cache_root: cache_root.to_path_buf(),
-            free_before: crate::job::preflight::free_bytes(cache_root).map(|(b, _)| b),
+            free_before: crate::support::disk::free_bytes(cache_root).map(|(b, _)| b),
         }
     }
 
     /// Build the metrics of the finished run, write `<run dir>/build-metrics.json` and
     /// append them to the history; print where (or a warning: metrics never fail a run).
     pub fn finish(self, summary: &RunSummary, cache: &crate::cache::Cache, run_dir: &Path) {
-        let env = crate::job::preflight::process_env;
+        let env = crate::support::env::process_env;
         let entries = cache.entries();
         let extra = Extra {
             started_unix: self.started_unix,
@@ -369,7 +369,7 @@ impl Probe {
             cache_entries: Some(entries.len() as u64),
             disk_path: self.cache_root.display().to_string(),
             free_before: self.free_before,
-            free_after: crate::job::preflight::free_bytes(&self.cache_root).map(|(b, _)| b),
+            free_after: crate::support::disk::free_bytes(&self.cache_root).map(|(b, _)| b),
         };
         let m = BuildMetrics::from_summary(summary, &extra);
         let file = run_dir.join("build-metrics.json");

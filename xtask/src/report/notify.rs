@@ -318,21 +318,10 @@ pub fn redact(text: &str, url: &str) -> String {
 ///
 /// Errors: connection, timeout or a non-2xx answer, as text with the URL redacted.
 pub fn post(url: &str, payload: &Value, timeout: Duration) -> std::result::Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let body = payload.to_string();
-    match agent
-        .post(url)
-        .content_type("application/json")
-        .send(body.as_str())
-    {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("the webhook answered HTTP {}", resp.status())),
-        Err(e) => Err(redact(&e.to_string(), url)),
+    match crate::support::http::post_json(url, payload.to_string(), timeout) {
+        Ok(status) if status.is_success() => Ok(()),
+        Ok(status) => Err(format!("the webhook answered HTTP {}", status.as_u16())),
+        Err(e) => Err(redact(&e, url)),
     }
 }
 
@@ -508,7 +497,7 @@ pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
         manifest,
         &Outcome::from_summary(summary),
         cache_root,
-        &crate::job::preflight::process_env,
+        &crate::support::env::process_env,
         None,
     ) {
         eprintln!("{l}");
@@ -533,26 +522,24 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
         manifest,
         &outcome,
         cache_root,
-        &crate::job::preflight::process_env,
+        &crate::support::env::process_env,
         None,
     ) {
         eprintln!("{l}");
     }
 }
 
-/// `cargo xtask notify`: send a test message to every configured webhook. Exit 0 when all
-/// were sent, 1 when one failed (the warning says why), 2 when none is configured or set.
-pub fn cli(a: &crate::flags::NotifyArgs) -> Result<std::process::ExitCode> {
-    let manifest = Manifest::load(&a.common.manifest)?;
-    let env = &crate::job::preflight::process_env;
-    if webhooks(&manifest, env).is_empty() {
-        anyhow::bail!(
-            "no webhook to send to: name the variables in the manifest's [notify] table (`slack-webhook-env`, `discord-webhook-env`) and set them"
-        );
-    }
-    let n = Notice {
+/// Whether a webhook is configured in `[notify]` and its variable set in `env`.
+pub fn any_webhook(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    !webhooks(manifest, env).is_empty()
+}
+
+/// The message `cargo xtask notify` sends to check the secrets: a failure notice that says
+/// it is a test, labelled like a real run's.
+pub fn test_notice(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) -> Notice {
+    Notice {
         kind: Kind::Failure,
-        chain: chain_label(&manifest, env),
+        chain: chain_label(manifest, env),
         variant: manifest.defaults.variant.clone(),
         run_id: "test".into(),
         repo: Some("(test message)".into()),
@@ -561,18 +548,7 @@ pub fn cli(a: &crate::flags::NotifyArgs) -> Result<std::process::ExitCode> {
         fix: Some("nothing to fix: `cargo xtask notify` sent it".into()),
         also_failed: Vec::new(),
         run_url: run_url(env),
-    };
-    let timeout = Duration::from_secs(a.timeout.unwrap_or(manifest.notify.timeout).max(1));
-    let lines = send_all(&manifest, &n, env, timeout);
-    let failed = lines.iter().any(|l| l.starts_with("warning"));
-    for l in lines {
-        eprintln!("{l}");
     }
-    Ok(if failed {
-        std::process::ExitCode::from(1)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `cargo xtask report`: trends from the metrics history ([`crate::report::metrics`]) as text, or
+//! Build trends (`cargo xtask report`): from the metrics history ([`crate::report::metrics`]) as text, or
 //! as one self-contained HTML page with SVG charts (`--html FILE`): duration per repo over
 //! the last runs, cache hit rate and cache size over time, the slowest steps, and line
 //! coverage over time when some run measured it.
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
@@ -280,20 +280,39 @@ fn titled(svg: &str, title: &str) -> String {
     }
 }
 
-/// The HTML page for `runs` (oldest first): four titled SVG charts and a table of runs.
+/// The HTML page for `runs` (oldest first): four titled SVG charts (five when some run
+/// measured coverage) and a table of runs.
 ///
 /// Errors: a chart cannot be drawn (plotters error), which would be a bug.
 pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>bllvm chain CI: build trends</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:900px}\nfigure{margin:0 0 2em 0}\nfigcaption{color:#555;font-size:.9em}\ntable{border-collapse:collapse;font-size:.9em}\ntd,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}\ntd.n{text-align:right}\n.failed{color:#b00}\n</style>\n</head>\n<body>\n<h1>bllvm chain CI: build trends</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<p>{} run(s) from <code>{}</code>, oldest first.</p>",
+        runs.len(),
+        esc(source)
+    );
+    for (title, caption, svg) in &charts(runs)? {
+        let _ = writeln!(
+            html,
+            "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
+            titled(svg, title),
+            esc(caption)
+        );
+    }
+    html += &runs_table(runs);
+    html += "</body>\n</html>\n";
+    Ok(html)
+}
+
+/// The page's charts as (title, caption, SVG): duration per repo, cache hit rate, cache
+/// size, slowest steps, and line coverage when some run measured it.
+fn charts(runs: &[BuildMetrics]) -> Result<Vec<(&'static str, &'static str, String)>> {
     let n = runs.len();
     let chart_err = |e: Box<dyn std::error::Error>| anyhow::anyhow!("draw chart: {e}");
-    let durations: Vec<(String, Vec<Option<f64>>)> = repo_names(runs)
-        .into_iter()
-        .map(|name| {
-            let s = repo_series(runs, &name);
-            (name, s)
-        })
-        .filter(|(_, s)| s.iter().any(Option::is_some))
-        .collect();
+    let durations = durations(runs);
     let hit: Vec<Option<f64>> = runs
         .iter()
         .map(|m| m.hit_rate().map(|h| h * 100.0))
@@ -337,37 +356,32 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
     // Coverage only when some run measured it (a `coverage` step).
     let coverage: Vec<Option<f64>> = runs.iter().map(|m| m.coverage_line_percent).collect();
     if coverage.iter().any(Option::is_some) {
+        let series = [("coverage".to_owned(), coverage)];
         charts.push((
             "Line coverage",
             "Line coverage over every repo with a coverage step, in percent.",
-            line_chart(
-                "Line coverage",
-                "% of lines",
-                n,
-                &[("coverage".to_owned(), coverage)],
-                Some(100.0),
-            )
-            .map_err(chart_err)?,
+            line_chart("Line coverage", "% of lines", n, &series, Some(100.0))
+                .map_err(chart_err)?,
         ));
     }
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>bllvm chain CI: build trends</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:900px}\nfigure{margin:0 0 2em 0}\nfigcaption{color:#555;font-size:.9em}\ntable{border-collapse:collapse;font-size:.9em}\ntd,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}\ntd.n{text-align:right}\n.failed{color:#b00}\n</style>\n</head>\n<body>\n<h1>bllvm chain CI: build trends</h1>\n",
-    );
-    let _ = writeln!(
-        html,
-        "<p>{} run(s) from <code>{}</code>, oldest first.</p>",
-        n,
-        esc(source)
-    );
-    for (title, caption, svg) in &charts {
-        let _ = writeln!(
-            html,
-            "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
-            titled(svg, title),
-            esc(caption)
-        );
-    }
-    html += "<h2>Runs</h2>\n<table>\n<tr><th>#</th><th>run</th><th>event</th><th>commit</th><th>status</th><th>seconds</th><th>hit rate</th><th>cache</th></tr>\n";
+    Ok(charts)
+}
+
+/// Each repo's duration per run, for the repos that have at least one.
+fn durations(runs: &[BuildMetrics]) -> Vec<(String, Vec<Option<f64>>)> {
+    repo_names(runs)
+        .into_iter()
+        .map(|name| {
+            let s = repo_series(runs, &name);
+            (name, s)
+        })
+        .filter(|(_, s)| s.iter().any(Option::is_some))
+        .collect()
+}
+
+/// The table of runs: number, id, event, commit, status, seconds, hit rate, cache size.
+fn runs_table(runs: &[BuildMetrics]) -> String {
+    let mut html = String::from("<h2>Runs</h2>\n<table>\n<tr><th>#</th><th>run</th><th>event</th><th>commit</th><th>status</th><th>seconds</th><th>hit rate</th><th>cache</th></tr>\n");
     for (i, m) in runs.iter().enumerate() {
         let _ = writeln!(
             html,
@@ -383,51 +397,12 @@ pub fn render_html(runs: &[BuildMetrics], source: &str) -> Result<String> {
             m.cache_bytes.map_or("-".into(), |b| format!("{:.1} MiB", mib(b))),
         );
     }
-    html += "</table>\n</body>\n</html>\n";
-    Ok(html)
+    html += "</table>\n";
+    html
 }
 
-/// `cargo xtask report`: read the history, keep the last `--last` runs, print the text
-/// report or write the HTML page. Errors (exit 2) when the history is empty or unreadable.
-pub fn cli(a: &crate::flags::ReportArgs) -> Result<std::process::ExitCode> {
-    let path = match &a.history {
-        Some(p) => p.clone(),
-        None => {
-            let manifest_dir = crate::engine::manifest::Manifest::load(&a.manifest)
-                .ok()
-                .and_then(|m| m.cache.dir.clone());
-            let root = crate::cache::resolve_root(a.cache_dir.as_deref(), manifest_dir.as_deref());
-            crate::report::metrics::history_path(&root)
-        }
-    };
-    let (mut runs, skipped) = crate::report::metrics::read_history(&path)?;
-    if skipped > 0 {
-        eprintln!(
-            "warning: skipped {skipped} line(s) of {} that are not metrics this xtask reads",
-            path.display()
-        );
-    }
-    if runs.is_empty() {
-        bail!(
-            "no metrics in {}: run `cargo xtask ci` first (every run appends to it), or pass --history FILE",
-            path.display()
-        );
-    }
-    if runs.len() > a.last {
-        runs.drain(..runs.len() - a.last);
-    }
-    let source = path.display().to_string();
-    match &a.html {
-        Some(out) => {
-            write_html(&runs, &source, out)?;
-            println!("wrote {} ({} run(s))", out.display(), runs.len());
-        }
-        None => print!("{}", render_text(&runs, &source)),
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn write_html(runs: &[BuildMetrics], source: &str, out: &Path) -> Result<()> {
+/// Write the HTML page of `runs` (see [`render_html`]) to `out`, creating its directory.
+pub fn write_html(runs: &[BuildMetrics], source: &str, out: &Path) -> Result<()> {
     let html = render_html(runs, source)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

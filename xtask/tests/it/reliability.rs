@@ -18,11 +18,13 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use super::support::{self, xtask};
 
 // ---------------------------------------------------------------------------------------
-// The stress scenarios, small
+// The stress scenarios, small (compiled with the `dev` feature, as `cargo xtask stress` is;
+// the suite's command, README's, turns it on)
 
 /// `cargo xtask stress --scenario NAME --format json` with small counts; returns the
 /// scenario's report after checking it passed (or, for full-disk only, was skipped with
 /// a reason).
+#[cfg(feature = "dev")]
 fn stress(scenario: &str, counts: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = xtask()
@@ -58,10 +60,12 @@ fn stress(scenario: &str, counts: &[&str]) -> Value {
     s
 }
 
+#[cfg(feature = "dev")]
 fn op(s: &Value, name: &str) -> u64 {
     s["ops"][name].as_u64().unwrap_or(0)
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn eight_processes_share_keys_without_torn_entries_loss_or_deadlock() {
     let s = stress(
@@ -85,6 +89,7 @@ fn eight_processes_share_keys_without_torn_entries_loss_or_deadlock() {
     assert_eq!(op(&s, "final retention"), 1);
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn savers_killed_at_random_points_leave_nothing_partial() {
     let s = stress("crash", &["--crashes", "16"]);
@@ -99,6 +104,7 @@ fn savers_killed_at_random_points_leave_nothing_partial() {
     assert_eq!(random, 12, "{s:#}");
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn every_kind_of_damage_is_detected_discarded_and_rebuilt() {
     let s = stress("corruption", &["--corruptions", "2"]);
@@ -117,6 +123,7 @@ fn every_kind_of_damage_is_detected_discarded_and_rebuilt() {
     assert!(s["notes"].to_string().contains("bit rot"), "{s:#}");
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn saves_into_a_full_filesystem_warn_and_publish_nothing() {
     let s = stress("full-disk", &["--full-disk", "1"]);
@@ -126,6 +133,38 @@ fn saves_into_a_full_filesystem_warn_and_publish_nothing() {
     }
     for case in ["guard", "enospc-bytes", "enospc-inodes"] {
         assert_eq!(op(&s, case), 1, "{case}: {s:#}");
+    }
+}
+
+/// `bench` and `stress` exist only in a build with the `dev` feature; without it they still
+/// parse and say how to get them (exit 2). Under `CI` the suite must run with the feature,
+/// or the scenarios above would not run at all.
+#[test]
+fn dev_commands_need_the_dev_feature_and_say_so() {
+    if cfg!(feature = "dev") {
+        for (cmd, shows) in [("bench", "noop"), ("stress", "--scenario")] {
+            let o = xtask().args([cmd, "--help"]).output().unwrap();
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success() && text.contains(shows), "{cmd}: {text}");
+        }
+        return;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "the suite runs with the dev feature (README): `cargo test --workspace --locked --features remote,dev`"
+    );
+    for args in [
+        &["bench", "noop", "--reps", "1"][..],
+        &["stress", "--seed", "8"][..],
+    ] {
+        let o = xtask().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let want = format!(
+            "run `cargo run -p xtask --features dev -- {}`",
+            args.join(" ")
+        );
+        assert!(err.contains(&want), "{err}");
     }
 }
 

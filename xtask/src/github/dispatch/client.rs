@@ -102,78 +102,9 @@ impl Client {
             let wait = match res {
                 Ok(()) => return Ok(attempt),
                 Err(octocrab::Error::GitHub { source, .. }) => {
-                    let status = source.status_code.as_u16();
-                    let header = |n: &str| {
-                        source
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get(n))
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::trim)
-                            .map(str::to_owned)
-                    };
-                    let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
-                    let remaining = header("x-ratelimit-remaining");
-                    let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
-                    let rate_limited = status == 429
-                        || (status == 403
-                            && (retry_after.is_some()
-                                || remaining.as_deref() == Some("0")
-                                || source.message.to_lowercase().contains("rate limit")));
-                    let repo = github.to_owned();
-                    if rate_limited {
-                        let wait_secs = retry_after
-                            .or_else(|| reset.map(|r| r.saturating_sub(now_secs())))
-                            .unwrap_or(60);
-                        if wait_secs > self.policy.max_wait.as_secs() || last {
-                            return Err(DispatchError::RateLimited {
-                                repo,
-                                status,
-                                wait_secs,
-                                max_wait_secs: self.policy.max_wait.as_secs(),
-                                attempts: attempt,
-                            });
-                        }
-                        Duration::from_secs(wait_secs)
-                    } else {
-                        let message = source.message.clone();
-                        match status {
-                            401 => return Err(DispatchError::BadCredentials { repo }),
-                            403 | 404 => {
-                                return Err(DispatchError::NoAccess {
-                                    repo,
-                                    status,
-                                    message,
-                                })
-                            }
-                            422 => {
-                                return Err(DispatchError::Invalid {
-                                    repo,
-                                    reason: format!("GitHub answered 422: {message}"),
-                                })
-                            }
-                            500..=599 if !last => self.backoff(attempt),
-                            500..=599 => {
-                                return Err(DispatchError::Server {
-                                    repo,
-                                    status,
-                                    attempts: attempt,
-                                })
-                            }
-                            _ => {
-                                return Err(DispatchError::Unexpected {
-                                    repo,
-                                    status,
-                                    message,
-                                })
-                            }
-                        }
-                    }
+                    self.after_status(github, &source, attempt, last)?
                 }
-                Err(e) if !last => {
-                    let _ = e;
-                    self.backoff(attempt)
-                }
+                Err(_) if !last => self.backoff(attempt),
                 Err(e) => {
                     return Err(DispatchError::Transport {
                         repo: github.to_owned(),
@@ -184,6 +115,56 @@ impl Client {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// What to do after GitHub answered attempt `attempt` with an error status: how long to
+    /// wait before the next attempt, or the error to return (see the module docs for
+    /// which statuses are retried).
+    fn after_status(
+        &self,
+        github: &str,
+        source: &octocrab::GitHubError,
+        attempt: u32,
+        last: bool,
+    ) -> Result<Duration, DispatchError> {
+        let status = source.status_code.as_u16();
+        let repo = github.to_owned();
+        if let Some(wait_secs) = rate_limit_wait(source) {
+            if wait_secs > self.policy.max_wait.as_secs() || last {
+                return Err(DispatchError::RateLimited {
+                    repo,
+                    status,
+                    wait_secs,
+                    max_wait_secs: self.policy.max_wait.as_secs(),
+                    attempts: attempt,
+                });
+            }
+            return Ok(Duration::from_secs(wait_secs));
+        }
+        let message = source.message.clone();
+        Err(match status {
+            500..=599 if !last => return Ok(self.backoff(attempt)),
+            401 => DispatchError::BadCredentials { repo },
+            403 | 404 => DispatchError::NoAccess {
+                repo,
+                status,
+                message,
+            },
+            422 => DispatchError::Invalid {
+                repo,
+                reason: format!("GitHub answered 422: {message}"),
+            },
+            500..=599 => DispatchError::Server {
+                repo,
+                status,
+                attempts: attempt,
+            },
+            _ => DispatchError::Unexpected {
+                repo,
+                status,
+                message,
+            },
+        })
     }
 
     /// The octocrab client, for the other REST calls of this module (PR comments).
@@ -199,6 +180,35 @@ impl Client {
             .saturating_mul(factor)
             .min(self.policy.max_wait)
     }
+}
+
+/// When the answer is a rate limit (429, or 403 with `retry-after`,
+/// `x-ratelimit-remaining: 0` or a message saying "rate limit"), the seconds to wait:
+/// `retry-after`, else until `x-ratelimit-reset`, else one minute. `None` otherwise.
+fn rate_limit_wait(source: &octocrab::GitHubError) -> Option<u64> {
+    let status = source.status_code.as_u16();
+    let header = |n: &str| {
+        source
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(n))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+    let remaining = header("x-ratelimit-remaining");
+    let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
+    let rate_limited = status == 429
+        || (status == 403
+            && (retry_after.is_some()
+                || remaining.as_deref() == Some("0")
+                || source.message.to_lowercase().contains("rate limit")));
+    rate_limited.then(|| {
+        retry_after
+            .or_else(|| reset.map(|r| r.saturating_sub(now_secs())))
+            .unwrap_or(60)
+    })
 }
 
 /// The error and its causes on one line (octocrab's `Display` alone hides the cause).

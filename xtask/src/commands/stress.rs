@@ -1,0 +1,84 @@
+//! `cargo xtask stress`: the cache's reliability scenarios ([`crate::dev::stress`]) at the
+//! counts the flags give, printed for people or as JSON; and the hidden worker mode the
+//! `concurrency` scenario starts this binary in.
+//!
+//! Exit codes: 0 every scenario that could run passed; 1 one failed; 2 the run could not
+//! start.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::dev::stress::{self, Options, Scenario};
+use crate::flags::{Format, StressArgs, StressScenario};
+
+impl From<StressScenario> for Scenario {
+    fn from(s: StressScenario) -> Scenario {
+        match s {
+            StressScenario::Concurrency => Scenario::Concurrency,
+            StressScenario::Crash => Scenario::Crash,
+            StressScenario::Corruption => Scenario::Corruption,
+            StressScenario::FullDisk => Scenario::FullDisk,
+        }
+    }
+}
+
+/// Run the chosen scenarios (all by default) in their fixed order.
+pub fn run(a: &StressArgs) -> Result<ExitCode> {
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bllvm-ci/stress"));
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    if let Some(id) = a.worker {
+        return stress::worker(&dir, id, a.rounds, a.keys, seed);
+    }
+    let opts = Options {
+        dir: std::path::absolute(&dir).unwrap_or(dir),
+        procs: a.procs,
+        rounds: a.rounds,
+        keys: a.keys.max(1),
+        crashes: a.crashes,
+        corruptions: a.corruptions,
+        full_disk: a.full_disk,
+        seed,
+    };
+    let chosen: Vec<Scenario> = a.scenario.iter().map(|&s| s.into()).collect();
+    if a.format == Format::Text {
+        println!(
+            "stress: seed {seed} (replay with --seed {seed}), scratch {}",
+            opts.dir.display()
+        );
+    }
+    let mut outcomes = Vec::new();
+    for s in Scenario::ALL {
+        if !chosen.is_empty() && !chosen.contains(&s) {
+            continue;
+        }
+        let o = stress::run(s, &opts);
+        if a.format == Format::Text {
+            print!("{}", stress::render(&o));
+        }
+        outcomes.push(o);
+    }
+    if a.format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema_version": 1,
+                "seed": seed,
+                "scenarios": outcomes,
+            }))?
+        );
+    }
+    Ok(if outcomes.iter().any(|o| !o.problems.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
