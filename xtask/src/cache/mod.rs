@@ -60,8 +60,9 @@ pub mod integrity;
 pub mod key;
 pub mod lock;
 pub mod prune;
-pub mod remote;
+pub mod report;
 pub mod retention;
+pub mod settings;
 pub mod stats;
 pub mod storage;
 pub mod transfer;
@@ -70,17 +71,19 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use key::{CacheKey, Stage};
+pub use storage::Tiered;
 pub use transfer::Strategy;
 
 use crate::support::fs as fsutil;
+use crate::support::publish::{self, Published};
+use crate::support::time::now_unix;
 use integrity::Manifest;
 use lock::{EntryLock, Mode};
 use retention::{EntryUse, Eviction, FsUsage, Policy};
@@ -242,10 +245,10 @@ pub struct Cache {
     leases: Arc<Mutex<HashMap<PathBuf, Lease>>>,
     /// See [`Cache::with_keep_trees`].
     keep_trees: bool,
-    /// Problems turned into warnings (damaged entries, no space), drained by the caller,
-    /// per thread: `ci` runs the repos of a level on parallel threads, and each repo's
+    /// Problems turned into warnings (damaged entries, no space) and evictions, drained
+    /// by the caller, per thread: `ci` runs repos on parallel threads, and each repo's
     /// report must get its own notes.
-    notes: Arc<Mutex<HashMap<std::thread::ThreadId, Vec<String>>>>,
+    notes: Arc<Mutex<HashMap<std::thread::ThreadId, Notes>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -257,8 +260,6 @@ impl std::fmt::Debug for Cache {
             .finish_non_exhaustive()
     }
 }
-
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The cache root to use: `flag` (from `--cache-dir`), else `$BLLVM_CI_CACHE_DIR`, else the
 /// manifest's `[cache] dir`, else `<per-user cache dir>/bllvm-ci`.
@@ -277,10 +278,33 @@ pub fn resolve_root(flag: Option<&Path>, manifest_dir: Option<&Path>) -> PathBuf
         .join("bllvm-ci")
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What a thread's restores and saves noted for its caller ([`Cache::drain_notes`]).
+#[derive(Debug, Clone, Default)]
+pub struct Notes {
+    /// Problems turned into warnings (damaged entries discarded, entries held by other
+    /// jobs, saves skipped for lack of space).
+    pub warnings: Vec<String>,
+    /// Entries evicted by retention or the disk guard, for the log (not warnings).
+    pub evicted: Vec<Eviction>,
+}
+
+impl Notes {
+    /// One console line per eviction: `    cache: evicted <stage> entry <key> (<size>):
+    /// <reason>`.
+    pub fn eviction_lines(&self) -> Vec<String> {
+        self.evicted
+            .iter()
+            .map(|e| {
+                format!(
+                    "    cache: evicted {} entry {} ({}): {}",
+                    e.stage,
+                    e.key,
+                    fsutil::human_bytes(e.bytes),
+                    e.reason
+                )
+            })
+            .collect()
+    }
 }
 
 /// Usage record of an entry (`usage/<stage>/<key>.json`).
@@ -392,8 +416,15 @@ impl Cache {
 
     /// Take the warnings this thread's restores and saves collected since its last call
     /// (damaged entries discarded, entries held by other jobs, saves skipped for lack of
-    /// space, ...).
+    /// space, ...). The evictions collected meanwhile are dropped; see
+    /// [`Cache::drain_notes`] for both.
     pub fn take_notes(&self) -> Vec<String> {
+        self.drain_notes().warnings
+    }
+
+    /// Take everything this thread's restores and saves noted since its last call: the
+    /// warnings of [`Cache::take_notes`] and the entries evicted to make room.
+    pub fn drain_notes(&self) -> Notes {
         self.notes
             .lock()
             .expect("notes lock")
@@ -401,13 +432,21 @@ impl Cache {
             .unwrap_or_default()
     }
 
-    fn note(&self, s: String) {
-        self.notes
+    fn with_notes(&self, f: impl FnOnce(&mut Notes)) {
+        f(self
+            .notes
             .lock()
             .expect("notes lock")
             .entry(std::thread::current().id())
-            .or_default()
-            .push(s);
+            .or_default());
+    }
+
+    fn note(&self, s: String) {
+        self.with_notes(|n| n.warnings.push(s));
+    }
+
+    fn note_eviction(&self, e: Eviction) {
+        self.with_notes(|n| n.evicted.push(e));
     }
 
     fn stage_dir(&self, stage: &str) -> PathBuf {
@@ -451,11 +490,7 @@ impl Cache {
     }
 
     fn new_tmp(&self, what: &str) -> PathBuf {
-        self.root.join("tmp").join(format!(
-            "{what}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ))
+        publish::temp_path(&self.root.join("tmp"), what)
     }
 
     /// Unlist and delete an entry. The caller holds its exclusive lease (or knows no one
@@ -501,14 +536,10 @@ impl Cache {
         if hit {
             u.hits += 1;
         }
-        let p = self.usage_path(stage, key);
-        let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
-        let _ = p
-            .parent()
-            .map(fs::create_dir_all)
-            .transpose()
-            .and_then(|_| fs::write(&tmp, serde_json::to_vec(&u).unwrap_or_default()))
-            .and_then(|()| fs::rename(&tmp, &p));
+        let _ = publish::write_file(
+            &self.usage_path(stage, key),
+            &serde_json::to_vec(&u).unwrap_or_default(),
+        );
     }
 
     fn log_event(&self, ev: &stats::Event) {
@@ -922,13 +953,7 @@ impl Cache {
             }
             let protect = [(stage.to_owned(), key.key.clone())];
             for e in self.apply_retention_except(false, &protect) {
-                println!(
-                    "    cache: evicted {} entry {} ({}): {}",
-                    e.stage,
-                    e.key,
-                    fsutil::human_bytes(e.bytes),
-                    e.reason
-                );
+                self.note_eviction(e);
             }
             if let Some(why) = self.guard(0, Some(&protect[0])) {
                 self.note(format!(
@@ -1065,30 +1090,21 @@ impl Cache {
             }
         }
         let dst = self.entry_dir(key);
-        fs::create_dir_all(dst.parent().expect("entry dirs have a parent"))?;
-        match fs::rename(tmp, &dst) {
-            Ok(()) => Ok(Save::Saved {
+        // `Exists` covers ENOTEMPTY/EEXIST: an entry held the key at the rename, even if its
+        // holder has unlisted it since (a job replacing it; `cargo xtask stress` hit that
+        // window). Another writer won the race and ours is dropped (first writer wins, as
+        // with actions/cache).
+        match publish::publish_dir(tmp, &dst)
+            .with_context(|| format!("publish cache entry {}", dst.display()))?
+        {
+            Published::Renamed => Ok(Save::Saved {
                 files: m.count(),
                 bytes: m.bytes(),
                 raw_bytes: raw,
                 secs: start.elapsed().as_secs_f64(),
                 strategy,
             }),
-            // ENOTEMPTY/EEXIST: an entry held the key at the rename, even if its holder has
-            // unlisted it since (a job replacing it); `cargo xtask stress` hit that window.
-            Err(e)
-                if self.contains(key)
-                    || matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) =>
-            {
-                // Another writer won the race; drop ours (first writer wins, as with
-                // actions/cache).
-                let _ = fsutil::remove_tree(tmp);
-                Ok(Save::Exists)
-            }
-            Err(e) => {
-                let _ = fsutil::remove_tree(tmp);
-                Err(anyhow::Error::new(e).context(format!("publish cache entry {}", dst.display())))
-            }
+            Published::Exists => Ok(Save::Exists),
         }
     }
 
@@ -1212,12 +1228,12 @@ impl Cache {
             let evicted = uses.iter().any(|u| {
                 let ok = self.evict(&u.stage, &u.key);
                 if ok {
-                    println!(
-                        "    cache: evicted {} entry {} ({}): {why}",
-                        u.stage,
-                        u.key,
-                        fsutil::human_bytes(u.bytes)
-                    );
+                    self.note_eviction(Eviction {
+                        stage: u.stage.clone(),
+                        key: u.key.clone(),
+                        bytes: u.bytes,
+                        reason: why.clone(),
+                    });
                 }
                 ok
             });

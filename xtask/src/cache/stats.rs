@@ -323,6 +323,59 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
     s
 }
 
+/// The remote lines of `cache stats`: remote hits, misses and errors (local hits are
+/// counted by the local report; a remote hit is also restored locally afterwards),
+/// uploads, and transfer rates (bytes over the wire per second).
+pub fn render_remote(events: &[Event]) -> String {
+    let count = |o: &str| events.iter().filter(|e| e.outcome == o).count();
+    let sum = |o: &str| -> (u64, u64, f64) {
+        events
+            .iter()
+            .filter(|e| e.outcome == o)
+            .fold((0, 0, 0.0), |(b, r, s), e| {
+                (b + e.bytes, r + e.raw_bytes, s + e.secs)
+            })
+    };
+    let (hits, misses, errors) = (
+        count("remote-hit"),
+        count("remote-miss"),
+        count("remote-error"),
+    );
+    let (ups, exists, up_err) = (
+        count("uploaded"),
+        count("upload-exists"),
+        count("upload-error"),
+    );
+    if hits + misses + errors + ups + exists + up_err == 0 {
+        return String::new();
+    }
+    let local_hits = events.iter().filter(|e| e.outcome == "hit").count();
+    let rate = |(b, _, s): (u64, u64, f64)| {
+        if s > 0.0 {
+            format!("{}/s", human_bytes((b as f64 / s) as u64))
+        } else {
+            "-".into()
+        }
+    };
+    let (down, up) = (sum("remote-hit"), sum("uploaded"));
+    let mut s = String::from("\nremote cache:\n");
+    s += &format!(
+        "  restores: {local_hits} local hits; remote: {hits} hits, {misses} misses, {errors} errors\n"
+    );
+    s += &format!(
+        "  downloads: {} over the wire ({} unpacked), {}\n",
+        human_bytes(down.0),
+        human_bytes(down.1),
+        rate(down)
+    );
+    s += &format!(
+        "  uploads: {ups} stored, {exists} already there, {up_err} failed; {} over the wire, {}\n",
+        human_bytes(up.0),
+        rate(up)
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! multi-process tests are in `xtask/tests/it/cache.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use super::*;
 

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::cache::retention::Policy;
+use crate::cache::settings::CacheSettings;
 use crate::cache::{resolve_root, stats, Cache, CacheKey, Stage};
-use crate::engine::manifest::{CacheSettings, Manifest};
+use crate::engine::manifest::Manifest;
 use crate::flags::{CacheCmd, CacheRoot, Format, Resolve};
 use crate::support::fs::human_bytes;
 
@@ -74,7 +75,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
                 list.len(),
                 human_bytes(total)
             );
-            let now = crate::cache::now_unix();
+            let now = crate::support::time::now_unix();
             for l in list {
                 println!(
                     "  {:<8} {:<60} {:>10} {:>7} files  used {:<9} {:>3} hits{}",
@@ -93,7 +94,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             let cache = open(&root)?;
             let events = stats::read_events(cache.root());
             print!("{}", stats::render(&events, &cache.list(), cache.policy()));
-            print!("{}", crate::cache::remote::render_stats(&events));
+            print!("{}", stats::render_remote(&events));
             Ok(ExitCode::SUCCESS)
         }
         CacheCmd::Prune { root, dry_run } => {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use crate::cache::Tiered;
 use crate::engine::{matrix, plan, release_build, run as ci};
 use crate::flags::CiArgs;
 use crate::github::{chain, events};
@@ -36,16 +37,16 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // from a fork cannot poison what trusted runs restore. The remote cache (if
     // configured) is read-only then too.
     let may_save = !a.no_save && event.may_save() && untrusted.is_none();
-    if let Some(line) =
-        crate::cache::remote::configure(manifest.cache.remote.as_ref(), may_save, a.no_remote)
-    {
-        println!("{line}");
-    }
     let cache = if may_save {
         cache
     } else {
         cache.into_read_only()
     };
+    let (store, line) = Tiered::open(cache, manifest.cache.remote.as_ref(), may_save, a.no_remote);
+    if let Some(line) = line {
+        println!("{line}");
+    }
+    let cache = store.cache();
     let run_dir = a.run_dir.clone().unwrap_or_else(default_run_dir);
     let run_opts = ci::RunOptions {
         jobs: a.jobs,
@@ -64,20 +65,20 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
         },
     };
     if a.matrix || a.cell.is_some() {
-        return matrix::run_cells(&manifest, &opts, &cache, &run_opts, a.cell.as_deref());
+        return matrix::run_cells(&manifest, &opts, &store, &run_opts, a.cell.as_deref());
     }
     let mut chain_cache = Vec::new();
-    let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
-        chain_cache = ci::restore_chain(&cache, keys, !a.no_restore);
+    let resolved = plan::resolve_with(&manifest, &opts, cache, &mut |keys| {
+        chain_cache = ci::restore_chain(&store, keys, !a.no_restore);
     })?;
     if a.resolve.verbose {
         print!("{}", resolved.plan.render(true));
     }
-    let summary = ci::run(&resolved.plan, &cache, &run_opts, chain_cache)?;
+    let summary = ci::run(&resolved.plan, &store, &run_opts, chain_cache)?;
     drop(resolved);
     print!("{}", summary.render());
     println!("logs: {}", run_dir.display());
-    probe.finish(&summary, &cache, &run_dir);
+    probe.finish(&summary, cache, &run_dir);
     notify::after_run(&manifest, &summary, cache.root());
     if a.comment {
         chain::comment_on_pull_request(&event, &summary.render());

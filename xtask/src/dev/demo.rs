@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Tiered};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::engine::{plan, run as ci};
@@ -57,7 +57,8 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
             c
         }
     };
-    let cache = Cache::open(&cache_root)?;
+    let store = Tiered::local(Cache::open(&cache_root)?);
+    let cache = store.cache();
     let rounds = [
         (
             "cold: fresh copy of the sample chain, builds what the cache lacks",
@@ -84,13 +85,13 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
             ..PlanOptions::default()
         };
         let mut chain_cache = Vec::new();
-        let resolved = plan::resolve_with(&manifest, &opts, &cache, &mut |keys| {
-            chain_cache = ci::restore_chain(&cache, keys, true);
+        let resolved = plan::resolve_with(&manifest, &opts, cache, &mut |keys| {
+            chain_cache = ci::restore_chain(&store, keys, true);
         })?;
         print!("{}", resolved.plan.render(false));
         let summary = ci::run(
             &resolved.plan,
-            &cache,
+            &store,
             &ci::RunOptions {
                 jobs: 1,
                 keep_going: false,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_noop;
+pub mod bench_remote;
 pub mod demo;
 #[cfg(test)]
 mod props;

@@ -133,10 +133,11 @@ pub fn to_json(manifest: &Manifest) -> MatrixJson {
 pub fn run_cells(
     manifest: &Manifest,
     base: &crate::engine::plan::PlanOptions,
-    cache: &crate::cache::Cache,
+    store: &crate::cache::Tiered,
     run: &crate::engine::run::RunOptions,
     only_cell: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let cache = store.cache();
     let all = cells(manifest);
     let chosen: Vec<&Cell> = match only_cell {
         Some(name) => {
@@ -175,13 +176,13 @@ pub fn run_cells(
         };
         let mut chain_cache = Vec::new();
         let resolved = crate::engine::plan::resolve_with(manifest, &opts, cache, &mut |keys| {
-            chain_cache = crate::engine::run::restore_chain(cache, keys, run.restore);
+            chain_cache = crate::engine::run::restore_chain(store, keys, run.restore);
         })?;
         let mut ropts = run.clone();
         ropts.run_dir = run.run_dir.join(cell.name());
         // Each cell is a job of its own in the metrics history.
         let probe = crate::report::metrics::Probe::start(cache.root());
-        let summary = crate::engine::run::run(&resolved.plan, cache, &ropts, chain_cache)?;
+        let summary = crate::engine::run::run(&resolved.plan, store, &ropts, chain_cache)?;
         drop(resolved);
         print!("{}", summary.render());
         probe.finish(&summary, cache, &ropts.run_dir);

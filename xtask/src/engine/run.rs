@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cache::cargo_home::{self, skip_git_path};
-use crate::cache::{Cache, CacheKey, Restore, Save};
+use crate::cache::{Cache, Restore, Save, Tiered};
 use crate::engine::manifest::RepoKind;
 use crate::engine::plan::{self, Action, Plan, RepoPlan};
 use crate::engine::results::{Record, RecordedStep, Results};
@@ -43,31 +42,20 @@ pub struct RunOptions {
 }
 
 /// Restore the chain-wide stages (registry, git) into `$CARGO_HOME`, merging (never
-/// deleting). Called through [`plan::resolve_with`] before `cargo metadata` runs, so the
-/// resolver finds the index and crates an earlier run saved. With `enabled` false the
-/// stages are reported as misses and nothing is read.
-pub fn restore_chain(cache: &Cache, keys: &plan::ChainKeys, enabled: bool) -> Vec<StageReport> {
-    let cargo_home = cargo_home::cargo_home();
-    let mut out = Vec::new();
-    if let Some(k) = &keys.registry {
-        out.push(restore_stage(
-            cache,
-            k,
-            &cargo_home.join("registry"),
-            true,
-            enabled,
-        ));
+/// deleting; see [`Tiered::restore_chain`]). Called through [`plan::resolve_with`] before
+/// `cargo metadata` runs, so the resolver finds the index and crates an earlier run saved.
+/// With `enabled` false the stages are reported as misses and nothing is read.
+pub fn restore_chain(store: &Tiered, keys: &plan::ChainKeys, enabled: bool) -> Vec<StageReport> {
+    let (stages, lines) = store.restore_chain(keys.registry.as_ref(), keys.git.as_ref(), enabled);
+    print_lines(&lines);
+    stages
+}
+
+/// Print the console lines a cache stage returned.
+fn print_lines(lines: &[String]) {
+    for l in lines {
+        println!("{l}");
     }
-    if let Some(k) = &keys.git {
-        out.push(restore_stage(
-            cache,
-            k,
-            &cargo_home.join("git"),
-            true,
-            enabled,
-        ));
-    }
-    out
 }
 
 /// Run `plan` with `cache`; `chain_cache` holds the chain-wide stages already restored by
@@ -78,10 +66,11 @@ pub fn restore_chain(cache: &Cache, keys: &plan::ChainKeys, enabled: bool) -> Ve
 /// step failures are results, not errors.
 pub fn run(
     plan: &Plan,
-    cache: &Cache,
+    store: &Tiered,
     opts: &RunOptions,
     mut chain_cache: Vec<StageReport>,
 ) -> Result<RunSummary> {
+    let cache = store.cache();
     let start = Instant::now();
     std::fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("create run dir {}", opts.run_dir.display()))?;
@@ -89,8 +78,6 @@ pub fn run(
         .run_dir
         .file_name()
         .map_or_else(|| "run".to_owned(), |n| n.to_string_lossy().into_owned());
-    let cargo_home = cargo_home::cargo_home();
-
     let results = Results::new(cache.root());
     let mut failed: BTreeSet<String> = BTreeSet::new();
     // Set when a repo fails without --keep-going: nothing else starts after that.
@@ -190,7 +177,7 @@ pub fn run(
                     let t0 = start.elapsed().as_secs_f64();
                     println!("==> {} (level {})", r.name, r.level);
                     let mut report =
-                        run_repo(plan, r, cache, &ropts, cargo_jobs).unwrap_or_else(|e| {
+                        run_repo(plan, r, store, &ropts, cargo_jobs).unwrap_or_else(|e| {
                             let mut rep = empty_report(r, RepoStatus::Failed(format!("{e:#}")));
                             rep.warnings
                                 .push("internal error while running the repo".into());
@@ -245,34 +232,19 @@ pub fn run(
     }
 
     // Save the chain-wide stages last, pruned to what the lockfiles name.
-    let locked = &plan.locked;
-    for c in &mut chain_cache {
-        let (src, is_registry) = if c.stage == "registry" {
-            (cargo_home.join("registry"), true)
-        } else {
-            (cargo_home.join("git"), false)
-        };
-        let key = if is_registry {
-            plan.registry_key.as_ref()
-        } else {
-            plan.git_key.as_ref()
-        };
-        let Some(key) = key else { continue };
-        let skip = |p: &Path| {
-            if is_registry {
-                locked.skip_registry_path(p)
-            } else {
-                skip_git_path(p)
-            }
-        };
-        save_stage(cache, key, &src, &skip, opts.save, c);
-    }
+    print_lines(&store.save_chain(
+        &mut chain_cache,
+        plan.registry_key.as_ref(),
+        plan.git_key.as_ref(),
+        &plan.locked,
+        opts.save,
+    ));
 
     // Wait for the remote cache's background uploads; their outcomes go to the stages.
     {
         let mut stages: Vec<&mut StageReport> = chain_cache.iter_mut().collect();
         stages.extend(reports.iter_mut().flat_map(|r| r.cache.iter_mut()));
-        crate::cache::remote::finish(&mut stages);
+        print_lines(&store.finish(&mut stages));
     }
 
     // Run-wide outputs of the release and coverage hooks.
@@ -315,9 +287,7 @@ fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &
         inputs: r.fingerprint.inputs.clone(),
         status: if ok { "ok" } else { "failed" }.to_owned(),
         run_id: run_id.to_owned(),
-        finished_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        finished_unix: crate::support::time::now_unix(),
         steps: report
             .steps
             .iter()
@@ -395,88 +365,14 @@ fn release_hook(
     }
 }
 
-fn restore_stage(
-    cache: &Cache,
-    key: &CacheKey,
-    dst: &Path,
-    merge: bool,
-    enabled: bool,
-) -> StageReport {
-    let mut rep = StageReport {
-        stage: key.stage.to_string(),
-        key: key.key.clone(),
-        restore: Restore::Miss,
-        save: None,
-        warning: None,
-        remote: None,
-    };
-    if !enabled {
-        return rep;
-    }
-    // The remote cache (cache/remote.rs) fills the local cache on a local miss, or
-    // restores straight into `dst` for a read-only cache.
-    let direct = crate::cache::remote::before_restore(cache, key, dst, merge, &mut rep);
-    match direct.map_or_else(|| cache.restore(key, dst, merge), Ok) {
-        Ok(r) => rep.restore = r,
-        Err(e) => {
-            // A failed restore may leave a partial tree; remove it so the build starts
-            // clean rather than from a mix (only for trees we own outright).
-            if !merge {
-                let _ = crate::support::fs::remove_tree(dst);
-            }
-            rep.warning = Some(format!("restore failed, building without cache: {e:#}"));
-        }
-    }
-    // Damaged entries discarded, entries held by other jobs: say so in the summary.
-    add_notes(cache, &mut rep);
-    rep
-}
-
-/// Append the cache's notes (see `Cache::take_notes`) to a stage's warning.
-fn add_notes(cache: &Cache, rep: &mut StageReport) {
-    let notes = cache.take_notes();
-    if notes.is_empty() {
-        return;
-    }
-    let mut all: Vec<String> = rep.warning.take().into_iter().collect();
-    all.extend(notes);
-    rep.warning = Some(all.join("; "));
-}
-
-fn save_stage(
-    cache: &Cache,
-    key: &CacheKey,
-    src: &Path,
-    skip: &dyn Fn(&Path) -> bool,
-    enabled: bool,
-    rep: &mut StageReport,
-) {
-    if !enabled {
-        rep.save = Some(Save::Skipped);
-        return;
-    }
-    match cache.save(key, src, skip) {
-        Ok(s) => rep.save = Some(s),
-        Err(e) => {
-            let w = format!("save failed (the build result stands): {e:#}");
-            rep.warning = Some(match rep.warning.take() {
-                Some(prev) => format!("{prev}; {w}"),
-                None => w,
-            });
-        }
-    }
-    add_notes(cache, rep);
-    // Upload to the remote cache in the background (`run` waits for it at the end).
-    crate::cache::remote::after_save(cache, key, rep);
-}
-
 fn run_repo(
     plan: &Plan,
     r: &RepoPlan,
-    cache: &Cache,
+    store: &Tiered,
     opts: &RunOptions,
     cargo_jobs: Option<usize>,
 ) -> Result<RepoReport> {
+    let cache = store.cache();
     let mut report = empty_report(r, RepoStatus::Ok);
     if let Some(e) = &r.error {
         println!("    error: {}", e.lines().next().unwrap_or(""));
@@ -489,13 +385,14 @@ fn run_repo(
         .unwrap_or_else(|| plan::default_target_dir(&r.dir));
     // A run that may not save must not move entries out either (a moved entry only goes
     // back through a save), so it restores through a read-only view of the cache.
-    let tcache = if opts.save {
-        cache.clone()
+    let tstore = if opts.save {
+        store.clone()
     } else {
-        cache.clone().into_read_only()
+        store.clone().into_read_only()
     };
     if let Some(key) = &r.cache_key {
-        let st = restore_stage(&tcache, key, &target_dir, false, opts.restore);
+        let (st, lines) = tstore.restore_stage(key, &target_dir, false, opts.restore);
+        print_lines(&lines);
         let how = match &st.restore {
             Restore::Hit { strategy, secs, .. } => format!(", {} in {secs:.2}s", strategy.as_str()),
             Restore::Partial {
@@ -713,13 +610,13 @@ fn run_repo(
         // For `cache stats`: how long the steps took after this kind of restore, so the
         // time a hit saves can be measured rather than guessed.
         let steps_secs = report.steps.iter().map(|s| s.secs).fold(0.0, |a, b| a + b);
-        tcache.log_build(key, st.restore_word(), steps_secs);
+        tstore.cache().log_build(key, st.restore_word(), steps_secs);
         // Leave out what the next build redoes anyway: incremental data, and every unit
         // of the repo's own workspace; keep every dependency unit (see cache/prune.rs).
         let members: Vec<String> = r.versions.keys().cloned().collect();
         let prune = crate::cache::prune::target_prune(&target_dir, &members);
         let skip = |p: &Path| prune.skips(p);
-        save_stage(&tcache, key, &target_dir, &skip, opts.save, st);
+        print_lines(&tstore.save_stage(key, &target_dir, &skip, opts.save, st));
         match st.save {
             Some(Save::Saved {
                 bytes,

@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use crate::cache::{Restore, Save};
+use crate::cache::report::summary_word;
+pub use crate::cache::report::StageReport;
+use crate::cache::Save;
 use crate::support::fs::human_bytes;
 
 /// Final status of a repo in a run.
@@ -68,39 +70,6 @@ impl StepReport {
     /// Whether the step succeeded.
     pub fn ok(&self) -> bool {
         self.code == Some(0) && !self.timed_out
-    }
-}
-
-/// One stage's cache result for a repo (or for the chain-wide stages).
-#[derive(Debug, Clone, Serialize)]
-pub struct StageReport {
-    /// Stage name.
-    pub stage: String,
-    /// The key used.
-    pub key: String,
-    /// Restore outcome.
-    pub restore: Restore,
-    /// Save outcome (`None` before the save ran).
-    pub save: Option<Save>,
-    /// A cache problem that was turned into a warning, if any.
-    pub warning: Option<String>,
-    /// What the remote cache did for this stage (`None`: no remote configured).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<crate::cache::remote::RemoteStage>,
-}
-
-impl StageReport {
-    /// `hit`, `miss`, `kept`, or `error`.
-    pub fn restore_word(&self) -> &'static str {
-        if self.warning.is_some() && self.restore == Restore::Miss {
-            return "error";
-        }
-        match self.restore {
-            Restore::Hit { .. } => "hit",
-            Restore::Partial { .. } => "partial hit",
-            Restore::Miss => "miss",
-            Restore::Kept => "kept",
-        }
     }
 }
 
@@ -182,7 +151,7 @@ impl RunSummary {
                 "  cache {}: {}{}{}\n",
                 c.stage,
                 c.restore_word(),
-                crate::cache::remote::summary_word(c.remote.as_ref()),
+                summary_word(c.remote.as_ref()),
                 save_word(c.save.as_ref())
             );
             if let Some(w) = &c.warning {
@@ -219,7 +188,7 @@ impl RunSummary {
                         "{} {}{}{}",
                         c.stage,
                         c.restore_word(),
-                        crate::cache::remote::summary_word(c.remote.as_ref()),
+                        summary_word(c.remote.as_ref()),
                         save_word(c.save.as_ref())
                     )
                 })

@@ -9,7 +9,11 @@ mod release;
 mod reliability;
 mod reliability_input;
 mod reliability_secrets;
+// The remote cache's end-to-end tests need its S3 backend: the test command is
+// `cargo test --workspace --locked --features remote` (README, `.ci/run`).
+#[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "remote")]
 mod seaweed;
 mod skip;
 mod spine;

@@ -12,7 +12,7 @@
 //!
 //! Never retried: 204 (done), 401, other 403, 404, 422 and any other status.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use octocrab::Octocrab;
 
@@ -123,7 +123,9 @@ impl Client {
                     let repo = github.to_owned();
                     if rate_limited {
                         let wait_secs = retry_after
-                            .or_else(|| reset.map(|r| r.saturating_sub(now_secs())))
+                            .or_else(|| {
+                                reset.map(|r| r.saturating_sub(crate::support::time::now_unix()))
+                            })
                             .unwrap_or(60);
                         if wait_secs > self.policy.max_wait.as_secs() || last {
                             return Err(DispatchError::RateLimited {
@@ -213,11 +215,4 @@ fn transport_message(e: &octocrab::Error) -> String {
         cur = c.source();
     }
     parts.join(": ")
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
