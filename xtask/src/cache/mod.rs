@@ -663,129 +663,193 @@ impl Cache {
         if !self.read_only {
             self.guard(0, None);
         }
-        let stage = key.stage.as_str();
         let can_move = !self.read_only
             && !self.keep_trees
             && !merge
             && transfer::same_filesystem(&self.root.join("entries"), dst);
         let mut leased_by_others = Vec::new();
         for cand in self.candidates(key) {
-            let dir = self.dir_of(stage, &cand);
+            let dir = self.dir_of(key.stage.as_str(), &cand);
             if !dir.join("entry.json").is_file() {
                 continue;
             }
-            let lock_path = self.lock_path(stage, &cand);
-            if can_move {
-                if let Some(lock) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)? {
-                    match self.load_checked(&dir) {
-                        Ok((info, manifest)) => {
-                            fsutil::remove_tree(dst)?;
-                            match transfer::move_tree(&dir.join("data"), dst) {
-                                Ok(()) => {
-                                    self.leases.lock().expect("leases").insert(
-                                        dst.to_path_buf(),
-                                        Lease {
-                                            key: Some(cand.clone()),
-                                            lock: Some(lock),
-                                            manifest: Some(manifest),
-                                            strategy: Strategy::Moved,
-                                        },
-                                    );
-                                    return Ok(self.restored(
-                                        key,
-                                        &cand,
-                                        &info,
-                                        start,
-                                        Strategy::Moved,
-                                    ));
-                                }
-                                // The device check said "same filesystem" but the kernel
-                                // disagrees (a bind mount, an overlay): copy instead. A
-                                // failed rename moved nothing.
-                                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => drop(lock),
-                                Err(e) => {
-                                    return Err(anyhow::Error::new(e).context(format!(
-                                        "move {} into {}",
-                                        dir.display(),
-                                        dst.display()
-                                    )))
-                                }
-                            }
-                        }
-                        Err(Check::Stub) => {
-                            // Its lease is free, so the job that moved it out is gone.
-                            self.discard(stage, &cand);
-                            continue;
-                        }
-                        Err(Check::Damaged(why)) => {
-                            self.note(format!(
-                                "{stage} entry {cand} is damaged ({why}): discarded, building without it"
-                            ));
-                            self.discard(stage, &cand);
-                            continue;
-                        }
-                    }
-                }
-            }
-            let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
-            if lock.is_none() && lock_path.exists() {
-                leased_by_others.push(cand);
-                continue;
-            }
-            match self.load_checked(&dir) {
-                Ok((info, manifest)) => {
-                    let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
-                    // A read-only cache cannot create a missing lock file, so it may copy
-                    // without a lease while a job moves or replaces the entry: then the
-                    // copy fails or the entry is no longer the one checked. Treat that as
-                    // gone (try the next candidate), never as a hit or an error. Found by
-                    // `cargo xtask stress` (concurrency).
-                    if lock.is_none() && !merge {
-                        let same = copied.is_ok()
-                            && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
-                        if !same {
-                            fsutil::remove_tree(dst)?;
-                            self.note(format!(
-                                "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
-                            ));
-                            continue;
-                        }
-                    }
-                    let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
-                    drop(lock);
-                    if !merge && !self.read_only {
-                        self.leases.lock().expect("leases").insert(
-                            dst.to_path_buf(),
-                            Lease {
-                                key: Some(cand.clone()),
-                                lock: None,
-                                manifest: Some(manifest),
-                                strategy: Strategy::Copied,
-                            },
-                        );
-                    }
-                    let info = EntryInfo {
-                        files: stats.files,
-                        bytes: stats.bytes,
-                        ..info
-                    };
-                    return Ok(self.restored(key, &cand, &info, start, Strategy::Copied));
-                }
-                Err(Check::Stub) => leased_by_others.push(cand),
-                Err(Check::Damaged(why)) => {
-                    drop(lock);
-                    let mut what = format!("{stage} entry {cand} is damaged ({why})");
-                    if self.read_only {
-                        what += ": skipped (read-only cache)";
-                    } else if let Some(_x) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)?
-                    {
-                        self.discard(stage, &cand);
-                        what += ": discarded, building without it";
-                    }
-                    self.note(what);
-                }
+            let attempt = if can_move {
+                self.try_move(key, &cand, dst, start)?
+            } else {
+                Attempt::Copy
+            };
+            let attempt = match attempt {
+                Attempt::Copy => self.try_copy(key, &cand, dst, merge, start)?,
+                other => other,
+            };
+            match attempt {
+                Attempt::Done(r) => return Ok(r),
+                Attempt::Leased => leased_by_others.push(cand),
+                Attempt::Next | Attempt::Copy => {}
             }
         }
+        Ok(self.missed(key, dst, merge, &leased_by_others, start))
+    }
+
+    /// Restore candidate `cand` by moving its data into `dst` under its exclusive lease
+    /// (the entry stays listed as a leased stub until the save). [`Attempt::Copy`] when
+    /// the lease is taken by another job or the kernel refuses the rename across
+    /// filesystems; [`Attempt::Next`] when the entry is a dead job's stub or damaged
+    /// (both are discarded).
+    ///
+    /// Errors: the rename fails otherwise, or `dst` cannot be emptied.
+    fn try_move(&self, key: &CacheKey, cand: &str, dst: &Path, start: Instant) -> Result<Attempt> {
+        let stage = key.stage.as_str();
+        let dir = self.dir_of(stage, cand);
+        let Some(lock) = EntryLock::try_take(&self.lock_path(stage, cand), Mode::Exclusive, true)?
+        else {
+            return Ok(Attempt::Copy);
+        };
+        let (info, manifest) = match self.load_checked(&dir) {
+            Ok(x) => x,
+            Err(Check::Stub) => {
+                // Its lease is free, so the job that moved it out is gone.
+                self.discard(stage, cand);
+                return Ok(Attempt::Next);
+            }
+            Err(Check::Damaged(why)) => {
+                self.note(format!(
+                    "{stage} entry {cand} is damaged ({why}): discarded, building without it"
+                ));
+                self.discard(stage, cand);
+                return Ok(Attempt::Next);
+            }
+        };
+        fsutil::remove_tree(dst)?;
+        match transfer::move_tree(&dir.join("data"), dst) {
+            Ok(()) => {
+                self.lease(dst, Some(cand), Some(lock), Some(manifest), Strategy::Moved);
+                Ok(Attempt::Done(self.restored(
+                    key,
+                    cand,
+                    &info,
+                    start,
+                    Strategy::Moved,
+                )))
+            }
+            // The device check said "same filesystem" but the kernel disagrees (a bind
+            // mount, an overlay): copy instead. A failed rename moved nothing.
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(Attempt::Copy),
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "move {} into {}",
+                dir.display(),
+                dst.display()
+            ))),
+        }
+    }
+
+    /// Restore candidate `cand` by copying its data into `dst` under a shared lease.
+    /// [`Attempt::Leased`] when a job holds it exclusively (moved out);
+    /// [`Attempt::Next`] when it is damaged (discarded unless read-only) or changed
+    /// under a lease-less read-only copy.
+    ///
+    /// Errors: the copy fails (`dst` may hold a partial tree the caller removes).
+    fn try_copy(
+        &self,
+        key: &CacheKey,
+        cand: &str,
+        dst: &Path,
+        merge: bool,
+        start: Instant,
+    ) -> Result<Attempt> {
+        let stage = key.stage.as_str();
+        let (dir, lock_path) = (self.dir_of(stage, cand), self.lock_path(stage, cand));
+        let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
+        if lock.is_none() && lock_path.exists() {
+            return Ok(Attempt::Leased);
+        }
+        let (info, manifest) = match self.load_checked(&dir) {
+            Ok(x) => x,
+            Err(Check::Stub) => return Ok(Attempt::Leased),
+            Err(Check::Damaged(why)) => {
+                drop(lock);
+                self.damaged_on_copy(stage, cand, &why)?;
+                return Ok(Attempt::Next);
+            }
+        };
+        let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
+        // A read-only cache cannot create a missing lock file, so it may copy without a
+        // lease while a job moves or replaces the entry: then the copy fails or the entry
+        // is no longer the one checked. Treat that as gone (try the next candidate),
+        // never as a hit or an error. Found by `cargo xtask stress` (concurrency).
+        if lock.is_none() && !merge {
+            let same =
+                copied.is_ok() && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
+            if !same {
+                fsutil::remove_tree(dst)?;
+                self.note(format!(
+                    "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
+                ));
+                return Ok(Attempt::Next);
+            }
+        }
+        let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
+        drop(lock);
+        if !merge && !self.read_only {
+            self.lease(dst, Some(cand), None, Some(manifest), Strategy::Copied);
+        }
+        let info = EntryInfo {
+            files: stats.files,
+            bytes: stats.bytes,
+            ..info
+        };
+        let r = self.restored(key, cand, &info, start, Strategy::Copied);
+        Ok(Attempt::Done(r))
+    }
+
+    /// A damaged candidate found by a copying restore: discarded when this cache may
+    /// write and no job holds it, noted either way.
+    fn damaged_on_copy(&self, stage: &str, cand: &str, why: &str) -> Result<()> {
+        let mut what = format!("{stage} entry {cand} is damaged ({why})");
+        if self.read_only {
+            what += ": skipped (read-only cache)";
+        } else if let Some(_x) =
+            EntryLock::try_take(&self.lock_path(stage, cand), Mode::Exclusive, true)?
+        {
+            self.discard(stage, cand);
+            what += ": discarded, building without it";
+        }
+        self.note(what);
+        Ok(())
+    }
+
+    /// Remember that `dst` was restored (or, with `key` `None`, missed) by this process,
+    /// so its save may move it into the cache.
+    fn lease(
+        &self,
+        dst: &Path,
+        key: Option<&str>,
+        lock: Option<EntryLock>,
+        manifest: Option<Manifest>,
+        strategy: Strategy,
+    ) {
+        self.leases.lock().expect("leases").insert(
+            dst.to_path_buf(),
+            Lease {
+                key: key.map(str::to_owned),
+                lock,
+                manifest,
+                strategy,
+            },
+        );
+    }
+
+    /// A restore found nothing usable: note the entries other jobs hold, claim `dst` for
+    /// the save (the job builds it from scratch), and log the miss.
+    fn missed(
+        &self,
+        key: &CacheKey,
+        dst: &Path,
+        merge: bool,
+        leased_by_others: &[String],
+        start: Instant,
+    ) -> Restore {
+        let stage = key.stage.as_str();
         if !leased_by_others.is_empty() {
             self.note(format!(
                 "{stage} entries held by other jobs, not restored: {}",
@@ -793,15 +857,7 @@ impl Cache {
             ));
         }
         if !merge && !self.read_only {
-            self.leases.lock().expect("leases").insert(
-                dst.to_path_buf(),
-                Lease {
-                    key: None,
-                    lock: None,
-                    manifest: None,
-                    strategy: Strategy::Copied,
-                },
-            );
+            self.lease(dst, None, None, None, Strategy::Copied);
         }
         self.log_event(&stats::Event::new(
             (self.clock)(),
@@ -813,7 +869,7 @@ impl Cache {
             0,
             start.elapsed().as_secs_f64(),
         ));
-        Ok(Restore::Miss)
+        Restore::Miss
     }
 
     fn restored(
@@ -1346,6 +1402,18 @@ fn delete_in_background(dir: PathBuf) {
     if spawned.is_err() {
         let _ = fsutil::remove_tree(&dir);
     }
+}
+
+/// What one restore candidate came to.
+enum Attempt {
+    /// Restored.
+    Done(Restore),
+    /// Not usable now (damaged, a dead job's stub, changed under a copy): try the next.
+    Next,
+    /// Held by another job: try the next, and say so if nothing else is found.
+    Leased,
+    /// Not moved (the lease is taken, or another filesystem): copy it instead.
+    Copy,
 }
 
 /// Why an entry could not be used.

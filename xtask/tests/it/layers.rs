@@ -61,8 +61,6 @@ const KNOWN_CYCLES: &[&str] = &[
 /// Functions over the limit the layout still has, as `file name` (shrinks like
 /// [`KNOWN_UPWARD`]).
 const KNOWN_LONG: &[&str] = &[
-    "cache/stats.rs render",
-    "cache/mod.rs restore",
     "engine/release_build.rs build_repo",
     "engine/summary.rs render",
     "engine/plan.rs resolve_with",
@@ -79,7 +77,6 @@ const KNOWN_LONG: &[&str] = &[
     "support/exec.rs run_step",
     "github/chain.rs run",
     "github/dispatch/client.rs dispatch",
-    "commands/cache.rs run",
 ];
 
 /// `found` minus `known`, and the `known` entries no longer found (stale).
