@@ -52,8 +52,15 @@
 //! - A read-only cache ([`Cache::open_read_only`], untrusted events, `--no-save`) never
 //!   creates, changes or deletes anything under the root.
 //!
-//! This module never decides *whether* to save (trust, events: that is the caller's) and
-//! never runs cargo.
+//! This module never decides *whether* to save (trust, events: that is the caller's),
+//! never runs cargo and never prints: problems and evictions are [`Notes`] the caller
+//! drains. The submodules around it: `key.rs` keys, `lock.rs` leases, `integrity.rs`
+//! manifests, `transfer.rs` moves and copies, `prune.rs` what a target entry leaves out,
+//! `retention.rs` retention and the disk guard, `stats.rs` the event log's report,
+//! `cargo_home.rs` the chain-wide stages, `settings.rs` the `[cache]` settings,
+//! `report.rs` the per-stage report of a run, and `storage/` the [`storage::Storage`]
+//! seam: the local store, the S3 backend, and [`Tiered`] (local in front of a remote),
+//! which is what the runner holds.
 
 pub mod cargo_home;
 pub mod integrity;
@@ -934,15 +941,8 @@ impl Cache {
         }
         let stage = key.stage.as_str();
         if !src.is_dir() {
-            if let Some(Lease {
-                key: Some(k),
-                lock: Some(_held),
-                ..
-            }) = &lease
-            {
-                // The tree we moved out is gone: the entry it came from is consumed.
-                self.discard(stage, k);
-            }
+            // The tree we moved out is gone: the entry it came from is consumed.
+            self.consume(stage, lease.as_ref());
             return Ok(Save::Empty);
         }
         let start = Instant::now();
@@ -959,14 +959,7 @@ impl Cache {
         // saved (issue 8). A moved-out entry it came from is consumed.
         let escaping = escaping_symlinks(src, skip);
         if !escaping.is_empty() {
-            if let Some(Lease {
-                key: Some(k),
-                lock: Some(_held),
-                ..
-            }) = &lease
-            {
-                self.discard(stage, k);
-            }
+            self.consume(stage, lease.as_ref());
             anyhow::bail!(
                 "{stage} entry {} not saved: symlinks point outside the tree ({})",
                 key.key,
@@ -983,41 +976,61 @@ impl Cache {
             _ => self.save_by_copy(key, src, skip, raw, start),
         };
         if let Ok(s) = &result {
-            let (outcome, strategy, bytes) = match *s {
-                Save::Saved {
-                    bytes, strategy, ..
-                } => ("saved", Some(strategy), bytes),
-                Save::Unchanged {
-                    bytes, strategy, ..
-                } => ("unchanged", Some(strategy), bytes),
-                Save::Exists => ("exists", None, 0),
-                Save::NoSpace => ("no-space", None, 0),
-                Save::Skipped | Save::Empty => ("skipped", None, 0),
-            };
-            self.log_event(&stats::Event::new(
-                (self.clock)(),
-                stage,
-                &key.key,
-                outcome,
-                strategy,
-                bytes,
-                raw,
-                start.elapsed().as_secs_f64(),
-            ));
-            if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
-                self.touch(stage, &key.key, false);
-            }
-            let protect = [(stage.to_owned(), key.key.clone())];
-            for e in self.apply_retention_except(false, &protect) {
-                self.note_eviction(e);
-            }
-            if let Some(why) = self.guard(0, Some(&protect[0])) {
-                self.note(format!(
-                    "cache filesystem still too full after evicting every unleased entry: {why}"
-                ));
-            }
+            self.saved(key, s, raw, start);
         }
         result
+    }
+
+    /// After a save of `key` that came to `s`: log it, record the use, then apply
+    /// retention and the disk guard (never to `key` itself), noting what they did.
+    fn saved(&self, key: &CacheKey, s: &Save, raw: u64, start: Instant) {
+        let stage = key.stage.as_str();
+        let (outcome, strategy, bytes) = match *s {
+            Save::Saved {
+                bytes, strategy, ..
+            } => ("saved", Some(strategy), bytes),
+            Save::Unchanged {
+                bytes, strategy, ..
+            } => ("unchanged", Some(strategy), bytes),
+            Save::Exists => ("exists", None, 0),
+            Save::NoSpace => ("no-space", None, 0),
+            Save::Skipped | Save::Empty => ("skipped", None, 0),
+        };
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            stage,
+            &key.key,
+            outcome,
+            strategy,
+            bytes,
+            raw,
+            start.elapsed().as_secs_f64(),
+        ));
+        if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
+            self.touch(stage, &key.key, false);
+        }
+        let protect = [(stage.to_owned(), key.key.clone())];
+        for e in self.apply_retention_except(false, &protect) {
+            self.note_eviction(e);
+        }
+        if let Some(why) = self.guard(0, Some(&protect[0])) {
+            self.note(format!(
+                "cache filesystem still too full after evicting every unleased entry: {why}"
+            ));
+        }
+    }
+
+    /// Unlist the entry a tree was moved out of (`lease` holds it exclusively) when that
+    /// tree will not go back: the entry is consumed.
+    fn consume(&self, stage: &str, lease: Option<&Lease>) {
+        if let Some(Lease {
+            key: Some(k),
+            lock: Some(_held),
+            ..
+        }) = lease
+        {
+            self.discard(stage, k);
+        }
     }
 
     fn save_by_move(
@@ -1459,8 +1472,8 @@ fn read_info(dir: &Path) -> Result<EntryInfo> {
     serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
 
-/// Hooks for the storage backends (`storage.rs`, `remote.rs`): importing an entry
-/// fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
+/// Hooks for the storage layer (`storage/local.rs`, `storage/tiered.rs`): importing an
+/// entry fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
 /// transfers. Kept apart from the local engine above.
 impl Cache {
     /// A fresh directory path under `tmp/` (not created) that [`Cache::open`] removes if

@@ -1,5 +1,6 @@
 //! Moving trees in and out of the cache: the O(1) `rename(2)` when source and destination
-//! share a filesystem, else a parallel copy that keeps modification times.
+//! share a filesystem, else a parallel copy that keeps modification times
+//! (`support::fs::par_copy`, re-exported here).
 //!
 //! Hardlinks are deliberately not used: cargo rewrites some target-dir files in place
 //! (fingerprint files are truncated and rewritten, `.d` dep-info files and build-script
