@@ -239,7 +239,8 @@ struct Lease {
     strategy: Strategy,
 }
 
-/// A cache root on the local filesystem. Clones share leases and notes.
+/// A cache root on the local filesystem. Clones share leases and notes; a handle with
+/// notes of its own is [`Cache::with_own_notes`].
 #[derive(Clone)]
 pub struct Cache {
     root: PathBuf,
@@ -253,9 +254,10 @@ pub struct Cache {
     /// See [`Cache::with_keep_trees`].
     keep_trees: bool,
     /// Problems turned into warnings (damaged entries, no space) and evictions, drained
-    /// by the caller, per thread: `ci` runs repos on parallel threads, and each repo's
-    /// report must get its own notes.
-    notes: Arc<Mutex<HashMap<std::thread::ThreadId, Notes>>>,
+    /// by the caller ([`Cache::drain_notes`]). They belong to this handle and its
+    /// clones: `ci` runs repos on parallel threads, and each stage takes a handle of its
+    /// own so each repo's report gets its own notes.
+    notes: Arc<Mutex<Notes>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -285,7 +287,7 @@ pub fn resolve_root(flag: Option<&Path>, manifest_dir: Option<&Path>) -> PathBuf
         .join("bllvm-ci")
 }
 
-/// What a thread's restores and saves noted for its caller ([`Cache::drain_notes`]).
+/// What a handle's restores and saves noted for its caller ([`Cache::drain_notes`]).
 #[derive(Debug, Clone, Default)]
 pub struct Notes {
     /// Problems turned into warnings (damaged entries discarded, entries held by other
@@ -421,7 +423,17 @@ impl Cache {
         &self.policy
     }
 
-    /// Take the warnings this thread's restores and saves collected since its last call
+    /// This cache (same root, policy, leases) with notes of its own, starting empty: what
+    /// its restores and saves note is drained from it alone, whatever other handles do
+    /// meanwhile on other threads.
+    pub fn with_own_notes(&self) -> Cache {
+        Cache {
+            notes: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Take the warnings this handle's restores and saves collected since its last call
     /// (damaged entries discarded, entries held by other jobs, saves skipped for lack of
     /// space, ...). The evictions collected meanwhile are dropped; see
     /// [`Cache::drain_notes`] for both.
@@ -429,23 +441,14 @@ impl Cache {
         self.drain_notes().warnings
     }
 
-    /// Take everything this thread's restores and saves noted since its last call: the
+    /// Take everything this handle's restores and saves noted since its last call: the
     /// warnings of [`Cache::take_notes`] and the entries evicted to make room.
     pub fn drain_notes(&self) -> Notes {
-        self.notes
-            .lock()
-            .expect("notes lock")
-            .remove(&std::thread::current().id())
-            .unwrap_or_default()
+        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
     }
 
     fn with_notes(&self, f: impl FnOnce(&mut Notes)) {
-        f(self
-            .notes
-            .lock()
-            .expect("notes lock")
-            .entry(std::thread::current().id())
-            .or_default());
+        f(&mut self.notes.lock().expect("notes lock"));
     }
 
     fn note(&self, s: String) {

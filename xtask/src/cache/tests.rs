@@ -517,3 +517,27 @@ fn a_cache_root_written_in_the_previous_format_still_hits() {
         std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789)
     );
 }
+
+#[test]
+fn notes_belong_to_the_handle_that_made_them() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&t.path().join("c")).unwrap();
+    let src = t.path().join("src");
+    tree(&src, &[("debug/libx.rlib", "rlib")]);
+    let k = key("a-1-2");
+    cache.save(&k, &src, &no_skip).unwrap();
+    // Damage the entry: the next restore discards it and notes why.
+    fs::write(cache.entry_dir(&k).join("data/debug/libx.rlib"), "changed").unwrap();
+    let stage = cache.with_own_notes();
+    assert_eq!(
+        stage.restore(&k, &t.path().join("r"), false).unwrap(),
+        Restore::Miss
+    );
+    assert!(
+        cache.take_notes().is_empty(),
+        "another handle's notes leaked"
+    );
+    let notes = stage.take_notes();
+    assert!(notes.iter().any(|n| n.contains("damaged")), "{notes:?}");
+    assert!(stage.take_notes().is_empty(), "notes are drained once");
+}

@@ -244,6 +244,10 @@ pub fn run(
     {
         let mut stages: Vec<&mut StageReport> = chain_cache.iter_mut().collect();
         stages.extend(reports.iter_mut().flat_map(|r| r.cache.iter_mut()));
+        let pending = store.pending_uploads();
+        if pending > 0 {
+            println!("remote cache: waiting for {pending} upload(s)");
+        }
         print_lines(&store.finish(&mut stages));
     }
 

@@ -250,7 +250,9 @@ impl Tiered {
             .remote
             .as_ref()
             .and_then(|r| self.fetch(r, key, dst, merge, &mut rep, &mut lines));
-        match direct.map_or_else(|| self.cache().restore(key, dst, merge), Ok) {
+        // A handle of its own, so this stage's notes are its own (repos run on threads).
+        let cache = self.cache().with_own_notes();
+        match direct.map_or_else(|| cache.restore(key, dst, merge), Ok) {
             Ok(r) => rep.restore = r,
             Err(e) => {
                 if !merge {
@@ -259,7 +261,7 @@ impl Tiered {
                 rep.warn(format!("restore failed, building without cache: {e:#}"));
             }
         }
-        self.add_notes(&mut rep, &mut lines);
+        add_notes(&cache, &mut rep, &mut lines);
         (rep, lines)
     }
 
@@ -280,32 +282,34 @@ impl Tiered {
             rep.save = Some(Save::Skipped);
             return lines;
         }
-        match self.cache().save(key, src, skip) {
+        let cache = self.cache().with_own_notes();
+        match cache.save(key, src, skip) {
             Ok(s) => rep.save = Some(s),
             Err(e) => rep.warn(format!("save failed (the build result stands): {e:#}")),
         }
-        self.add_notes(rep, &mut lines);
+        add_notes(&cache, rep, &mut lines);
         if let Some(remote) = &self.remote {
             self.upload_later(remote, key, rep);
         }
         lines
     }
 
+    /// Background uploads started and not yet collected by [`Tiered::finish`].
+    pub fn pending_uploads(&self) -> usize {
+        self.remote
+            .as_ref()
+            .map_or(0, |r| r.shared.uploads.lock().expect("uploads lock").len())
+    }
+
     /// Wait for every background upload and record each outcome in the report of its key
     /// among `reports` (the chain stages and every repo's). Call once, before the summary
-    /// is written.
+    /// is written (say "waiting" first when [`Tiered::pending_uploads`] is not 0).
     pub fn finish(&self, reports: &mut [&mut StageReport]) -> Lines {
         let Some(remote) = &self.remote else {
             return Vec::new();
         };
         let uploads = std::mem::take(&mut *remote.shared.uploads.lock().expect("uploads lock"));
-        if uploads.is_empty() {
-            return Vec::new();
-        }
-        let mut lines = vec![format!(
-            "remote cache: waiting for {} upload(s)",
-            uploads.len()
-        )];
+        let mut lines = Vec::new();
         let mut total = Totals::default();
         for (key, handle) in uploads {
             let r = handle
@@ -326,15 +330,6 @@ impl Tiered {
             ));
         }
         lines
-    }
-
-    /// The local engine's notes of this thread: warnings into `rep`, evictions as lines.
-    fn add_notes(&self, rep: &mut StageReport, lines: &mut Lines) {
-        let notes = self.cache().drain_notes();
-        lines.extend(notes.eviction_lines());
-        for w in notes.warnings {
-            rep.warn(w);
-        }
     }
 
     /// Before the local restore of `key` into `dst`: on a local miss, fetch the key from
@@ -584,6 +579,15 @@ fn without_remote_feature(cfg: &RemoteConfig) -> String {
          `cargo run -p xtask --features remote -- ci ...` instead of `cargo xtask ci ...`)",
         cfg.describe()
     )
+}
+
+/// The notes of `cache` (a stage's own handle): warnings into `rep`, evictions as lines.
+fn add_notes(cache: &Cache, rep: &mut StageReport, lines: &mut Lines) {
+    let notes = cache.drain_notes();
+    lines.extend(notes.eviction_lines());
+    for w in notes.warnings {
+        rep.warn(w);
+    }
 }
 
 /// Add warning `w` to `rep` and to the console lines (an empty `w` adds nothing).

@@ -350,11 +350,12 @@ fn uploads_run_in_the_background_and_finish_waits_for_them() {
     assert_eq!(rep.remote.as_ref().unwrap().upload, "pending");
     assert!(!remote.contains(&k));
 
+    assert_eq!(store.pending_uploads(), 1);
     open.send(()).unwrap();
     let lines = store.finish(&mut [&mut rep]);
-    assert_eq!(lines[0], "remote cache: waiting for 1 upload(s)");
+    assert_eq!(store.pending_uploads(), 0);
     assert!(
-        lines[1].starts_with("remote cache: uploaded 1 entries"),
+        lines[0].starts_with("remote cache: uploaded 1 entries"),
         "{lines:?}"
     );
     let st = rep.remote.as_ref().unwrap();
