@@ -58,7 +58,7 @@ fn print_lines(lines: &[String]) {
     }
 }
 
-/// Run `plan` with `cache`; `chain_cache` holds the chain-wide stages already restored by
+/// Run `plan` with `store`; `chain_cache` holds the chain-wide stages already restored by
 /// [`restore_chain`] (they are saved again at the end). Returns the summary; the caller
 /// prints it and sets the exit code from [`RunSummary::failed`].
 ///
