@@ -130,29 +130,19 @@ impl Tiered {
         may_save: bool,
         disabled: bool,
     ) -> (Tiered, Option<String>) {
-        let local = LocalStorage::new(cache);
         let cfg = (!disabled)
             .then(|| RemoteConfig::resolve(settings, may_save, &|k| std::env::var(k).ok()))
             .flatten();
-        let Some(cfg) = cfg else {
-            return (
-                Tiered {
-                    local,
-                    remote: None,
-                },
-                None,
-            );
+        let (remote, line) = match cfg.map(remote_backend) {
+            None => (None, None),
+            Some(Ok((storage, line))) => (Some(storage), Some(line)),
+            Some(Err(line)) => (None, Some(line)),
         };
-        match remote_backend(cfg) {
-            Ok((storage, line)) => (Tiered::new(local, storage), Some(line)),
-            Err(line) => (
-                Tiered {
-                    local,
-                    remote: None,
-                },
-                Some(line),
-            ),
-        }
+        let store = match remote {
+            Some(storage) => Tiered::new(LocalStorage::new(cache), storage),
+            None => Tiered::local(cache),
+        };
+        (store, line)
     }
 
     /// The local engine.
