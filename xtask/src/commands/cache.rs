@@ -311,34 +311,7 @@ fn warm(resolve: &Resolve) -> Result<ExitCode> {
             println!("{l}");
         }
         println!("{}: restore {:?}", r.name, restored);
-        for step in &r.steps {
-            let Some(base) = warm_args(step) else {
-                continue;
-            };
-            let warm_step = crate::engine::manifest::Step {
-                args: base,
-                ..step.clone()
-            };
-            let args = crate::engine::plan::step_args(&warm_step, &r.features, &plan.profile);
-            println!(
-                "--> {} warm {}: cargo {}",
-                r.name,
-                step.name,
-                args.join(" ")
-            );
-            let st = std::process::Command::new("cargo")
-                .args(&args)
-                .current_dir(&r.dir)
-                .envs(r.env.iter().chain(step.env.iter()))
-                .status()
-                .with_context(|| format!("run cargo for {}", r.name))?;
-            if !st.success() {
-                println!(
-                    "    {} {} failed ({st}); dependencies built so far are kept",
-                    r.name, step.name
-                );
-            }
-        }
+        warm_steps(r, &plan.profile)?;
         let members: Vec<String> = r.versions.keys().cloned().collect();
         let prune = crate::cache::prune::target_prune(&target, &members);
         let saved = cache.save(key, &target, &|p| prune.skips(p))?;
@@ -348,6 +321,42 @@ fn warm(resolve: &Resolve) -> Result<ExitCode> {
         println!("{}: save {:?}", r.name, saved);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run the compiling steps of `r` for a warm-up (see [`warm_args`]); a failed step is
+/// reported and the next one runs.
+///
+/// Errors: cargo cannot be started.
+fn warm_steps(r: &crate::engine::plan::RepoPlan, profile: &str) -> Result<()> {
+    for step in &r.steps {
+        let Some(base) = warm_args(step) else {
+            continue;
+        };
+        let warm_step = crate::engine::manifest::Step {
+            args: base,
+            ..step.clone()
+        };
+        let args = crate::engine::plan::step_args(&warm_step, &r.features, profile);
+        println!(
+            "--> {} warm {}: cargo {}",
+            r.name,
+            step.name,
+            args.join(" ")
+        );
+        let st = std::process::Command::new("cargo")
+            .args(&args)
+            .current_dir(&r.dir)
+            .envs(r.env.iter().chain(step.env.iter()))
+            .status()
+            .with_context(|| format!("run cargo for {}", r.name))?;
+        if !st.success() {
+            println!(
+                "    {} {} failed ({st}); dependencies built so far are kept",
+                r.name, step.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `cargo xtask cache …`: `key` resolves a plan; the others work on the cache root alone.
