@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::support::fs::{sha256_file, sha256_hex};
+use crate::support::par::par_map;
 
 /// One file of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,27 +92,6 @@ fn hash_of(kind: char, path: &Path) -> io::Result<String> {
     } else {
         sha256_file(path)
     }
-}
-
-/// Run `f` over `items` on up to `available_parallelism` threads, keeping order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    if items.len() < 64 || n == 1 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(n);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("worker thread panicked"))
-            .collect()
-    })
 }
 
 impl Manifest {

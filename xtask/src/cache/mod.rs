@@ -52,16 +52,24 @@
 //! - A read-only cache ([`Cache::open_read_only`], untrusted events, `--no-save`) never
 //!   creates, changes or deletes anything under the root.
 //!
-//! This module never decides *whether* to save (trust, events: that is the caller's) and
-//! never runs cargo.
+//! This module never decides *whether* to save (trust, events: that is the caller's),
+//! never runs cargo and never prints: problems and evictions are [`Notes`] the caller
+//! drains. The submodules around it: `key.rs` keys, `lock.rs` leases, `integrity.rs`
+//! manifests, `transfer.rs` moves and copies, `prune.rs` what a target entry leaves out,
+//! `retention.rs` retention and the disk guard, `stats.rs` the event log's report,
+//! `cargo_home.rs` the chain-wide stages, `settings.rs` the `[cache]` settings,
+//! `report.rs` the per-stage report of a run, and `storage/` the [`storage::Storage`]
+//! seam: the local store, the S3 backend, and [`Tiered`] (local in front of a remote),
+//! which is what the runner holds.
 
 pub mod cargo_home;
 pub mod integrity;
 pub mod key;
 pub mod lock;
 pub mod prune;
-pub mod remote;
+pub mod report;
 pub mod retention;
+pub mod settings;
 pub mod stats;
 pub mod storage;
 pub mod transfer;
@@ -70,17 +78,19 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use key::{CacheKey, Stage};
+pub use storage::Tiered;
 pub use transfer::Strategy;
 
 use crate::support::fs as fsutil;
+use crate::support::publish::{self, Published};
+use crate::support::time::now_unix;
 use integrity::Manifest;
 use lock::{EntryLock, Mode};
 use retention::{EntryUse, Eviction, FsUsage, Policy};
@@ -229,7 +239,8 @@ struct Lease {
     strategy: Strategy,
 }
 
-/// A cache root on the local filesystem. Clones share leases and notes.
+/// A cache root on the local filesystem. Clones share leases and notes; a handle with
+/// notes of its own is [`Cache::with_own_notes`].
 #[derive(Clone)]
 pub struct Cache {
     root: PathBuf,
@@ -242,10 +253,11 @@ pub struct Cache {
     leases: Arc<Mutex<HashMap<PathBuf, Lease>>>,
     /// See [`Cache::with_keep_trees`].
     keep_trees: bool,
-    /// Problems turned into warnings (damaged entries, no space), drained by the caller,
-    /// per thread: `ci` runs the repos of a level on parallel threads, and each repo's
-    /// report must get its own notes.
-    notes: Arc<Mutex<HashMap<std::thread::ThreadId, Vec<String>>>>,
+    /// Problems turned into warnings (damaged entries, no space) and evictions, drained
+    /// by the caller ([`Cache::drain_notes`]). They belong to this handle and its
+    /// clones: `ci` runs repos on parallel threads, and each stage takes a handle of its
+    /// own so each repo's report gets its own notes.
+    notes: Arc<Mutex<Notes>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -257,8 +269,6 @@ impl std::fmt::Debug for Cache {
             .finish_non_exhaustive()
     }
 }
-
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The cache root to use: `flag` (from `--cache-dir`), else `$BLLVM_CI_CACHE_DIR`, else the
 /// manifest's `[cache] dir`, else `<per-user cache dir>/bllvm-ci`.
@@ -277,10 +287,33 @@ pub fn resolve_root(flag: Option<&Path>, manifest_dir: Option<&Path>) -> PathBuf
         .join("bllvm-ci")
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What a handle's restores and saves noted for its caller ([`Cache::drain_notes`]).
+#[derive(Debug, Clone, Default)]
+pub struct Notes {
+    /// Problems turned into warnings (damaged entries discarded, entries held by other
+    /// jobs, saves skipped for lack of space).
+    pub warnings: Vec<String>,
+    /// Entries evicted by retention or the disk guard, for the log (not warnings).
+    pub evicted: Vec<Eviction>,
+}
+
+impl Notes {
+    /// One console line per eviction: `    cache: evicted <stage> entry <key> (<size>):
+    /// <reason>`.
+    pub fn eviction_lines(&self) -> Vec<String> {
+        self.evicted
+            .iter()
+            .map(|e| {
+                format!(
+                    "    cache: evicted {} entry {} ({}): {}",
+                    e.stage,
+                    e.key,
+                    fsutil::human_bytes(e.bytes),
+                    e.reason
+                )
+            })
+            .collect()
+    }
 }
 
 /// Usage record of an entry (`usage/<stage>/<key>.json`).
@@ -390,24 +423,40 @@ impl Cache {
         &self.policy
     }
 
-    /// Take the warnings this thread's restores and saves collected since its last call
+    /// This cache (same root, policy, leases) with notes of its own, starting empty: what
+    /// its restores and saves note is drained from it alone, whatever other handles do
+    /// meanwhile on other threads.
+    pub fn with_own_notes(&self) -> Cache {
+        Cache {
+            notes: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Take the warnings this handle's restores and saves collected since its last call
     /// (damaged entries discarded, entries held by other jobs, saves skipped for lack of
-    /// space, ...).
+    /// space, ...). The evictions collected meanwhile are dropped; see
+    /// [`Cache::drain_notes`] for both.
     pub fn take_notes(&self) -> Vec<String> {
-        self.notes
-            .lock()
-            .expect("notes lock")
-            .remove(&std::thread::current().id())
-            .unwrap_or_default()
+        self.drain_notes().warnings
+    }
+
+    /// Take everything this handle's restores and saves noted since its last call: the
+    /// warnings of [`Cache::take_notes`] and the entries evicted to make room.
+    pub fn drain_notes(&self) -> Notes {
+        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
+    }
+
+    fn with_notes(&self, f: impl FnOnce(&mut Notes)) {
+        f(&mut self.notes.lock().expect("notes lock"));
     }
 
     fn note(&self, s: String) {
-        self.notes
-            .lock()
-            .expect("notes lock")
-            .entry(std::thread::current().id())
-            .or_default()
-            .push(s);
+        self.with_notes(|n| n.warnings.push(s));
+    }
+
+    fn note_eviction(&self, e: Eviction) {
+        self.with_notes(|n| n.evicted.push(e));
     }
 
     fn stage_dir(&self, stage: &str) -> PathBuf {
@@ -451,11 +500,7 @@ impl Cache {
     }
 
     fn new_tmp(&self, what: &str) -> PathBuf {
-        self.root.join("tmp").join(format!(
-            "{what}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ))
+        publish::temp_path(&self.root.join("tmp"), what)
     }
 
     /// Unlist and delete an entry. The caller holds its exclusive lease (or knows no one
@@ -501,14 +546,10 @@ impl Cache {
         if hit {
             u.hits += 1;
         }
-        let p = self.usage_path(stage, key);
-        let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
-        let _ = p
-            .parent()
-            .map(fs::create_dir_all)
-            .transpose()
-            .and_then(|_| fs::write(&tmp, serde_json::to_vec(&u).unwrap_or_default()))
-            .and_then(|()| fs::rename(&tmp, &p));
+        let _ = publish::write_file(
+            &self.usage_path(stage, key),
+            &serde_json::to_vec(&u).unwrap_or_default(),
+        );
     }
 
     fn log_event(&self, ev: &stats::Event) {
@@ -632,129 +673,193 @@ impl Cache {
         if !self.read_only {
             self.guard(0, None);
         }
-        let stage = key.stage.as_str();
         let can_move = !self.read_only
             && !self.keep_trees
             && !merge
             && transfer::same_filesystem(&self.root.join("entries"), dst);
         let mut leased_by_others = Vec::new();
         for cand in self.candidates(key) {
-            let dir = self.dir_of(stage, &cand);
+            let dir = self.dir_of(key.stage.as_str(), &cand);
             if !dir.join("entry.json").is_file() {
                 continue;
             }
-            let lock_path = self.lock_path(stage, &cand);
-            if can_move {
-                if let Some(lock) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)? {
-                    match self.load_checked(&dir) {
-                        Ok((info, manifest)) => {
-                            fsutil::remove_tree(dst)?;
-                            match transfer::move_tree(&dir.join("data"), dst) {
-                                Ok(()) => {
-                                    self.leases.lock().expect("leases").insert(
-                                        dst.to_path_buf(),
-                                        Lease {
-                                            key: Some(cand.clone()),
-                                            lock: Some(lock),
-                                            manifest: Some(manifest),
-                                            strategy: Strategy::Moved,
-                                        },
-                                    );
-                                    return Ok(self.restored(
-                                        key,
-                                        &cand,
-                                        &info,
-                                        start,
-                                        Strategy::Moved,
-                                    ));
-                                }
-                                // The device check said "same filesystem" but the kernel
-                                // disagrees (a bind mount, an overlay): copy instead. A
-                                // failed rename moved nothing.
-                                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => drop(lock),
-                                Err(e) => {
-                                    return Err(anyhow::Error::new(e).context(format!(
-                                        "move {} into {}",
-                                        dir.display(),
-                                        dst.display()
-                                    )))
-                                }
-                            }
-                        }
-                        Err(Check::Stub) => {
-                            // Its lease is free, so the job that moved it out is gone.
-                            self.discard(stage, &cand);
-                            continue;
-                        }
-                        Err(Check::Damaged(why)) => {
-                            self.note(format!(
-                                "{stage} entry {cand} is damaged ({why}): discarded, building without it"
-                            ));
-                            self.discard(stage, &cand);
-                            continue;
-                        }
-                    }
-                }
-            }
-            let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
-            if lock.is_none() && lock_path.exists() {
-                leased_by_others.push(cand);
-                continue;
-            }
-            match self.load_checked(&dir) {
-                Ok((info, manifest)) => {
-                    let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
-                    // A read-only cache cannot create a missing lock file, so it may copy
-                    // without a lease while a job moves or replaces the entry: then the
-                    // copy fails or the entry is no longer the one checked. Treat that as
-                    // gone (try the next candidate), never as a hit or an error. Found by
-                    // `cargo xtask stress` (concurrency).
-                    if lock.is_none() && !merge {
-                        let same = copied.is_ok()
-                            && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
-                        if !same {
-                            fsutil::remove_tree(dst)?;
-                            self.note(format!(
-                                "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
-                            ));
-                            continue;
-                        }
-                    }
-                    let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
-                    drop(lock);
-                    if !merge && !self.read_only {
-                        self.leases.lock().expect("leases").insert(
-                            dst.to_path_buf(),
-                            Lease {
-                                key: Some(cand.clone()),
-                                lock: None,
-                                manifest: Some(manifest),
-                                strategy: Strategy::Copied,
-                            },
-                        );
-                    }
-                    let info = EntryInfo {
-                        files: stats.files,
-                        bytes: stats.bytes,
-                        ..info
-                    };
-                    return Ok(self.restored(key, &cand, &info, start, Strategy::Copied));
-                }
-                Err(Check::Stub) => leased_by_others.push(cand),
-                Err(Check::Damaged(why)) => {
-                    drop(lock);
-                    let mut what = format!("{stage} entry {cand} is damaged ({why})");
-                    if self.read_only {
-                        what += ": skipped (read-only cache)";
-                    } else if let Some(_x) = EntryLock::try_take(&lock_path, Mode::Exclusive, true)?
-                    {
-                        self.discard(stage, &cand);
-                        what += ": discarded, building without it";
-                    }
-                    self.note(what);
-                }
+            let attempt = if can_move {
+                self.try_move(key, &cand, dst, start)?
+            } else {
+                Attempt::Copy
+            };
+            let attempt = match attempt {
+                Attempt::Copy => self.try_copy(key, &cand, dst, merge, start)?,
+                other => other,
+            };
+            match attempt {
+                Attempt::Done(r) => return Ok(r),
+                Attempt::Leased => leased_by_others.push(cand),
+                Attempt::Next | Attempt::Copy => {}
             }
         }
+        Ok(self.missed(key, dst, merge, &leased_by_others, start))
+    }
+
+    /// Restore candidate `cand` by moving its data into `dst` under its exclusive lease
+    /// (the entry stays listed as a leased stub until the save). [`Attempt::Copy`] when
+    /// the lease is taken by another job or the kernel refuses the rename across
+    /// filesystems; [`Attempt::Next`] when the entry is a dead job's stub or damaged
+    /// (both are discarded).
+    ///
+    /// Errors: the rename fails otherwise, or `dst` cannot be emptied.
+    fn try_move(&self, key: &CacheKey, cand: &str, dst: &Path, start: Instant) -> Result<Attempt> {
+        let stage = key.stage.as_str();
+        let dir = self.dir_of(stage, cand);
+        let Some(lock) = EntryLock::try_take(&self.lock_path(stage, cand), Mode::Exclusive, true)?
+        else {
+            return Ok(Attempt::Copy);
+        };
+        let (info, manifest) = match self.load_checked(&dir) {
+            Ok(x) => x,
+            Err(Check::Stub) => {
+                // Its lease is free, so the job that moved it out is gone.
+                self.discard(stage, cand);
+                return Ok(Attempt::Next);
+            }
+            Err(Check::Damaged(why)) => {
+                self.note(format!(
+                    "{stage} entry {cand} is damaged ({why}): discarded, building without it"
+                ));
+                self.discard(stage, cand);
+                return Ok(Attempt::Next);
+            }
+        };
+        fsutil::remove_tree(dst)?;
+        match transfer::move_tree(&dir.join("data"), dst) {
+            Ok(()) => {
+                self.lease(dst, Some(cand), Some(lock), Some(manifest), Strategy::Moved);
+                Ok(Attempt::Done(self.restored(
+                    key,
+                    cand,
+                    &info,
+                    start,
+                    Strategy::Moved,
+                )))
+            }
+            // The device check said "same filesystem" but the kernel disagrees (a bind
+            // mount, an overlay): copy instead. A failed rename moved nothing.
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(Attempt::Copy),
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "move {} into {}",
+                dir.display(),
+                dst.display()
+            ))),
+        }
+    }
+
+    /// Restore candidate `cand` by copying its data into `dst` under a shared lease.
+    /// [`Attempt::Leased`] when a job holds it exclusively (moved out);
+    /// [`Attempt::Next`] when it is damaged (discarded unless read-only) or changed
+    /// under a lease-less read-only copy.
+    ///
+    /// Errors: the copy fails (`dst` may hold a partial tree the caller removes).
+    fn try_copy(
+        &self,
+        key: &CacheKey,
+        cand: &str,
+        dst: &Path,
+        merge: bool,
+        start: Instant,
+    ) -> Result<Attempt> {
+        let stage = key.stage.as_str();
+        let (dir, lock_path) = (self.dir_of(stage, cand), self.lock_path(stage, cand));
+        let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
+        if lock.is_none() && lock_path.exists() {
+            return Ok(Attempt::Leased);
+        }
+        let (info, manifest) = match self.load_checked(&dir) {
+            Ok(x) => x,
+            Err(Check::Stub) => return Ok(Attempt::Leased),
+            Err(Check::Damaged(why)) => {
+                drop(lock);
+                self.damaged_on_copy(stage, cand, &why)?;
+                return Ok(Attempt::Next);
+            }
+        };
+        let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
+        // A read-only cache cannot create a missing lock file, so it may copy without a
+        // lease while a job moves or replaces the entry: then the copy fails or the entry
+        // is no longer the one checked. Treat that as gone (try the next candidate),
+        // never as a hit or an error. Found by `cargo xtask stress` (concurrency).
+        if lock.is_none() && !merge {
+            let same =
+                copied.is_ok() && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
+            if !same {
+                fsutil::remove_tree(dst)?;
+                self.note(format!(
+                    "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
+                ));
+                return Ok(Attempt::Next);
+            }
+        }
+        let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
+        drop(lock);
+        if !merge && !self.read_only {
+            self.lease(dst, Some(cand), None, Some(manifest), Strategy::Copied);
+        }
+        let info = EntryInfo {
+            files: stats.files,
+            bytes: stats.bytes,
+            ..info
+        };
+        let r = self.restored(key, cand, &info, start, Strategy::Copied);
+        Ok(Attempt::Done(r))
+    }
+
+    /// A damaged candidate found by a copying restore: discarded when this cache may
+    /// write and no job holds it, noted either way.
+    fn damaged_on_copy(&self, stage: &str, cand: &str, why: &str) -> Result<()> {
+        let mut what = format!("{stage} entry {cand} is damaged ({why})");
+        if self.read_only {
+            what += ": skipped (read-only cache)";
+        } else if let Some(_x) =
+            EntryLock::try_take(&self.lock_path(stage, cand), Mode::Exclusive, true)?
+        {
+            self.discard(stage, cand);
+            what += ": discarded, building without it";
+        }
+        self.note(what);
+        Ok(())
+    }
+
+    /// Remember that `dst` was restored (or, with `key` `None`, missed) by this process,
+    /// so its save may move it into the cache.
+    fn lease(
+        &self,
+        dst: &Path,
+        key: Option<&str>,
+        lock: Option<EntryLock>,
+        manifest: Option<Manifest>,
+        strategy: Strategy,
+    ) {
+        self.leases.lock().expect("leases").insert(
+            dst.to_path_buf(),
+            Lease {
+                key: key.map(str::to_owned),
+                lock,
+                manifest,
+                strategy,
+            },
+        );
+    }
+
+    /// A restore found nothing usable: note the entries other jobs hold, claim `dst` for
+    /// the save (the job builds it from scratch), and log the miss.
+    fn missed(
+        &self,
+        key: &CacheKey,
+        dst: &Path,
+        merge: bool,
+        leased_by_others: &[String],
+        start: Instant,
+    ) -> Restore {
+        let stage = key.stage.as_str();
         if !leased_by_others.is_empty() {
             self.note(format!(
                 "{stage} entries held by other jobs, not restored: {}",
@@ -762,15 +867,7 @@ impl Cache {
             ));
         }
         if !merge && !self.read_only {
-            self.leases.lock().expect("leases").insert(
-                dst.to_path_buf(),
-                Lease {
-                    key: None,
-                    lock: None,
-                    manifest: None,
-                    strategy: Strategy::Copied,
-                },
-            );
+            self.lease(dst, None, None, None, Strategy::Copied);
         }
         self.log_event(&stats::Event::new(
             (self.clock)(),
@@ -782,7 +879,7 @@ impl Cache {
             0,
             start.elapsed().as_secs_f64(),
         ));
-        Ok(Restore::Miss)
+        Restore::Miss
     }
 
     fn restored(
@@ -847,15 +944,8 @@ impl Cache {
         }
         let stage = key.stage.as_str();
         if !src.is_dir() {
-            if let Some(Lease {
-                key: Some(k),
-                lock: Some(_held),
-                ..
-            }) = &lease
-            {
-                // The tree we moved out is gone: the entry it came from is consumed.
-                self.discard(stage, k);
-            }
+            // The tree we moved out is gone: the entry it came from is consumed.
+            self.consume(stage, lease.as_ref());
             return Ok(Save::Empty);
         }
         let start = Instant::now();
@@ -872,14 +962,7 @@ impl Cache {
         // saved (issue 8). A moved-out entry it came from is consumed.
         let escaping = escaping_symlinks(src, skip);
         if !escaping.is_empty() {
-            if let Some(Lease {
-                key: Some(k),
-                lock: Some(_held),
-                ..
-            }) = &lease
-            {
-                self.discard(stage, k);
-            }
+            self.consume(stage, lease.as_ref());
             anyhow::bail!(
                 "{stage} entry {} not saved: symlinks point outside the tree ({})",
                 key.key,
@@ -896,47 +979,61 @@ impl Cache {
             _ => self.save_by_copy(key, src, skip, raw, start),
         };
         if let Ok(s) = &result {
-            let (outcome, strategy, bytes) = match *s {
-                Save::Saved {
-                    bytes, strategy, ..
-                } => ("saved", Some(strategy), bytes),
-                Save::Unchanged {
-                    bytes, strategy, ..
-                } => ("unchanged", Some(strategy), bytes),
-                Save::Exists => ("exists", None, 0),
-                Save::NoSpace => ("no-space", None, 0),
-                Save::Skipped | Save::Empty => ("skipped", None, 0),
-            };
-            self.log_event(&stats::Event::new(
-                (self.clock)(),
-                stage,
-                &key.key,
-                outcome,
-                strategy,
-                bytes,
-                raw,
-                start.elapsed().as_secs_f64(),
-            ));
-            if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
-                self.touch(stage, &key.key, false);
-            }
-            let protect = [(stage.to_owned(), key.key.clone())];
-            for e in self.apply_retention_except(false, &protect) {
-                println!(
-                    "    cache: evicted {} entry {} ({}): {}",
-                    e.stage,
-                    e.key,
-                    fsutil::human_bytes(e.bytes),
-                    e.reason
-                );
-            }
-            if let Some(why) = self.guard(0, Some(&protect[0])) {
-                self.note(format!(
-                    "cache filesystem still too full after evicting every unleased entry: {why}"
-                ));
-            }
+            self.saved(key, s, raw, start);
         }
         result
+    }
+
+    /// After a save of `key` that came to `s`: log it, record the use, then apply
+    /// retention and the disk guard (never to `key` itself), noting what they did.
+    fn saved(&self, key: &CacheKey, s: &Save, raw: u64, start: Instant) {
+        let stage = key.stage.as_str();
+        let (outcome, strategy, bytes) = match *s {
+            Save::Saved {
+                bytes, strategy, ..
+            } => ("saved", Some(strategy), bytes),
+            Save::Unchanged {
+                bytes, strategy, ..
+            } => ("unchanged", Some(strategy), bytes),
+            Save::Exists => ("exists", None, 0),
+            Save::NoSpace => ("no-space", None, 0),
+            Save::Skipped | Save::Empty => ("skipped", None, 0),
+        };
+        self.log_event(&stats::Event::new(
+            (self.clock)(),
+            stage,
+            &key.key,
+            outcome,
+            strategy,
+            bytes,
+            raw,
+            start.elapsed().as_secs_f64(),
+        ));
+        if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
+            self.touch(stage, &key.key, false);
+        }
+        let protect = [(stage.to_owned(), key.key.clone())];
+        for e in self.apply_retention_except(false, &protect) {
+            self.note_eviction(e);
+        }
+        if let Some(why) = self.guard(0, Some(&protect[0])) {
+            self.note(format!(
+                "cache filesystem still too full after evicting every unleased entry: {why}"
+            ));
+        }
+    }
+
+    /// Unlist the entry a tree was moved out of (`lease` holds it exclusively) when that
+    /// tree will not go back: the entry is consumed.
+    fn consume(&self, stage: &str, lease: Option<&Lease>) {
+        if let Some(Lease {
+            key: Some(k),
+            lock: Some(_held),
+            ..
+        }) = lease
+        {
+            self.discard(stage, k);
+        }
     }
 
     fn save_by_move(
@@ -1065,30 +1162,21 @@ impl Cache {
             }
         }
         let dst = self.entry_dir(key);
-        fs::create_dir_all(dst.parent().expect("entry dirs have a parent"))?;
-        match fs::rename(tmp, &dst) {
-            Ok(()) => Ok(Save::Saved {
+        // `Exists` covers ENOTEMPTY/EEXIST: an entry held the key at the rename, even if its
+        // holder has unlisted it since (a job replacing it; `cargo xtask stress` hit that
+        // window). Another writer won the race and ours is dropped (first writer wins, as
+        // with actions/cache).
+        match publish::publish_dir(tmp, &dst)
+            .with_context(|| format!("publish cache entry {}", dst.display()))?
+        {
+            Published::Renamed => Ok(Save::Saved {
                 files: m.count(),
                 bytes: m.bytes(),
                 raw_bytes: raw,
                 secs: start.elapsed().as_secs_f64(),
                 strategy,
             }),
-            // ENOTEMPTY/EEXIST: an entry held the key at the rename, even if its holder has
-            // unlisted it since (a job replacing it); `cargo xtask stress` hit that window.
-            Err(e)
-                if self.contains(key)
-                    || matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) =>
-            {
-                // Another writer won the race; drop ours (first writer wins, as with
-                // actions/cache).
-                let _ = fsutil::remove_tree(tmp);
-                Ok(Save::Exists)
-            }
-            Err(e) => {
-                let _ = fsutil::remove_tree(tmp);
-                Err(anyhow::Error::new(e).context(format!("publish cache entry {}", dst.display())))
-            }
+            Published::Exists => Ok(Save::Exists),
         }
     }
 
@@ -1212,12 +1300,12 @@ impl Cache {
             let evicted = uses.iter().any(|u| {
                 let ok = self.evict(&u.stage, &u.key);
                 if ok {
-                    println!(
-                        "    cache: evicted {} entry {} ({}): {why}",
-                        u.stage,
-                        u.key,
-                        fsutil::human_bytes(u.bytes)
-                    );
+                    self.note_eviction(Eviction {
+                        stage: u.stage.clone(),
+                        key: u.key.clone(),
+                        bytes: u.bytes,
+                        reason: why.clone(),
+                    });
                 }
                 ok
             });
@@ -1245,6 +1333,13 @@ impl Cache {
                 continue;
             };
             let dir = self.dir_of(&stage, &key);
+            // Unlisted between the listing and the lease (evicted, or consumed by the job
+            // that had moved it out): gone, not damaged. Under the lease it cannot go.
+            // Found by `cargo xtask stress` (concurrency: "verify found ... damaged: read
+            // entry.json: No such file").
+            if !dir.join("entry.json").is_file() {
+                continue;
+            }
             let damage = match self.load_checked(&dir) {
                 Ok((_, m)) if content => m
                     .check_content(&dir.join("data"))
@@ -1332,6 +1427,18 @@ fn delete_in_background(dir: PathBuf) {
     }
 }
 
+/// What one restore candidate came to.
+enum Attempt {
+    /// Restored.
+    Done(Restore),
+    /// Not usable now (damaged, a dead job's stub, changed under a copy): try the next.
+    Next,
+    /// Held by another job: try the next, and say so if nothing else is found.
+    Leased,
+    /// Not moved (the lease is taken, or another filesystem): copy it instead.
+    Copy,
+}
+
 /// Why an entry could not be used.
 enum Check {
     /// Listed but its data is moved out.
@@ -1375,8 +1482,8 @@ fn read_info(dir: &Path) -> Result<EntryInfo> {
     serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
 
-/// Hooks for the storage backends (`storage.rs`, `remote.rs`): importing an entry
-/// fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
+/// Hooks for the storage layer (`storage/local.rs`, `storage/tiered.rs`): importing an
+/// entry fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
 /// transfers. Kept apart from the local engine above.
 impl Cache {
     /// A fresh directory path under `tmp/` (not created) that [`Cache::open`] removes if

@@ -113,41 +113,9 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
     let members: BTreeSet<&str> = members.iter().map(String::as_str).collect();
     let crates: BTreeSet<String> = members.iter().map(|m| m.replace('-', "_")).collect();
     let mut drop = BTreeSet::new();
-    for prof in profile_dirs(target) {
-        let abs = target.join(&prof);
-        let mut hashes = BTreeSet::new();
-        for (n, is_dir) in names(&abs) {
-            let keep = matches!(
-                n.as_str(),
-                "deps" | "build" | ".fingerprint" | ".cargo-lock"
-            );
-            if !keep || (!is_dir && n != ".cargo-lock") {
-                drop.insert(prof.join(&n));
-            }
-        }
-        for sub in [".fingerprint", "build"] {
-            for (n, _) in names(&abs.join(sub)) {
-                if let Some((pkg, hash)) = split_hash(&n) {
-                    if members.contains(pkg) {
-                        hashes.insert(hash.to_owned());
-                        drop.insert(prof.join(sub).join(&n));
-                    }
-                }
-            }
-        }
-        for (n, _) in names(&abs.join("deps")) {
-            let stem = n.split('.').next().unwrap_or(&n);
-            let Some((name, hash)) = split_hash(stem) else {
-                continue;
-            };
-            let name = name
-                .strip_prefix("lib")
-                .filter(|c| crates.contains(*c))
-                .unwrap_or(name);
-            if hashes.contains(hash) || crates.contains(name) {
-                drop.insert(prof.join("deps").join(&n));
-            }
-        }
+    let profiles = profile_dirs(target);
+    for prof in &profiles {
+        prune_profile(target, prof, &members, &crates, &mut drop);
     }
     // `.rustc_info.json` is cargo's cache of `rustc -vV` and target info, rewritten on
     // every run; cargo recreates it with one rustc call. Keeping it would make every
@@ -155,37 +123,87 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
     if target.join(".rustc_info.json").is_file() {
         drop.insert(PathBuf::from(".rustc_info.json"));
     }
-    for doc in [PathBuf::from("doc")]
+    let docs = [PathBuf::from("doc")]
         .into_iter()
-        .chain(profile_dirs(target).iter().filter_map(|p| {
+        .chain(profiles.iter().filter_map(|p| {
             p.parent()
                 .filter(|t| !t.as_os_str().is_empty())
                 .map(|t| t.join("doc"))
-        }))
-    {
-        // With `cargo doc --no-deps` (the default doc step) every crate dir in `doc/` is
-        // the workspace's, and rustdoc rewrites its shared files (search index,
-        // `crates.js`, static files) on every run: the whole dir goes. When dependency
-        // docs are there too, only the workspace crates' dirs go, since the shared files
-        // index the dependencies as well.
-        let crate_dirs: Vec<String> = names(&target.join(&doc))
-            .into_iter()
-            .filter(|(n, is_dir)| *is_dir && !RUSTDOC_SHARED.contains(&n.as_str()))
-            .map(|(n, _)| n)
-            .collect();
-        if !crate_dirs.is_empty() && crate_dirs.iter().all(|c| crates.contains(c)) {
-            drop.insert(doc.clone());
-            continue;
+        }));
+    for doc in docs {
+        prune_doc(target, &doc, &crates, &mut drop);
+    }
+    TargetPrune { drop }
+}
+
+/// What to drop from the profile dir `prof` (relative to `target`): everything but
+/// `deps/`, `build/`, `.fingerprint/` and `.cargo-lock`, and in those the units of the
+/// workspace's `members` (by package name and, in `deps/`, crate name or unit hash).
+fn prune_profile(
+    target: &Path,
+    prof: &Path,
+    members: &BTreeSet<&str>,
+    crates: &BTreeSet<String>,
+    drop: &mut BTreeSet<PathBuf>,
+) {
+    let abs = target.join(prof);
+    let mut hashes = BTreeSet::new();
+    for (n, is_dir) in names(&abs) {
+        let keep = matches!(
+            n.as_str(),
+            "deps" | "build" | ".fingerprint" | ".cargo-lock"
+        );
+        if !keep || (!is_dir && n != ".cargo-lock") {
+            drop.insert(prof.join(&n));
         }
-        for c in &crates {
-            for p in [doc.join(c), doc.join("src").join(c)] {
-                if target.join(&p).exists() {
-                    drop.insert(p);
+    }
+    for sub in [".fingerprint", "build"] {
+        for (n, _) in names(&abs.join(sub)) {
+            if let Some((pkg, hash)) = split_hash(&n) {
+                if members.contains(pkg) {
+                    hashes.insert(hash.to_owned());
+                    drop.insert(prof.join(sub).join(&n));
                 }
             }
         }
     }
-    TargetPrune { drop }
+    for (n, _) in names(&abs.join("deps")) {
+        let stem = n.split('.').next().unwrap_or(&n);
+        let Some((name, hash)) = split_hash(stem) else {
+            continue;
+        };
+        let name = name
+            .strip_prefix("lib")
+            .filter(|c| crates.contains(*c))
+            .unwrap_or(name);
+        if hashes.contains(hash) || crates.contains(name) {
+            drop.insert(prof.join("deps").join(&n));
+        }
+    }
+}
+
+/// What to drop from the doc dir `doc` (relative to `target`). With `cargo doc
+/// --no-deps` (the default doc step) every crate dir in it is the workspace's, and
+/// rustdoc rewrites its shared files (search index, `crates.js`, static files) on every
+/// run: the whole dir goes. When dependency docs are there too, only the workspace
+/// crates' dirs go, since the shared files index the dependencies as well.
+fn prune_doc(target: &Path, doc: &Path, crates: &BTreeSet<String>, drop: &mut BTreeSet<PathBuf>) {
+    let crate_dirs: Vec<String> = names(&target.join(doc))
+        .into_iter()
+        .filter(|(n, is_dir)| *is_dir && !RUSTDOC_SHARED.contains(&n.as_str()))
+        .map(|(n, _)| n)
+        .collect();
+    if !crate_dirs.is_empty() && crate_dirs.iter().all(|c| crates.contains(c)) {
+        drop.insert(doc.to_path_buf());
+        return;
+    }
+    for c in crates {
+        for p in [doc.join(c), doc.join("src").join(c)] {
+            if target.join(&p).exists() {
+                drop.insert(p);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

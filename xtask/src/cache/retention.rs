@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::engine::manifest::CacheSettings;
+use super::settings::CacheSettings;
 
 /// Retention and guard settings (from the manifest's `[cache]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

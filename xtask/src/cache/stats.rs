@@ -114,6 +114,28 @@ struct Row {
 /// The `cache stats` report over `events` and the current `entries`.
 pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
     let mut s = String::new();
+    let mut recs = Vec::new();
+    let restores = events.iter().filter(|e| e.is_restore()).count();
+    let saves = events.iter().filter(|e| e.is_save()).count();
+    let _ = writeln!(s, "{restores} restores and {saves} saves recorded");
+    s += &hit_rates(events, &mut recs);
+    s += &build_time_saved(events);
+    s += &transfers(events, &mut recs);
+    s += &largest_entries(entries, policy, &mut recs);
+    s += "\nrecommendations:\n";
+    if recs.is_empty() {
+        s += "  none: the cache is doing its job\n";
+    }
+    for r in recs {
+        let _ = writeln!(s, "  - {r}");
+    }
+    s
+}
+
+/// The table of hits, partial hits and misses per stage and repo; recommends where the
+/// hit rate is low or most hits are partial.
+fn hit_rates(events: &[Event], recs: &mut Vec<String>) -> String {
+    let mut s = String::new();
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     for e in events.iter().filter(|e| e.is_restore()) {
         let r = rows.entry((e.stage.clone(), e.repo.clone())).or_default();
@@ -124,20 +146,11 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         }
         r.bytes += e.bytes;
     }
-    let restores = events.iter().filter(|e| e.is_restore()).count();
-    let saves: Vec<&Event> = events.iter().filter(|e| e.is_save()).collect();
-    let _ = writeln!(
-        s,
-        "{} restores and {} saves recorded",
-        restores,
-        saves.len()
-    );
     let _ = writeln!(
         s,
         "\n{:<9} {:<40} {:>5} {:>7} {:>5} {:>9} {:>10}",
         "stage", "repo", "hits", "partial", "miss", "hit rate", "restored"
     );
-    let mut recs = Vec::new();
     for ((stage, repo), r) in &rows {
         let n = r.hits + r.partials + r.misses;
         let rate = (r.hits + r.partials) as f64 * 100.0 / n.max(1) as f64;
@@ -163,9 +176,12 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
             ));
         }
     }
+    s
+}
 
-    // Build time saved: per repo, the steps' mean duration after a miss against after a
-    // hit (exact or partial), over the builds `ci` recorded (`log_build`).
+/// Build time saved: per repo, the steps' mean duration after a miss against after a hit
+/// (exact or partial), over the builds `ci` recorded (`log_build`).
+fn build_time_saved(events: &[Event]) -> String {
     let mut builds: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for e in events {
         let b = builds.entry(e.repo.as_str());
@@ -190,6 +206,7 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
             mean(hit)
         ));
     }
+    let mut s = String::new();
     if measured.is_empty() {
         let _ = writeln!(
             s,
@@ -202,16 +219,20 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
             let _ = writeln!(s, "  {m}");
         }
     }
+    s
+}
 
-    // Time and bytes.
-    let moved: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.is_restore() && e.strategy == Some(Strategy::Moved))
-        .collect();
-    let copied: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.is_restore() && e.strategy == Some(Strategy::Copied))
-        .collect();
+/// Time and bytes of moved and copied restores, the time moving saved, and pruning per
+/// stage; recommends on skipped saves and on copies outnumbering moves.
+fn transfers(events: &[Event], recs: &mut Vec<String>) -> String {
+    let mut s = String::new();
+    let restored = |strategy| -> Vec<&Event> {
+        events
+            .iter()
+            .filter(|e| e.is_restore() && e.strategy == Some(strategy))
+            .collect()
+    };
+    let (moved, copied) = (restored(Strategy::Moved), restored(Strategy::Copied));
     // A fold from +0.0: an empty float `sum()` is -0.0 and would print as "-0.00 s".
     let secs = |v: &[&Event]| v.iter().map(|e| e.secs).fold(0.0, |a, b| a + b);
     let bytes = |v: &[&Event]| v.iter().map(|e| e.bytes).sum::<u64>();
@@ -238,8 +259,22 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
         "time saved by moving instead of copying: {saved_secs:.1} s (at {}/s copy throughput)",
         human_bytes(copy_rate as u64)
     );
-    // Pruning per stage: the registry's "raw" is the whole of `$CARGO_HOME/registry`,
-    // which says little about a target dir's pruning.
+    s += &pruning(events, recs);
+    if copied.len() > moved.len() && !copied.is_empty() {
+        recs.push(
+            "most restores copied instead of moving: put the cache root on the same filesystem \
+             as the checkouts, and avoid running two jobs of the same repo at once"
+                .into(),
+        );
+    }
+    s
+}
+
+/// Pruning per stage (the registry's "raw" is the whole of `$CARGO_HOME/registry`, which
+/// says little about a target dir's pruning); recommends on saves skipped for space.
+fn pruning(events: &[Event], recs: &mut Vec<String>) -> String {
+    let mut s = String::new();
+    let saves: Vec<&Event> = events.iter().filter(|e| e.is_save()).collect();
     let mut pruning: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for e in saves
         .iter()
@@ -265,15 +300,13 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
              filesystem or move the cache root (--cache-dir)"
         ));
     }
-    if copied.len() > moved.len() && !copied.is_empty() {
-        recs.push(
-            "most restores copied instead of moving: put the cache root on the same filesystem \
-             as the checkouts, and avoid running two jobs of the same repo at once"
-                .into(),
-        );
-    }
+    s
+}
 
-    // Entries.
+/// The entries' total against the budget and the five largest; recommends when the
+/// budget is nearly used or most entries were never restored.
+fn largest_entries(entries: &[Listed], policy: &Policy, recs: &mut Vec<String>) -> String {
+    let mut s = String::new();
     let total: u64 = entries.iter().map(|l| l.info.bytes).sum();
     let _ = writeln!(
         s,
@@ -301,25 +334,66 @@ pub fn render(events: &[Event], entries: &[Listed], policy: &Policy) -> String {
             total as f64 * 100.0 / policy.max_bytes as f64
         ));
     }
-    let never: Vec<&str> = entries
-        .iter()
-        .filter(|l| l.usage.hits == 0)
-        .map(|l| l.info.key.as_str())
-        .collect();
-    if entries.len() >= 4 && never.len() * 2 > entries.len() {
+    let never = entries.iter().filter(|l| l.usage.hits == 0).count();
+    if entries.len() >= 4 && never * 2 > entries.len() {
         recs.push(format!(
-            "{} of {} entries were never restored: lower [cache] max-age-days to evict them sooner",
-            never.len(),
+            "{never} of {} entries were never restored: lower [cache] max-age-days to evict them sooner",
             entries.len()
         ));
     }
-    s += "\nrecommendations:\n";
-    if recs.is_empty() {
-        s += "  none: the cache is doing its job\n";
+    s
+}
+
+/// The remote lines of `cache stats`: remote hits, misses and errors (local hits are
+/// counted by the local report; a remote hit is also restored locally afterwards),
+/// uploads, and transfer rates (bytes over the wire per second).
+pub fn render_remote(events: &[Event]) -> String {
+    let count = |o: &str| events.iter().filter(|e| e.outcome == o).count();
+    let sum = |o: &str| -> (u64, u64, f64) {
+        events
+            .iter()
+            .filter(|e| e.outcome == o)
+            .fold((0, 0, 0.0), |(b, r, s), e| {
+                (b + e.bytes, r + e.raw_bytes, s + e.secs)
+            })
+    };
+    let (hits, misses, errors) = (
+        count("remote-hit"),
+        count("remote-miss"),
+        count("remote-error"),
+    );
+    let (ups, exists, up_err) = (
+        count("uploaded"),
+        count("upload-exists"),
+        count("upload-error"),
+    );
+    if hits + misses + errors + ups + exists + up_err == 0 {
+        return String::new();
     }
-    for r in recs {
-        let _ = writeln!(s, "  - {r}");
-    }
+    let local_hits = events.iter().filter(|e| e.outcome == "hit").count();
+    let rate = |(b, _, s): (u64, u64, f64)| {
+        if s > 0.0 {
+            format!("{}/s", human_bytes((b as f64 / s) as u64))
+        } else {
+            "-".into()
+        }
+    };
+    let (down, up) = (sum("remote-hit"), sum("uploaded"));
+    let mut s = String::from("\nremote cache:\n");
+    s += &format!(
+        "  restores: {local_hits} local hits; remote: {hits} hits, {misses} misses, {errors} errors\n"
+    );
+    s += &format!(
+        "  downloads: {} over the wire ({} unpacked), {}\n",
+        human_bytes(down.0),
+        human_bytes(down.1),
+        rate(down)
+    );
+    s += &format!(
+        "  uploads: {ups} stored, {exists} already there, {up_err} failed; {} over the wire, {}\n",
+        human_bytes(up.0),
+        rate(up)
+    );
     s
 }
 

@@ -2,7 +2,8 @@
 //! multi-process tests are in `xtask/tests/it/cache.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use super::*;
 
@@ -411,4 +412,132 @@ fn disk_guard_evicts_lru_until_under_the_threshold() {
     assert!(!cache.contains(&key("r-v-e-huge")));
     // Evicting everything would not have made room, so nothing was evicted for it.
     assert_eq!(keys(&cache), ["r-v-e-2", "r-v-e-big"]);
+}
+
+/// A cache root as the code before the storage split (main at 9399d39) wrote it, built by
+/// hand here so a change of the entry layout, of `entry.json`'s fields, of the manifest
+/// format or of the key derivation fails this test: `entries/<stage>/<key>/entry.json`,
+/// `manifest.tsv` (`kind \t size \t mtime_ns \t sha256 \t path`, sorted), `data/`.
+#[test]
+fn a_cache_root_written_in_the_previous_format_still_hits() {
+    use sha2::Digest;
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    // The key of a target entry, derived as today (KEY_VERSION "1"): a change of the
+    // derivation makes every existing entry miss, so it must be deliberate.
+    let k = CacheKey::derive(
+        Stage::Target,
+        "old-repo",
+        vec![
+            ("repo".into(), "old-repo".into()),
+            ("toolchain".into(), "rustc 1.85.0".into()),
+        ],
+        &sha(b"Cargo.lock contents"),
+    );
+    assert_eq!(key::KEY_VERSION, "1");
+    assert_eq!(k.key, "old-repo-3a1f30f253172764-9d0366867a3ff9b5");
+
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("cache");
+    let entry = root.join("entries/target").join(&k.key);
+    let files: [(&str, &[u8], i64, u32); 2] = [
+        (
+            "debug/deps/libold.rlib",
+            b"old rlib bytes",
+            1_700_000_000,
+            123_456_789,
+        ),
+        ("debug/deps/old.d", b"dep info", 1_700_000_100, 0),
+    ];
+    let mut tsv = String::new();
+    for (rel, body, secs, nanos) in files {
+        let p = entry.join("data").join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, body).unwrap();
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::new(secs as u64, nanos);
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let ns = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        tsv += &format!("f\t{}\t{ns}\t{}\t{rel}\n", body.len(), sha(body));
+    }
+    fs::write(entry.join("manifest.tsv"), &tsv).unwrap();
+    fs::write(
+        entry.join("entry.json"),
+        format!(
+            r#"{{
+  "schema_version": 2,
+  "stage": "target",
+  "key": "{}",
+  "inputs": [["key-version", "1"], ["stage", "target"]],
+  "created_unix": 1700000200,
+  "files": 2,
+  "bytes": 22,
+  "raw_bytes": 4096,
+  "content_hash": "{}"
+}}"#,
+            k.key,
+            sha(tsv.as_bytes())
+        ),
+    )
+    .unwrap();
+
+    let cache = Cache::open(&root).unwrap();
+    assert_eq!(cache.entries().len(), 1);
+    let whole = cache.verify(true);
+    assert!(whole.iter().all(|(_, _, d)| d.is_empty()), "{whole:?}");
+    let dst = t.path().join("target");
+    let r = Tiered::local(cache.clone())
+        .restore_stage(&k, &dst, false, true)
+        .0;
+    assert!(
+        matches!(
+            r.restore,
+            Restore::Hit {
+                files: 2,
+                bytes: 22,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.warning, None);
+    assert_eq!(
+        fs::read(dst.join("debug/deps/libold.rlib")).unwrap(),
+        b"old rlib bytes"
+    );
+    // The restored file keeps its recorded mtime (cargo's freshness depends on it).
+    assert_eq!(
+        fs::metadata(dst.join("debug/deps/libold.rlib"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789)
+    );
+}
+
+#[test]
+fn notes_belong_to_the_handle_that_made_them() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&t.path().join("c")).unwrap();
+    let src = t.path().join("src");
+    tree(&src, &[("debug/libx.rlib", "rlib")]);
+    let k = key("a-1-2");
+    cache.save(&k, &src, &no_skip).unwrap();
+    // Damage the entry: the next restore discards it and notes why.
+    fs::write(cache.entry_dir(&k).join("data/debug/libx.rlib"), "changed").unwrap();
+    let stage = cache.with_own_notes();
+    assert_eq!(
+        stage.restore(&k, &t.path().join("r"), false).unwrap(),
+        Restore::Miss
+    );
+    assert!(
+        cache.take_notes().is_empty(),
+        "another handle's notes leaked"
+    );
+    let notes = stage.take_notes();
+    assert!(notes.iter().any(|n| n.contains("damaged")), "{notes:?}");
+    assert!(stage.take_notes().is_empty(), "notes are drained once");
 }

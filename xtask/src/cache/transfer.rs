@@ -1,5 +1,6 @@
 //! Moving trees in and out of the cache: the O(1) `rename(2)` when source and destination
-//! share a filesystem, else a parallel copy that keeps modification times.
+//! share a filesystem, else a parallel copy that keeps modification times
+//! (`support::fs::par_copy`, re-exported here).
 //!
 //! Hardlinks are deliberately not used: cargo rewrites some target-dir files in place
 //! (fingerprint files are truncated and rewritten, `.d` dep-info files and build-script
@@ -11,12 +12,12 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::integrity::par_map;
+pub use crate::support::fs::par_copy;
 use crate::support::fs::CopyStats;
 
 /// How a tree got into place.
@@ -70,71 +71,6 @@ pub fn move_tree(from: &Path, to: &Path) -> io::Result<()> {
         fs::create_dir_all(p)?;
     }
     fs::rename(from, to)
-}
-
-/// Copy the tree at `src` into `dst` on up to 8 threads, keeping file modification times
-/// (cargo's freshness checks compare them) and recreating symlinks. `skip` prunes paths
-/// relative to `src` (and everything below them). With `only_missing`, files already in
-/// `dst` are kept (a merge into `$CARGO_HOME`).
-///
-/// Files are copied with `std::fs::copy`, which uses `copy_file_range(2)` on Linux, so
-/// filesystems that support reflinks (btrfs, xfs) share extents instead of copying bytes.
-///
-/// Errors: any I/O error, with the path it happened on.
-pub fn par_copy(
-    src: &Path,
-    dst: &Path,
-    only_missing: bool,
-    skip: &dyn Fn(&Path) -> bool,
-) -> Result<CopyStats> {
-    fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
-    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let walker = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| e.path().strip_prefix(src).map_or(true, |rel| !skip(rel)));
-    for entry in walker {
-        let entry = entry.with_context(|| format!("walk {}", src.display()))?;
-        let rel = entry
-            .path()
-            .strip_prefix(src)
-            .expect("walkdir yields paths under its root");
-        let to = dst.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            fs::create_dir_all(&to).with_context(|| format!("create {}", to.display()))?;
-        } else if ft.is_symlink() {
-            if only_missing && fs::symlink_metadata(&to).is_ok() {
-                continue;
-            }
-            let target = fs::read_link(entry.path())?;
-            let _ = fs::remove_file(&to);
-            std::os::unix::fs::symlink(&target, &to)
-                .with_context(|| format!("symlink {}", to.display()))?;
-        } else if ft.is_file() {
-            if only_missing && fs::symlink_metadata(&to).is_ok() {
-                continue;
-            }
-            files.push((entry.path().to_path_buf(), to));
-        }
-    }
-    let results = par_map(&files, |(from, to)| -> Result<u64> {
-        let bytes = fs::copy(from, to)
-            .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
-        let mtime = fs::metadata(from)?.modified()?;
-        fs::File::options()
-            .write(true)
-            .open(to)?
-            .set_modified(mtime)
-            .with_context(|| format!("set mtime of {}", to.display()))?;
-        Ok(bytes)
-    });
-    let mut stats = CopyStats::default();
-    for r in results {
-        stats.bytes += r?;
-        stats.files += 1;
-    }
-    Ok(stats)
 }
 
 /// Take every path under `root` that `skip` selects (relative paths; a selected

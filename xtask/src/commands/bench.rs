@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::dev::{bench, bench_noop};
+use crate::dev::{bench, bench_noop, bench_remote};
 use crate::flags::{BenchArgs, BenchCmd};
 
 /// Run the benchmark the subcommand names.
@@ -40,12 +40,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             mib,
             reps,
             record,
-        } => crate::cache::remote::bench(
-            &dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-remote")),
+        } => bench_remote::run(&bench_remote::RemoteBench {
+            dir: &dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-remote")),
             files,
             mib,
             reps,
-            record.as_deref(),
-        ),
+            record: record.as_deref(),
+        }),
     }
 }

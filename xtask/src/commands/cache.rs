@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::cache::retention::Policy;
+use crate::cache::settings::CacheSettings;
 use crate::cache::{resolve_root, stats, Cache, CacheKey, Stage};
-use crate::engine::manifest::{CacheSettings, Manifest};
+use crate::engine::manifest::Manifest;
 use crate::flags::{CacheCmd, CacheRoot, Format, Resolve};
 use crate::support::fs::human_bytes;
 
@@ -53,128 +54,21 @@ fn age(now: u64, then: u64) -> String {
 /// Errors: the cache cannot be opened, a flag is invalid, or an I/O error.
 pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
     match cmd {
-        CacheCmd::List { root, format } => {
-            let cache = open(&root)?;
-            let list = cache.list();
-            if format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "schema_version": 1,
-                        "root": cache.root(),
-                        "entries": list,
-                    }))?
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let total: u64 = list.iter().map(|l| l.info.bytes).sum();
-            println!(
-                "cache root {}: {} entries, {}",
-                cache.root().display(),
-                list.len(),
-                human_bytes(total)
-            );
-            let now = crate::cache::now_unix();
-            for l in list {
-                println!(
-                    "  {:<8} {:<60} {:>10} {:>7} files  used {:<9} {:>3} hits{}",
-                    l.info.stage,
-                    l.info.key,
-                    human_bytes(l.info.bytes),
-                    l.info.files,
-                    age(now, l.usage.last_used_unix),
-                    l.usage.hits,
-                    if l.leased { "  (held by a job)" } else { "" }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        CacheCmd::List { root, format } => list(&open(&root)?, format),
         CacheCmd::Stats { root } => {
             let cache = open(&root)?;
             let events = stats::read_events(cache.root());
             print!("{}", stats::render(&events, &cache.list(), cache.policy()));
-            print!("{}", crate::cache::remote::render_stats(&events));
+            print!("{}", stats::render_remote(&events));
             Ok(ExitCode::SUCCESS)
         }
-        CacheCmd::Prune { root, dry_run } => {
-            let cache = open(&root)?;
-            let ev = cache.apply_retention(dry_run);
-            let verb = if dry_run { "would evict" } else { "evicted" };
-            for e in &ev {
-                println!(
-                    "{verb} {} {} ({}): {}",
-                    e.stage,
-                    e.key,
-                    human_bytes(e.bytes),
-                    e.reason
-                );
-            }
-            if !dry_run {
-                if let Some(why) = cache.guard(0, None) {
-                    println!("warning: the disk guard could not get under its limits: {why}");
-                }
-            }
-            println!(
-                "{verb} {} entries, {}",
-                ev.len(),
-                human_bytes(ev.iter().map(|e| e.bytes).sum())
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        CacheCmd::Prune { root, dry_run } => prune(&open(&root)?, dry_run),
         CacheCmd::Verify {
             root,
             quick,
             discard,
-        } => {
-            let cache = open(&root)?;
-            let mut bad = 0;
-            for (stage, key, damage) in cache.verify(!quick) {
-                if damage.is_empty() {
-                    println!("ok       {stage} {key}");
-                    continue;
-                }
-                if damage.iter().all(|d| d.starts_with("leased")) {
-                    println!("held     {stage} {key}: {}", damage.join("; "));
-                    continue;
-                }
-                bad += 1;
-                let fate = if discard && cache.remove(&stage, &key) {
-                    " (discarded)"
-                } else {
-                    ""
-                };
-                println!("DAMAGED  {stage} {key}{fate}: {}", damage.join("; "));
-            }
-            if bad > 0 {
-                println!(
-                    "{bad} damaged entries{}",
-                    if discard {
-                        ""
-                    } else {
-                        ": rerun with --discard to remove them (restores discard them anyway)"
-                    }
-                );
-                return Ok(ExitCode::from(1));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        CacheCmd::Clear { root, stage } => {
-            let cache = open(&root)?;
-            let only = stage.as_deref().map(stage_of).transpose()?;
-            let (mut n, mut held) = (0, 0);
-            for l in cache.list() {
-                if only.is_some_and(|s| s.as_str() != l.info.stage) {
-                    continue;
-                }
-                if cache.remove(&l.info.stage, &l.info.key) {
-                    n += 1;
-                } else {
-                    held += 1;
-                }
-            }
-            println!("removed {n} entries; {held} held by running jobs were kept");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => verify(&open(&root)?, quick, discard),
+        CacheCmd::Clear { root, stage } => clear(&open(&root)?, stage.as_deref()),
         CacheCmd::Put {
             root,
             stage,
@@ -188,6 +82,10 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
                 inputs: vec![("put".into(), src.display().to_string())],
             };
             let s = cache.save(&k, &src, &|_| false)?;
+            // stdout is the JSON outcome alone; notes go to stderr.
+            for l in note_lines(&cache) {
+                eprintln!("{}", l.trim_start());
+            }
             println!("{}", serde_json::to_string(&s)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -197,28 +95,168 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             key,
             dst,
             read_only,
-        } => {
-            let cache = if read_only {
-                let s = settings(&root.cache_manifest)?;
-                Cache::open_read_only(&resolve_root(root.cache_dir.as_deref(), s.dir.as_deref()))
-            } else {
-                open(&root)?
-            };
-            let k = CacheKey {
-                stage: stage_of(&stage)?,
-                key,
-                inputs: Vec::new(),
-            };
-            let r = cache.restore(&k, &dst, false)?;
-            for n in cache.take_notes() {
-                eprintln!("note: {n}");
-            }
-            println!("{}", serde_json::to_string(&r)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        } => get(&root, &stage, key, &dst, read_only),
         CacheCmd::Warm { resolve } => warm(&resolve),
         CacheCmd::Key { .. } => bail!("`cache key` is handled by main"),
     }
+}
+
+/// `cache list`: every entry, as a table or JSON.
+fn list(cache: &Cache, format: Format) -> Result<ExitCode> {
+    let list = cache.list();
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema_version": 1,
+                "root": cache.root(),
+                "entries": list,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total: u64 = list.iter().map(|l| l.info.bytes).sum();
+    println!(
+        "cache root {}: {} entries, {}",
+        cache.root().display(),
+        list.len(),
+        human_bytes(total)
+    );
+    let now = crate::support::time::now_unix();
+    for l in list {
+        println!(
+            "  {:<8} {:<60} {:>10} {:>7} files  used {:<9} {:>3} hits{}",
+            l.info.stage,
+            l.info.key,
+            human_bytes(l.info.bytes),
+            l.info.files,
+            age(now, l.usage.last_used_unix),
+            l.usage.hits,
+            if l.leased { "  (held by a job)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache prune`: apply retention (or, with `dry_run`, say what it would evict), then
+/// the disk guard.
+fn prune(cache: &Cache, dry_run: bool) -> Result<ExitCode> {
+    let ev = cache.apply_retention(dry_run);
+    let verb = if dry_run { "would evict" } else { "evicted" };
+    for e in &ev {
+        println!(
+            "{verb} {} {} ({}): {}",
+            e.stage,
+            e.key,
+            human_bytes(e.bytes),
+            e.reason
+        );
+    }
+    if !dry_run {
+        if let Some(why) = cache.guard(0, None) {
+            println!("warning: the disk guard could not get under its limits: {why}");
+        }
+        for l in note_lines(cache) {
+            println!("{l}");
+        }
+    }
+    println!(
+        "{verb} {} entries, {}",
+        ev.len(),
+        human_bytes(ev.iter().map(|e| e.bytes).sum())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache verify`: check every entry (with `quick`, by `stat` only); exit 1 when one is
+/// damaged, removing it with `discard`.
+fn verify(cache: &Cache, quick: bool, discard: bool) -> Result<ExitCode> {
+    let mut bad = 0;
+    for (stage, key, damage) in cache.verify(!quick) {
+        if damage.is_empty() {
+            println!("ok       {stage} {key}");
+            continue;
+        }
+        if damage.iter().all(|d| d.starts_with("leased")) {
+            println!("held     {stage} {key}: {}", damage.join("; "));
+            continue;
+        }
+        bad += 1;
+        let fate = if discard && cache.remove(&stage, &key) {
+            " (discarded)"
+        } else {
+            ""
+        };
+        println!("DAMAGED  {stage} {key}{fate}: {}", damage.join("; "));
+    }
+    if bad > 0 {
+        println!(
+            "{bad} damaged entries{}",
+            if discard {
+                ""
+            } else {
+                ": rerun with --discard to remove them (restores discard them anyway)"
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache clear`: remove every entry (of `stage` only, when given) that no job holds.
+fn clear(cache: &Cache, stage: Option<&str>) -> Result<ExitCode> {
+    let only = stage.map(stage_of).transpose()?;
+    let (mut n, mut held) = (0, 0);
+    for l in cache.list() {
+        if only.is_some_and(|s| s.as_str() != l.info.stage) {
+            continue;
+        }
+        if cache.remove(&l.info.stage, &l.info.key) {
+            n += 1;
+        } else {
+            held += 1;
+        }
+    }
+    println!("removed {n} entries; {held} held by running jobs were kept");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache get`: restore one entry into `dst` (through a read-only view with
+/// `read_only`), printing the outcome as JSON and the cache's notes on stderr.
+fn get(
+    root: &CacheRoot,
+    stage: &str,
+    key: String,
+    dst: &Path,
+    read_only: bool,
+) -> Result<ExitCode> {
+    let cache = if read_only {
+        let s = settings(&root.cache_manifest)?;
+        Cache::open_read_only(&resolve_root(root.cache_dir.as_deref(), s.dir.as_deref()))
+    } else {
+        open(root)?
+    };
+    let k = CacheKey {
+        stage: stage_of(stage)?,
+        key,
+        inputs: Vec::new(),
+    };
+    let r = cache.restore(&k, dst, false)?;
+    // stdout is the JSON outcome alone; notes go to stderr.
+    for l in note_lines(&cache) {
+        eprintln!("{}", l.trim_start());
+    }
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the cache noted on this thread, one line each: evictions, then warnings
+/// prefixed with `note: `.
+fn note_lines(cache: &Cache) -> Vec<String> {
+    let notes = cache.drain_notes();
+    let mut lines = notes.eviction_lines();
+    lines.extend(notes.warnings.iter().map(|n| format!("    note: {n}")));
+    lines
 }
 
 /// The arguments a warm-up runs for a step, or `None` for steps that compile nothing
@@ -269,44 +307,56 @@ fn warm(resolve: &Resolve) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| crate::engine::plan::default_target_dir(&r.dir));
         let restored = cache.restore(key, &target, false)?;
-        println!("{}: restore {:?}", r.name, restored);
-        for step in &r.steps {
-            let Some(base) = warm_args(step) else {
-                continue;
-            };
-            let warm_step = crate::engine::manifest::Step {
-                args: base,
-                ..step.clone()
-            };
-            let args = crate::engine::plan::step_args(&warm_step, &r.features, &plan.profile);
-            println!(
-                "--> {} warm {}: cargo {}",
-                r.name,
-                step.name,
-                args.join(" ")
-            );
-            let st = std::process::Command::new("cargo")
-                .args(&args)
-                .current_dir(&r.dir)
-                .envs(r.env.iter().chain(step.env.iter()))
-                .status()
-                .with_context(|| format!("run cargo for {}", r.name))?;
-            if !st.success() {
-                println!(
-                    "    {} {} failed ({st}); dependencies built so far are kept",
-                    r.name, step.name
-                );
-            }
+        for l in note_lines(&cache) {
+            println!("{l}");
         }
+        println!("{}: restore {:?}", r.name, restored);
+        warm_steps(r, &plan.profile)?;
         let members: Vec<String> = r.versions.keys().cloned().collect();
         let prune = crate::cache::prune::target_prune(&target, &members);
         let saved = cache.save(key, &target, &|p| prune.skips(p))?;
-        for n in cache.take_notes() {
-            println!("    note: {n}");
+        for l in note_lines(&cache) {
+            println!("{l}");
         }
         println!("{}: save {:?}", r.name, saved);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run the compiling steps of `r` for a warm-up (see [`warm_args`]); a failed step is
+/// reported and the next one runs.
+///
+/// Errors: cargo cannot be started.
+fn warm_steps(r: &crate::engine::plan::RepoPlan, profile: &str) -> Result<()> {
+    for step in &r.steps {
+        let Some(base) = warm_args(step) else {
+            continue;
+        };
+        let warm_step = crate::engine::manifest::Step {
+            args: base,
+            ..step.clone()
+        };
+        let args = crate::engine::plan::step_args(&warm_step, &r.features, profile);
+        println!(
+            "--> {} warm {}: cargo {}",
+            r.name,
+            step.name,
+            args.join(" ")
+        );
+        let st = std::process::Command::new("cargo")
+            .args(&args)
+            .current_dir(&r.dir)
+            .envs(r.env.iter().chain(step.env.iter()))
+            .status()
+            .with_context(|| format!("run cargo for {}", r.name))?;
+        if !st.success() {
+            println!(
+                "    {} {} failed ({st}); dependencies built so far are kept",
+                r.name, step.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `cargo xtask cache …`: `key` resolves a plan; the others work on the cache root alone.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use crate::cache::Tiered;
 use crate::engine::run::RunOptions;
 use crate::engine::steps::{self, ExecContext};
 use crate::engine::{release_build, testing};
@@ -41,16 +42,16 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // from a fork cannot poison what trusted runs restore. The remote cache (if
     // configured) is read-only then too.
     let may_save = !a.no_save && event.may_save() && untrusted.is_none();
-    if let Some(line) =
-        crate::cache::remote::configure(manifest.cache.remote.as_ref(), may_save, a.no_remote)
-    {
-        println!("{line}");
-    }
     let cache = if may_save {
         cache
     } else {
         cache.into_read_only()
     };
+    let (store, line) = Tiered::open(cache, manifest.cache.remote.as_ref(), may_save, a.no_remote);
+    if let Some(line) = line {
+        println!("{line}");
+    }
+    let cache = store.cache();
     let run_dir = a.run_dir.clone().unwrap_or_else(default_run_dir);
     opts.exec = ExecContext {
         run_dir: run_dir.clone(),
@@ -74,7 +75,7 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
             }),
             echo: if a.quiet { Echo::Quiet } else { Echo::Stream },
         },
-        cache: &cache,
+        store: &store,
         print_plan: a.resolve.verbose.then_some(true),
         extra: Vec::new(),
     };

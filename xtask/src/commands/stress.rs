@@ -31,9 +31,8 @@ pub fn run(a: &StressArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/bllvm-ci/stress"));
     let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+        // A clock before 1970 reads as 0; the seed must not be 0.
+        (crate::support::time::now_unix_nanos() as u64).max(1)
     });
     if let Some(id) = a.worker {
         return stress::worker(&dir, id, a.rounds, a.keys, seed);

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Tiered};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::engine::run::RunOptions;
@@ -88,7 +88,7 @@ pub fn run(o: &Options) -> Result<ExitCode> {
             c
         }
     };
-    let cache = Cache::open(&cache_root)?;
+    let store = Tiered::local(Cache::open(&cache_root)?);
     let mut summaries = Vec::new();
     for (i, (what, force)) in ROUNDS.iter().enumerate() {
         let round = i + 1;
@@ -97,7 +97,7 @@ pub fn run(o: &Options) -> Result<ExitCode> {
         let started = std::time::Instant::now();
         let manifest = Manifest::load(&manifest_path)?;
         let run_dir = dir.join(format!("runs/run{round}"));
-        let summary = run_round(&manifest, &cache, *force, &run_dir, o.echo)?;
+        let summary = run_round(&manifest, &store, *force, &run_dir, o.echo)?;
         if summary.failed() {
             return Ok(ExitCode::from(1));
         }
@@ -112,7 +112,7 @@ pub fn run(o: &Options) -> Result<ExitCode> {
 /// One round: resolve (restoring the chain-wide stages), print the plan, run.
 fn run_round(
     manifest: &Manifest,
-    cache: &Cache,
+    store: &Tiered,
     force: bool,
     run_dir: &Path,
     echo: Echo,
@@ -136,7 +136,7 @@ fn run_round(
             release: None,
             echo,
         },
-        cache,
+        store,
         print_plan: Some(false),
         extra: Vec::new(),
     }

@@ -9,6 +9,8 @@
 pub mod bench;
 #[cfg(feature = "dev")]
 pub mod bench_noop;
+#[cfg(feature = "dev")]
+pub mod bench_remote;
 pub mod demo;
 #[cfg(test)]
 mod props;

@@ -18,6 +18,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::cache::settings::CacheSettings;
+
 /// Default manifest location, relative to the orchestrator checkout.
 pub const DEFAULT_MANIFEST: &str = "ci/chain.toml";
 
@@ -98,80 +100,6 @@ fn default_profile() -> String {
 }
 fn default_timeout() -> u64 {
     3600
-}
-
-/// Local cache settings (`[cache]`). Retention is by last use (restore or save), not by
-/// file mtime; see `cache/retention.rs`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct CacheSettings {
-    /// Cache root; `--cache-dir` and `BLLVM_CI_CACHE_DIR` take precedence, and the default
-    /// is the per-user cache dir (`$XDG_CACHE_HOME/bllvm-ci`, `~/.cache/bllvm-ci`).
-    pub dir: Option<PathBuf>,
-    /// Keep at most this many entries per stage (registry, git, target), the most
-    /// recently used. Default 32: a few generations of each repo's target entry.
-    pub max_entries_per_stage: usize,
-    /// Evict entries unused for this many days; 0 = never. Default 7, as actions/cache.
-    pub max_age_days: u64,
-    /// Byte budget of the whole cache root, least recently used evicted first; 0 = none.
-    /// Default 10 GiB, GitHub's per-repository cache limit.
-    pub max_bytes: u64,
-    /// Disk guard: evict (and, if that is not enough, skip saving) while the cache's
-    /// filesystem is used above this percentage. Default 80, as the seeds' cleanup job.
-    pub disk_max_used_percent: u8,
-    /// Disk guard: also evict while fewer than this many bytes are free. Default 2 GiB.
-    pub disk_min_free_bytes: u64,
-    /// A remote cache shared by a fleet of runners, behind the local one (see
-    /// [`RemoteSettings`] and `cache/remote.rs`); none by default.
-    pub remote: Option<RemoteSettings>,
-}
-
-/// The remote cache (`[cache.remote]`), in sccache's terms. Environment variables
-/// override each field (`BLLVM_CI_CACHE_BUCKET`, `..._ENDPOINT`, `..._REGION`,
-/// `..._KEY_PREFIX`, `..._READ_ONLY`, `..._REMOTE_TIMEOUT`); credentials come only from
-/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` and are never printed.
-///
-/// ```toml
-/// [cache.remote]
-/// bucket = "bllvm-ci-cache"
-/// endpoint = "https://s3.example.com"   # omit for AWS
-/// region = "us-east-1"
-/// prefix = "chain/"                      # key prefix inside the bucket
-/// read-only = false                      # pull_request runs are read-only regardless
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct RemoteSettings {
-    /// OpenDAL service: `s3` (built in); `gcs`, `azblob`, `ghac` need the matching
-    /// `remote-*` cargo feature of xtask. Default `s3`.
-    pub service: Option<String>,
-    /// Bucket name (required to enable the remote).
-    pub bucket: Option<String>,
-    /// Endpoint URL (S3-compatible servers: MinIO, SeaweedFS, R2); default AWS.
-    pub endpoint: Option<String>,
-    /// Region; default `us-east-1`.
-    pub region: Option<String>,
-    /// Key prefix inside the bucket, e.g. `bllvm/`; default none.
-    pub prefix: Option<String>,
-    /// Never upload (restore only). Untrusted events are read-only whatever this says.
-    pub read_only: bool,
-    /// Seconds any single remote request may take before the remote is given up for the
-    /// run (a stalled transfer counts per chunk); default 60.
-    pub timeout_secs: Option<u64>,
-}
-
-impl Default for CacheSettings {
-    fn default() -> CacheSettings {
-        CacheSettings {
-            dir: None,
-            max_entries_per_stage: 32,
-            max_age_days: 7,
-            max_bytes: 10 << 30,
-            disk_max_used_percent: 80,
-            disk_min_free_bytes: 2 << 30,
-            remote: None,
-        }
-    }
 }
 
 /// Chain propagation settings (`[chain]`), read by `cargo xtask chain` and

@@ -61,7 +61,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -72,6 +71,7 @@ use crate::engine::plan::{Plan, RepoPlan};
 use crate::engine::steps::PreparedStep;
 use crate::engine::summary::{ArtifactFile, ReleaseRepo, ReleaseStatus, RepoReport, RepoStatus};
 use crate::support::fs as fsutil;
+use crate::support::publish;
 
 /// Version of the builds store's key derivation and `entry.json`; change it when either
 /// changes, so old entries are never mistaken for new ones.
@@ -283,8 +283,6 @@ struct StoreEntry {
     files: Vec<ArtifactFile>,
 }
 
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// The builds store under a cache root.
 #[derive(Debug, Clone)]
 pub struct BuildsStore {
@@ -342,11 +340,7 @@ impl BuildsStore {
             return Ok(());
         }
         // `<what>.<pid>.<n>`: the name `Cache::open` reads to clean up after dead writers.
-        let tmp = self.root.join("tmp").join(format!(
-            "builds-{key}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = publish::temp_path(&self.root.join("tmp"), &format!("builds-{key}"));
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         fs::create_dir_all(tmp.join("files"))?;
         if !files.is_empty() {
@@ -358,27 +352,18 @@ impl BuildsStore {
             store_version: STORE_VERSION.to_owned(),
             repo: repo.to_owned(),
             key: key.to_owned(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_unix: crate::support::time::now_unix(),
             files: files.to_vec(),
         };
         fs::write(tmp.join("entry.json"), serde_json::to_vec_pretty(&entry)?)?;
-        fs::create_dir_all(dst.parent().expect("entry dirs have a parent"))?;
-        if fs::rename(&tmp, &dst).is_err() {
-            // Another job published the same key first: its entry stands.
-            let _ = fsutil::remove_tree(&tmp);
-        }
+        // Another job may have published the same key first: its entry stands.
+        publish::publish_dir(&tmp, &dst)?;
         self.prune(repo);
         Ok(())
     }
 
     fn discard(&self, dir: &Path) {
-        let trash = self.root.join("tmp").join(format!(
-            "builds-trash.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let trash = publish::temp_path(&self.root.join("tmp"), "builds-trash");
         if fs::rename(dir, &trash).is_ok() {
             let _ = fsutil::remove_tree(&trash);
         }

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A record is written under a temporary name and published with one rename, like cache
-//! entries, so a reader never sees half a record.
+//! entries (`support::publish`), so a reader never sees half a record.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::fingerprint::Fingerprint;
+use crate::support::publish;
 
 /// One step of a recorded run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,10 +101,11 @@ impl Results {
     /// Errors: I/O. Callers make it a warning: a result record never decides a build.
     pub fn record(&self, fp: &Fingerprint, rec: &Record, logs: &[(String, PathBuf)]) -> Result<()> {
         let repo_dir = self.dir.join(&rec.repo);
-        fs::create_dir_all(&repo_dir).with_context(|| format!("create {}", repo_dir.display()))?;
-        let tmp_last = repo_dir.join(format!(".last.{}.json", std::process::id()));
-        fs::write(&tmp_last, serde_json::to_vec_pretty(rec)?)?;
-        fs::rename(&tmp_last, repo_dir.join("last.json"))?;
+        publish::write_file(
+            &repo_dir.join("last.json"),
+            &serde_json::to_vec_pretty(rec)?,
+        )
+        .with_context(|| format!("write {}", repo_dir.join("last.json").display()))?;
         if rec.status != "ok" {
             return Ok(());
         }
@@ -111,18 +113,24 @@ impl Results {
         if final_dir.join("record.json").is_file() {
             return Ok(());
         }
-        let tmp = repo_dir.join(format!(".tmp-{}.{}", fp.hash, std::process::id()));
-        let _ = crate::support::fs::remove_tree(&tmp);
-        fs::create_dir_all(tmp.join("logs"))?;
-        for (step, path) in logs {
-            fs::copy(path, tmp.join("logs").join(format!("{step}.log")))
-                .with_context(|| format!("copy log {}", path.display()))?;
-        }
-        fs::write(tmp.join("record.json"), serde_json::to_vec_pretty(rec)?)?;
-        if fs::rename(&tmp, &final_dir).is_err() {
-            // Another run recorded the same fingerprint first; the records are equivalent.
+        let tmp = publish::temp_path(&repo_dir, &format!(".tmp-{}", fp.hash));
+        let filled = (|| -> Result<()> {
+            fs::create_dir_all(tmp.join("logs"))?;
+            for (step, path) in logs {
+                fs::copy(path, tmp.join("logs").join(format!("{step}.log")))
+                    .with_context(|| format!("copy log {}", path.display()))?;
+            }
+            fs::write(tmp.join("record.json"), serde_json::to_vec_pretty(rec)?)?;
+            Ok(())
+        })();
+        if let Err(e) = filled {
             let _ = crate::support::fs::remove_tree(&tmp);
+            return Err(e);
         }
+        // `Exists`: another run recorded the same fingerprint first; the records are
+        // equivalent, so theirs stands.
+        publish::publish_dir(&tmp, &final_dir)
+            .with_context(|| format!("publish {}", final_dir.display()))?;
         Ok(())
     }
 }

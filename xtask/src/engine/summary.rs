@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Restore, Save};
+pub use crate::cache::report::StageReport;
 
 /// Final status of a repo in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,39 +69,6 @@ impl StepReport {
     /// Whether the step succeeded.
     pub fn ok(&self) -> bool {
         self.code == Some(0) && !self.timed_out
-    }
-}
-
-/// One stage's cache result for a repo (or for the chain-wide stages).
-#[derive(Debug, Clone, Serialize)]
-pub struct StageReport {
-    /// Stage name.
-    pub stage: String,
-    /// The key used.
-    pub key: String,
-    /// Restore outcome.
-    pub restore: Restore,
-    /// Save outcome (`None` before the save ran).
-    pub save: Option<Save>,
-    /// A cache problem that was turned into a warning, if any.
-    pub warning: Option<String>,
-    /// What the remote cache did for this stage (`None`: no remote configured).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<crate::cache::remote::RemoteStage>,
-}
-
-impl StageReport {
-    /// `hit`, `miss`, `kept`, or `error`.
-    pub fn restore_word(&self) -> &'static str {
-        if self.warning.is_some() && self.restore == Restore::Miss {
-            return "error";
-        }
-        match self.restore {
-            Restore::Hit { .. } => "hit",
-            Restore::Partial { .. } => "partial hit",
-            Restore::Miss => "miss",
-            Restore::Kept => "kept",
-        }
     }
 }
 

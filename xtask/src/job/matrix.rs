@@ -43,7 +43,7 @@ pub fn run_cells(base: &Job<'_>, only_cell: Option<&str>) -> Result<Vec<RunSumma
             manifest: base.manifest,
             plan: base.plan.clone(),
             run: base.run.clone(),
-            cache: base.cache,
+            store: base.store,
             print_plan: base.print_plan,
             extra: base.extra.clone(),
         };

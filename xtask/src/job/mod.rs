@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cache::Cache;
+use crate::cache::Tiered;
 use crate::engine::events::{Event, Fanout, Reporter};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::{self, PlanOptions};
@@ -33,8 +33,8 @@ pub struct Job<'a> {
     pub plan: PlanOptions,
     /// How it runs (save, restore, jobs, run dir, release).
     pub run: RunOptions,
-    /// The cache (read-only for runs that may not save).
-    pub cache: &'a Cache,
+    /// The cache store (read-only for runs that may not save).
+    pub store: &'a Tiered,
     /// Print the plan before running: `Some(true)` with every input (`-v`), `Some(false)`
     /// the short form, `None` not at all.
     pub print_plan: Option<bool>,
@@ -49,21 +49,22 @@ impl Job<'_> {
     /// Errors: the plan cannot be resolved (bad `--only`, missing checkout, cycle), the
     /// run dir or `summary.json` cannot be written.
     pub fn run(&self) -> Result<RunSummary> {
-        let probe = metrics::Probe::start(self.cache.root());
-        let mut chain_cache = Vec::new();
-        let resolved = plan::resolve_with(self.manifest, &self.plan, self.cache, &mut |keys| {
-            chain_cache = run::restore_chain(self.cache, keys, self.run.restore);
-        })?;
-        if let Some(verbose) = self.print_plan {
-            print!("{}", resolved.plan.render(verbose));
-        }
+        let cache = self.store.cache();
+        let probe = metrics::Probe::start(cache.root());
         let console = Console::new(self.run.echo, self.run.jobs);
         let mut all: Vec<&dyn Reporter> = vec![&console];
         all.extend(self.extra.iter().copied());
         let reporter = Fanout(all);
+        let mut chain_cache = Vec::new();
+        let resolved = plan::resolve_with(self.manifest, &self.plan, cache, &mut |keys| {
+            chain_cache = run::restore_chain(self.store, keys, self.run.restore, &reporter);
+        })?;
+        if let Some(verbose) = self.print_plan {
+            print!("{}", resolved.plan.render(verbose));
+        }
         let mut summary = run::run(
             &resolved.plan,
-            self.cache,
+            self.store,
             &self.run,
             chain_cache,
             &reporter,
@@ -79,7 +80,7 @@ impl Job<'_> {
         // is printed, so an interrupted print cannot leave them behind.
         drop(resolved);
         reporter.report(&Event::RunFinished { summary: &summary });
-        probe.finish(&summary, self.cache, &self.run.run_dir);
+        probe.finish(&summary, cache, &self.run.run_dir);
         Ok(summary)
     }
 }

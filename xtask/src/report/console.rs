@@ -288,7 +288,7 @@ fn stage_words(c: &StageReport) -> String {
     format!(
         "{}{}{}",
         c.restore_word(),
-        crate::cache::remote::summary_word(c.remote.as_ref()),
+        crate::cache::report::summary_word(c.remote.as_ref()),
         save_word(c.save.as_ref())
     )
 }

@@ -113,7 +113,7 @@ pub struct StageMetrics {
     /// The remote cache's part (remote hit or miss, bytes and rates of the download and
     /// the upload), counted apart from the local outcome above; absent without a remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<crate::cache::remote::RemoteStage>,
+    pub remote: Option<crate::cache::report::RemoteStage>,
 }
 
 /// Free space on the filesystem of the cache root, before and after the run, in bytes.
@@ -331,12 +331,6 @@ pub fn read_history(path: &Path) -> Result<(Vec<BuildMetrics>, usize)> {
     Ok((runs, skipped))
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// What `ci` records before it starts, for [`Probe::finish`].
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -349,7 +343,7 @@ impl Probe {
     /// Note the start time and the free space on the cache root's filesystem.
     pub fn start(cache_root: &Path) -> Probe {
         Probe {
-            started_unix: now_unix(),
+            started_unix: crate::support::time::now_unix(),
             cache_root: cache_root.to_path_buf(),
             free_before: crate::support::disk::free_bytes(cache_root).map(|(b, _)| b),
         }

@@ -1,13 +1,14 @@
-//! Small filesystem helpers shared by the cache and the sample chain: tree sizes, sha256
-//! of files, path normalisation, human sizes. (Tree copies that keep mtimes are
-//! `cache::transfer::par_copy`, the one copy routine.)
+//! Small filesystem helpers shared by the cache and the sample chain: the one tree copy
+//! that keeps mtimes ([`par_copy`]), tree sizes, sha256 of files, path normalisation,
+//! human sizes.
 //!
 //! Owns no policy: callers decide what to copy and where.
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 /// Totals of a copy: files copied and their bytes.
@@ -17,6 +18,71 @@ pub struct CopyStats {
     pub files: u64,
     /// Bytes of those files.
     pub bytes: u64,
+}
+
+/// Copy the tree at `src` into `dst` on up to 8 threads, keeping file modification times
+/// (cargo's freshness checks compare them) and recreating symlinks. `skip` prunes paths
+/// relative to `src` (and everything below them). With `only_missing`, files already in
+/// `dst` are kept (a merge into `$CARGO_HOME`).
+///
+/// Files are copied with `std::fs::copy`, which uses `copy_file_range(2)` on Linux, so
+/// filesystems that support reflinks (btrfs, xfs) share extents instead of copying bytes.
+///
+/// Errors: any I/O error, with the path it happened on.
+pub fn par_copy(
+    src: &Path,
+    dst: &Path,
+    only_missing: bool,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<CopyStats> {
+    fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.path().strip_prefix(src).map_or(true, |rel| !skip(rel)));
+    for entry in walker {
+        let entry = entry.with_context(|| format!("walk {}", src.display()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(src)
+            .expect("walkdir yields paths under its root");
+        let to = dst.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&to).with_context(|| format!("create {}", to.display()))?;
+        } else if ft.is_symlink() {
+            if only_missing && fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            let target = fs::read_link(entry.path())?;
+            let _ = fs::remove_file(&to);
+            std::os::unix::fs::symlink(&target, &to)
+                .with_context(|| format!("symlink {}", to.display()))?;
+        } else if ft.is_file() {
+            if only_missing && fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            files.push((entry.path().to_path_buf(), to));
+        }
+    }
+    let results = crate::support::par::par_map(&files, |(from, to)| -> Result<u64> {
+        let bytes = fs::copy(from, to)
+            .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+        let mtime = fs::metadata(from)?.modified()?;
+        fs::File::options()
+            .write(true)
+            .open(to)?
+            .set_modified(mtime)
+            .with_context(|| format!("set mtime of {}", to.display()))?;
+        Ok(bytes)
+    });
+    let mut stats = CopyStats::default();
+    for r in results {
+        stats.bytes += r?;
+        stats.files += 1;
+    }
+    Ok(stats)
 }
 
 /// Total bytes and regular-file count under `dir` (0 when it does not exist). Symlinks are
@@ -108,9 +174,7 @@ mod tests {
             .set_modified(old)
             .unwrap();
         let dst = t.path().join("dst");
-        let s =
-            crate::cache::transfer::par_copy(&src, &dst, false, &|p| p.starts_with("incremental"))
-                .unwrap();
+        let s = par_copy(&src, &dst, false, &|p| p.starts_with("incremental")).unwrap();
         assert_eq!(s, CopyStats { files: 1, bytes: 5 });
         assert_eq!(
             fs::metadata(dst.join("keep/a"))

@@ -1,8 +1,12 @@
 //! Layer 1, the bottom: helpers with no knowledge of CI — filesystem trees, hashing,
-//! process spawning with process groups and timeouts. Imports nothing from the crate.
+//! publish-by-rename, timestamps, process spawning with process groups and timeouts.
+//! Imports nothing from the crate.
 
 pub mod disk;
 pub mod env;
 pub mod exec;
 pub mod fs;
 pub mod http;
+pub mod par;
+pub mod publish;
+pub mod time;

@@ -30,48 +30,6 @@ const MAX_FN_LINES: usize = 100;
 /// How many functions may be longer than [`MAX_FN_LINES`], each marked `// tidy: long fn`.
 const MAX_LONG_EXCEPTIONS: usize = 3;
 
-/// Upward imports the layout still has. Issue 12 empties this list; the test fails when
-/// an entry is fixed but still listed, so it only shrinks.
-const KNOWN_UPWARD: &[&str] = &[
-    "cache::remote -> dev::bench",
-    "cache::remote -> engine::manifest",
-    "cache::remote -> engine::summary",
-    "cache::retention -> engine::manifest",
-    "support::fs -> cache::transfer",
-];
-
-/// Cycles the layout still has, as their sorted members joined by ` <-> ` (shrinks like
-/// [`KNOWN_UPWARD`]).
-const KNOWN_CYCLES: &[&str] = &[
-    "cache::integrity <-> cache::transfer <-> support::fs",
-    "cache::remote <-> cache::retention <-> dev::bench <-> dev::demo <-> engine::coverage <-> engine::events <-> engine::manifest <-> engine::plan <-> engine::release_build <-> engine::run <-> engine::step <-> engine::steps <-> engine::summary <-> github::chain <-> github::propagate <-> job <-> report::console <-> report::gha <-> report::metrics <-> report::notify",
-];
-
-/// Functions over the limit the layout still has, as `file name` (shrinks like
-/// [`KNOWN_UPWARD`]).
-const KNOWN_LONG: &[&str] = &[
-    "cache/stats.rs render",
-    "cache/remote.rs before_restore",
-    "cache/remote.rs bench",
-    "cache/mod.rs restore",
-    "commands/cache.rs run",
-];
-
-/// `found` minus `known`, and the `known` entries no longer found (stale).
-fn against_known(found: &[String], known: &[&str]) -> (Vec<String>, Vec<String>) {
-    let new = found
-        .iter()
-        .filter(|f| !known.contains(&f.as_str()))
-        .cloned()
-        .collect();
-    let stale = known
-        .iter()
-        .filter(|k| !found.iter().any(|f| f == *k))
-        .map(|k| k.to_string())
-        .collect();
-    (new, stale)
-}
-
 /// One source file as the tidy checks see it.
 struct Source {
     /// Module path (`engine::plan`; `cache` for `cache/mod.rs`).
@@ -441,8 +399,6 @@ fn cycles(edges: &BTreeMap<String, BTreeMap<String, usize>>) -> Vec<Vec<String>>
 /// code marks it as a listed exception.
 struct LongFn {
     at: String,
-    /// `file name`, as [`KNOWN_LONG`] lists it.
-    name: String,
     lines: usize,
     excepted: bool,
 }
@@ -504,7 +460,6 @@ fn long_functions(sources: &[Source], limit: usize) -> Vec<LongFn> {
                 }
                 out.push(LongFn {
                     at: format!("{}:{} {}", s.rel, n + 1, &c[1]),
-                    name: format!("{} {}", s.rel, &c[1]),
                     lines: len,
                     excepted,
                 });
@@ -545,12 +500,7 @@ fn block_end(code: &[&str], start: usize) -> Option<usize> {
 
 #[test]
 fn no_module_imports_a_layer_above_its_own() {
-    let e = edges(&sources());
-    let (up, stale) = against_known(&upward(&e), KNOWN_UPWARD);
-    assert!(
-        stale.is_empty(),
-        "fixed, so remove from KNOWN_UPWARD: {stale:#?}"
-    );
+    let up = upward(&edges(&sources()));
     assert!(
         up.is_empty(),
         "imports that go up the layer map (support < cache < engine < github < report < job \
@@ -565,35 +515,20 @@ fn the_module_graph_has_no_cycle() {
         .iter()
         .map(|m| m.join(" <-> "))
         .collect();
-    let (c, stale) = against_known(&found, KNOWN_CYCLES);
     assert!(
-        stale.is_empty(),
-        "fixed or changed, so update KNOWN_CYCLES: {stale:#?}\ncycles now: {found:#?}"
-    );
-    assert!(
-        c.is_empty(),
+        found.is_empty(),
         "modules that import each other in a circle (break each by moving the shared item \
          into one of them or below both):\n{}",
-        c.join("\n")
+        found.join("\n")
     );
 }
 
 #[test]
 fn no_production_function_is_over_100_lines() {
     let long = long_functions(&sources(), MAX_FN_LINES);
-    let names: Vec<String> = long
-        .iter()
-        .filter(|f| !f.excepted)
-        .map(|f| f.name.clone())
-        .collect();
-    let (_, stale) = against_known(&names, KNOWN_LONG);
-    assert!(
-        stale.is_empty(),
-        "now short enough, so remove from KNOWN_LONG: {stale:#?}"
-    );
     let unmarked: Vec<String> = long
         .iter()
-        .filter(|f| !f.excepted && !KNOWN_LONG.contains(&f.name.as_str()))
+        .filter(|f| !f.excepted)
         .map(|f| format!("{} ({} lines)", f.at, f.lines))
         .collect();
     assert!(

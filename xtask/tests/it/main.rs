@@ -9,10 +9,25 @@ mod release;
 mod reliability;
 mod reliability_input;
 mod reliability_secrets;
+// The remote cache's end-to-end tests need its S3 backend: the test command is
+// `cargo test --workspace --locked --features remote` (README, `.ci/run`).
+#[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "remote")]
 mod seaweed;
 mod skip;
 mod spine;
 mod support;
 mod testing;
 mod tidy;
+
+/// Without the `remote` feature the remote cache's tests are not compiled at all; under CI
+/// that must fail rather than pass without them.
+#[cfg(not(feature = "remote"))]
+#[test]
+fn the_remote_cache_tests_are_compiled_under_ci() {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the remote cache tests need the S3 backend: run `cargo test --workspace --locked --features remote`"
+    );
+}

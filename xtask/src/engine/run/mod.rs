@@ -19,13 +19,13 @@ use anyhow::{Context, Result};
 pub use options::RunOptions;
 pub use stages::restore_chain;
 
-use crate::cache::Cache;
+use crate::cache::Tiered;
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::{Plan, RepoPlan};
 use crate::engine::results::{Record, RecordedStep, Results};
 use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
 
-/// Run `plan` with `cache`; `chain_cache` holds the chain-wide stages already restored by
+/// Run `plan` with `store`; `chain_cache` holds the chain-wide stages already restored by
 /// [`restore_chain`] (they are saved again at the end). Returns the summary; the caller
 /// adds hints, writes `summary.json` and reports it (see `job`).
 ///
@@ -33,12 +33,13 @@ use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
 /// release manifest cannot be written); step failures are results, not errors.
 pub fn run(
     plan: &Plan,
-    cache: &Cache,
+    store: &Tiered,
     opts: &RunOptions,
     mut chain_cache: Vec<StageReport>,
     reporter: &dyn Reporter,
 ) -> Result<RunSummary> {
     let start = Instant::now();
+    let cache = store.cache();
     std::fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("create run dir {}", opts.run_dir.display()))?;
     let run_id = opts
@@ -48,7 +49,7 @@ pub fn run(
     let total = plan.repos.iter().filter(|r| r.selected).count();
     reporter.report(&Event::RunStarted { plan, total });
     let results = Results::new(cache.root());
-    let mut reports = schedule::run_all(start, plan, cache, opts, reporter, &mut |r, report| {
+    let mut reports = schedule::run_all(start, plan, store, opts, reporter, &mut |r, report| {
         // A read-only cache (untrusted events, --no-save) writes nothing under its root,
         // results included: a trusted run must never skip a repo on the word of an
         // untrusted one.
@@ -56,8 +57,8 @@ pub fn run(
             record_result(&results, r, report, &run_id);
         }
     });
-    stages::save_chain(plan, cache, opts.save, &mut chain_cache);
-    stages::finish_uploads(&mut chain_cache, &mut reports);
+    stages::save_chain(plan, store, opts.save, &mut chain_cache, reporter);
+    stages::finish_uploads(store, &mut chain_cache, &mut reports, reporter);
     // Run-wide outputs of the release and coverage hooks.
     crate::engine::coverage::write_total(&opts.run_dir, &reports);
     if opts.release.is_some() {
@@ -94,9 +95,7 @@ fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &
         inputs: r.fingerprint.inputs.clone(),
         status: if ok { "ok" } else { "failed" }.to_owned(),
         run_id: run_id.to_owned(),
-        finished_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        finished_unix: crate::support::time::now_unix(),
         steps: report
             .steps
             .iter()

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::options::RunOptions;
-use super::stages::{restore_stage, save_stage};
-use crate::cache::{Cache, Save};
+use super::stages::notes;
+use crate::cache::{Cache, Save, Tiered};
 use crate::engine::events::{Event, Reporter};
 use crate::engine::manifest::RepoKind;
 use crate::engine::plan::{self, Plan, RepoPlan};
@@ -18,7 +18,7 @@ use crate::engine::{coverage, testing};
 pub fn run_repo(
     plan: &Plan,
     r: &RepoPlan,
-    cache: &Cache,
+    store: &Tiered,
     opts: &RunOptions,
     reporter: &dyn Reporter,
 ) -> RepoReport {
@@ -38,12 +38,12 @@ pub fn run_repo(
         .unwrap_or_else(|| plan::default_target_dir(&r.dir));
     // A run that may not save must not move entries out either (a moved entry only goes
     // back through a save), so it restores through a read-only view of the cache.
-    let tcache = if opts.save {
-        cache.clone()
+    let tstore = if opts.save {
+        store.clone()
     } else {
-        cache.clone().into_read_only()
+        store.clone().into_read_only()
     };
-    restore_target(r, &tcache, &target_dir, opts, &mut report, reporter);
+    restore_target(r, &tstore, &target_dir, opts, &mut report, reporter);
     if r.kind == RepoKind::Docs && r.steps.is_empty() {
         reporter.report(&Event::Note {
             repo: Some(r),
@@ -54,22 +54,23 @@ pub fn run_repo(
     // Release artifacts are built before the save, so the target entry keeps the release
     // dependency units too.
     if report.status == RepoStatus::Ok {
-        release_hook(plan, r, cache, opts, &mut report, reporter);
+        release_hook(plan, r, store.cache(), opts, &mut report, reporter);
     }
-    save_target(r, &tcache, &target_dir, opts, &mut report, reporter);
+    save_target(r, &tstore, &target_dir, opts, &mut report, reporter);
     report
 }
 
 fn restore_target(
     r: &RepoPlan,
-    cache: &Cache,
+    store: &Tiered,
     target_dir: &Path,
     opts: &RunOptions,
     report: &mut RepoReport,
     reporter: &dyn Reporter,
 ) {
     let Some(key) = &r.cache_key else { return };
-    let st = restore_stage(cache, key, target_dir, false, opts.restore);
+    let (st, lines) = store.restore_stage(key, target_dir, false, opts.restore);
+    notes(reporter, &lines);
     if let Some((_, bytes, secs)) = st.restore.restored() {
         report.restore_bytes += bytes;
         report.restore_secs += secs;
@@ -136,7 +137,7 @@ fn absorb_outputs(
 
 fn save_target(
     r: &RepoPlan,
-    cache: &Cache,
+    store: &Tiered,
     target_dir: &PathBuf,
     opts: &RunOptions,
     report: &mut RepoReport,
@@ -149,13 +150,14 @@ fn save_target(
     };
     // For `cache stats`: how long the steps took after this kind of restore, so the time
     // a hit saves can be measured rather than guessed.
-    cache.log_build(key, st.restore_word(), steps_secs);
+    store.cache().log_build(key, st.restore_word(), steps_secs);
     // Leave out what the next build redoes anyway: incremental data, and every unit of the
     // repo's own workspace; keep every dependency unit (see cache/prune.rs).
     let members: Vec<String> = r.versions.keys().cloned().collect();
     let prune = crate::cache::prune::target_prune(target_dir, &members);
     let skip = |p: &Path| prune.skips(p);
-    save_stage(cache, key, target_dir, &skip, opts.save, st);
+    let lines = store.save_stage(key, target_dir, &skip, opts.save, st);
+    notes(reporter, &lines);
     match st.save {
         Some(Save::Saved { bytes, secs, .. }) => {
             report.save_bytes += bytes;

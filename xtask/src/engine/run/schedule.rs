@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use super::options::RunOptions;
 use super::repo::{empty_report, release_hook, run_repo};
-use crate::cache::Cache;
+use crate::cache::Tiered;
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::{Action, Plan, RepoPlan};
 use crate::engine::summary::{RepoReport, RepoStatus};
@@ -40,7 +40,7 @@ struct State<'p> {
 pub fn run_all(
     start: std::time::Instant,
     plan: &Plan,
-    cache: &Cache,
+    store: &Tiered,
     opts: &RunOptions,
     reporter: &dyn Reporter,
     on_finished: &mut dyn FnMut(&RepoPlan, &RepoReport),
@@ -66,7 +66,7 @@ pub fn run_all(
                     if matches!(report.status, RepoStatus::Cached(_)) {
                         // Release: a `cached` repo's artifacts come from the builds store
                         // (or a build when the store has none).
-                        release_hook(plan, r, cache, opts, &mut report, reporter);
+                        release_hook(plan, r, store.cache(), opts, &mut report, reporter);
                     }
                     reporter.report(&Event::RepoSkipped {
                         repo: r,
@@ -90,7 +90,7 @@ pub fn run_all(
                 let tx = tx.clone();
                 s.spawn(move || {
                     let t0 = start.elapsed().as_secs_f64();
-                    let mut report = run_repo(plan, r, cache, opts, reporter);
+                    let mut report = run_repo(plan, r, store, opts, reporter);
                     report.start_secs = t0;
                     report.end_secs = start.elapsed().as_secs_f64();
                     reporter.report(&Event::RepoFinished {

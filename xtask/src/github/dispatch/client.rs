@@ -12,7 +12,7 @@
 //!
 //! Never retried: 204 (done), 401, other 403, 404, 422 and any other status.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use octocrab::Octocrab;
 
@@ -206,7 +206,7 @@ fn rate_limit_wait(source: &octocrab::GitHubError) -> Option<u64> {
                 || source.message.to_lowercase().contains("rate limit")));
     rate_limited.then(|| {
         retry_after
-            .or_else(|| reset.map(|r| r.saturating_sub(now_secs())))
+            .or_else(|| reset.map(|r| r.saturating_sub(crate::support::time::now_unix())))
             .unwrap_or(60)
     })
 }
@@ -223,11 +223,4 @@ fn transport_message(e: &octocrab::Error) -> String {
         cur = c.source();
     }
     parts.join(": ")
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
