@@ -22,11 +22,6 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // runs the full chain, a workflow_dispatch may pick repos (see `events`).
     let event = events::Event::from_env()?;
     let (manifest, mut opts, cache) = open(&a.resolve)?;
-    if let Some(t) = crate::engine::toolchain::deliberate_override() {
-        println!(
-            "note: RUSTUP_TOOLCHAIN={t} from the environment is ignored: each repo builds with its own toolchain pin (pass --toolchain {t} to use it for every repo)"
-        );
-    }
     if let Some(code) = preflight::gate(&manifest, &a.resolve, cache.root()) {
         return Ok(code);
     }

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::manifest::{Manifest, RepoKind};
+use crate::engine::manifest::{Manifest, Repo, RepoKind};
+use crate::engine::toolchain::{self, Choice};
 use crate::support::disk::free_bytes;
 use crate::support::env::process_env;
 
@@ -149,26 +150,8 @@ fn check_checkouts(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) -> B
     present
 }
 
-/// Where a repo's toolchain comes from, for messages and fixes.
-fn pin_of(dir: &Path, forced: Option<&str>, by_flag: bool) -> String {
-    if let Some(t) = forced {
-        return if by_flag {
-            format!("--toolchain {t}")
-        } else {
-            format!("the manifest's `toolchain = \"{t}\"`")
-        };
-    }
-    for name in ["rust-toolchain.toml", "rust-toolchain"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p.display().to_string();
-        }
-    }
-    "rustup's default toolchain".to_owned()
-}
-
 /// The components a repo's steps need: `clippy` for a clippy step, `rustfmt` for fmt.
-fn components_needed(r: &crate::engine::manifest::Repo) -> Vec<(&'static str, &'static str)> {
+fn components_needed(r: &Repo) -> Vec<(&'static str, &'static str)> {
     let mut need = Vec::new();
     let uses = |word: &str| {
         r.steps
@@ -210,15 +193,24 @@ fn run_quiet(
     }
 }
 
-/// Probe the toolchain of every present cargo repo in parallel: `rustc -vV` in the
-/// checkout (so `rust-toolchain.toml` applies), then the components its steps need.
+/// Probe the toolchain of every present cargo repo in parallel, as the plan will choose
+/// it ([`Choice`], the one toolchain rule): `rustc -vV` in the checkout, then the
+/// components its steps need. A `RUSTUP_TOOLCHAIN` someone set on purpose for `cargo
+/// xtask` is ignored by the run, which is worth a warning.
 fn check_toolchains(
     m: &Manifest,
     req: &Request<'_>,
     present: &BTreeSet<String>,
     out: &mut Vec<Problem>,
 ) {
-    let env_override = (req.env)("RUSTUP_TOOLCHAIN");
+    if let Some(t) = toolchain::deliberate_override() {
+        out.push(warning(
+            "toolchain",
+            format!(
+                "RUSTUP_TOOLCHAIN={t} from the environment is ignored: each repo builds with its own toolchain pin\n  fix: pass --toolchain {t} to use it for every repo"
+            ),
+        ));
+    }
     let results: Vec<Vec<Problem>> = std::thread::scope(|s| {
         let handles: Vec<_> = m
             .repos
@@ -226,45 +218,9 @@ fn check_toolchains(
             .filter(|r| r.kind == RepoKind::Cargo && present.contains(&r.name))
             .map(|r| {
                 let dir = Manifest::checkout_dir(&req.root, r);
-                let forced = req.toolchain.clone().or_else(|| r.toolchain.clone());
-                let by_flag = req.toolchain.is_some();
-                let env_override = env_override.clone();
-                s.spawn(move || {
-                    let mut probs = Vec::new();
-                    // The process's own RUSTUP_TOOLCHAIN wins over pin files when nothing forces one.
-                    let effective = forced.clone().or(env_override.clone());
-                    let pin = match (&forced, &env_override) {
-                        (None, Some(t)) => format!("RUSTUP_TOOLCHAIN={t} in the environment"),
-                        _ => pin_of(&dir, forced.as_deref(), by_flag),
-                    };
-                    if let Err(e) = run_quiet(&dir, "rustc", &["-vV"], effective.as_deref()) {
-                        // rustup names the toolchain it looked for: `toolchain 'X' is not installed`.
-                        let name = e
-                            .split_once("toolchain '")
-                            .and_then(|(_, rest)| rest.split_once('\''))
-                            .map_or("<name>", |(n, _)| n);
-                        probs.push(fatal(
-                            "toolchain",
-                            format!(
-                                "{}: the toolchain pinned by {pin} cannot run: {e}\n  fix: install it (`rustup toolchain install {name}` with the components the repo needs), or set `toolchain = \"stable\"` for `{}` in the manifest (or pass --toolchain)",
-                                r.name, r.name
-                            ),
-                        ));
-                        return probs;
-                    }
-                    for (component, binary) in components_needed(r) {
-                        if let Err(e) = run_quiet(&dir, binary, &["--version"], effective.as_deref()) {
-                            probs.push(fatal(
-                                "toolchain",
-                                format!(
-                                    "{}: the toolchain pinned by {pin} lacks `{component}`, which the repo's steps use: {e}\n  fix: `rustup component add {component}` for that toolchain, or list it under `components` in rust-toolchain.toml",
-                                    r.name
-                                ),
-                            ));
-                        }
-                    }
-                    probs
-                })
+                let choice =
+                    Choice::resolve(None, req.toolchain.as_deref(), r.toolchain.as_deref(), &dir);
+                s.spawn(move || probe_toolchain(r, &dir, &choice))
             })
             .collect();
         handles
@@ -273,6 +229,40 @@ fn check_toolchains(
             .collect()
     });
     out.extend(results.into_iter().flatten());
+}
+
+/// The problems of one repo's toolchain: it cannot run, or lacks a component.
+fn probe_toolchain(r: &Repo, dir: &Path, choice: &Choice) -> Vec<Problem> {
+    let pin = choice.describe();
+    let effective = choice.override_name();
+    if let Err(e) = run_quiet(dir, "rustc", &["-vV"], effective) {
+        // rustup names the toolchain it looked for: `toolchain 'X' is not installed`.
+        let name = e
+            .split_once("toolchain '")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map_or("<name>", |(n, _)| n);
+        return vec![fatal(
+            "toolchain",
+            format!(
+                "{}: the toolchain pinned by {pin} cannot run: {e}\n  fix: install it (`rustup toolchain install {name}` with the components the repo needs), or set `toolchain = \"stable\"` for `{}` in the manifest (or pass --toolchain)",
+                r.name, r.name
+            ),
+        )];
+    }
+    components_needed(r)
+        .into_iter()
+        .filter_map(|(component, binary)| {
+            run_quiet(dir, binary, &["--version"], effective).err().map(|e| {
+                fatal(
+                    "toolchain",
+                    format!(
+                        "{}: the toolchain pinned by {pin} lacks `{component}`, which the repo's steps use: {e}\n  fix: `rustup component add {component}` for that toolchain, or list it under `components` in rust-toolchain.toml",
+                        r.name
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 fn check_disk(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {

@@ -20,6 +20,7 @@ mod spine;
 mod support;
 mod testing;
 mod tidy;
+mod toolchain;
 
 /// Without the `remote` feature the remote cache's tests are not compiled at all; under CI
 /// that must fail rather than pass without them.

@@ -146,6 +146,7 @@ impl Plan {
                     s += &format!("    error: {}\n", e.lines().next().unwrap_or(""));
                 }
                 if verbose && r.kind == RepoKind::Cargo {
+                    s += &format!("    toolchain: {}\n", r.toolchain_source);
                     s += &render_steps(r);
                 }
             }
