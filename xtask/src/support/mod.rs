@@ -3,3 +3,5 @@
 
 pub mod exec;
 pub mod fs;
+pub mod signals;
+pub mod watchdog;
