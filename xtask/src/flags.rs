@@ -131,6 +131,9 @@ pub struct CiArgs {
     /// Do not use the remote cache (`[cache.remote]`, `BLLVM_CI_CACHE_BUCKET`) in this run.
     #[arg(long)]
     pub no_remote: bool,
+    /// Fail at once (exit 2) when another run holds a checkout, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Directory for step logs and summary.json (default: target/bllvm-ci/runs/<run id>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,

@@ -160,6 +160,30 @@ pub struct RepoReport {
     pub cancelled: bool,
 }
 
+impl RepoReport {
+    /// The report of repo `name` that did not run, with `status` (its reason).
+    pub fn not_run(name: &str, status: RepoStatus) -> RepoReport {
+        RepoReport {
+            name: name.to_owned(),
+            status,
+            start_secs: 0.0,
+            end_secs: 0.0,
+            tests: None,
+            hints: Vec::new(),
+            steps: Vec::new(),
+            cache: Vec::new(),
+            restore_secs: 0.0,
+            restore_bytes: 0,
+            save_secs: 0.0,
+            save_bytes: 0,
+            release: None,
+            coverage: None,
+            warnings: Vec::new(),
+            cancelled: false,
+        }
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {

@@ -8,8 +8,8 @@
 //!   new; the job puts the checkouts back, writes the summary marked cancelled and `ci`
 //!   exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM). A second
 //!   signal is an emergency stop (below).
-//! - **Emergency** (every other command, installed by the first [`on_stop`]
-//!   registration): the first signal kills every tracked process group with SIGKILL, runs
+//! - **Emergency** (every other command, installed by the first registration,
+//!   [`with_registry`] or [`track_group`]): the first signal kills every tracked process group with SIGKILL, runs
 //!   every registered undo action (a stripped `Cargo.toml` put back, a generated
 //!   `Cargo.lock` removed) and exits with 128 + the signal number.
 //!
@@ -130,11 +130,6 @@ pub fn track_group(pgid: i32) -> TrackedGroup {
 pub fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     ensure_installed();
     f(&mut lock())
-}
-
-/// [`with_registry`] for one action: register `undo` (see [`Registry::on_stop`]).
-pub fn on_stop(undo: impl FnOnce() + Send + 'static) -> OnStop {
-    with_registry(|r| r.on_stop(undo))
 }
 
 fn lock() -> MutexGuard<'static, Registry> {
@@ -262,13 +257,17 @@ mod tests {
     fn an_undo_action_runs_once_when_dropped_and_never_after_disarm() {
         let n = Arc::new(AtomicI32::new(0));
         let n2 = n.clone();
-        drop(on_stop(move || {
-            n2.fetch_add(1, Ordering::SeqCst);
+        drop(with_registry(|r| {
+            r.on_stop(move || {
+                n2.fetch_add(1, Ordering::SeqCst);
+            })
         }));
         assert_eq!(n.load(Ordering::SeqCst), 1);
         let n3 = n.clone();
-        on_stop(move || {
-            n3.fetch_add(1, Ordering::SeqCst);
+        with_registry(|r| {
+            r.on_stop(move || {
+                n3.fetch_add(1, Ordering::SeqCst);
+            })
         })
         .disarm();
         assert_eq!(n.load(Ordering::SeqCst), 1);

@@ -83,7 +83,10 @@ fn start() -> Option<ChildStdin> {
     };
     // Its own process group: a terminal's Ctrl-C or a kill of our group must not reach
     // it. No stdout (a reader of ours must not wait for it); stderr for its one message.
+    // argv[0] as ps shows it: the binary's name, not `/proc/self/exe`.
+    let argv0 = std::env::current_exe().map_or_else(|_| "xtask".into(), |p| p.into_os_string());
     let spawned = Command::new(exe)
+        .arg0(argv0)
         .arg(ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

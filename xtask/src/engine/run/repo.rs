@@ -268,28 +268,13 @@ fn save_target(
 
 /// A report for `r` with `status` and nothing run yet (its unused patches as warnings).
 pub(super) fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
-    RepoReport {
-        name: r.name.clone(),
-        status,
-        start_secs: 0.0,
-        end_secs: 0.0,
-        tests: None,
-        hints: Vec::new(),
-        steps: Vec::new(),
-        cache: Vec::new(),
-        restore_secs: 0.0,
-        restore_bytes: 0,
-        save_secs: 0.0,
-        save_bytes: 0,
-        release: None,
-        coverage: None,
-        warnings: r
-            .unused_patches
-            .iter()
-            .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
-            .collect(),
-        cancelled: false,
-    }
+    let mut report = RepoReport::not_run(&r.name, status);
+    report.warnings = r
+        .unused_patches
+        .iter()
+        .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
+        .collect();
+    report
 }
 
 /// `--release`: build (or reuse) the repo's artifacts into the run dir; a failure marks
