@@ -7,3 +7,4 @@ pub mod demo;
 #[cfg(test)]
 mod props;
 pub mod stress;
+pub mod stress_proc;

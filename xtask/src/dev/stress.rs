@@ -178,6 +178,8 @@ pub fn cli(a: &StressArgs) -> Result<ExitCode> {
         StressScenario::Crash,
         StressScenario::Corruption,
         StressScenario::FullDisk,
+        StressScenario::Signals,
+        StressScenario::SharedCheckout,
     ];
     let chosen: Vec<StressScenario> = if a.scenario.is_empty() {
         all.to_vec()
@@ -197,6 +199,12 @@ pub fn cli(a: &StressArgs) -> Result<ExitCode> {
             StressScenario::Crash => crash(&opts),
             StressScenario::Corruption => corruption(&opts),
             StressScenario::FullDisk => full_disk(&opts),
+            StressScenario::Signals => {
+                super::stress_proc::signals(&opts.dir, a.signal_rounds, seed)
+            }
+            StressScenario::SharedCheckout => {
+                super::stress_proc::shared_checkout(&opts.dir, a.shared_rounds)
+            }
         };
         if a.format == Format::Text {
             print!("{}", render_one(&o));

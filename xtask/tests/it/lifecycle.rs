@@ -389,3 +389,70 @@ fn a_run_dir_that_cannot_be_written_fails_no_repo_and_the_summary_is_still_print
     assert!(out.contains("No space left on device"), "{out}");
     f.assert_checkout_clean("after the run");
 }
+
+/// A second signal stops at once (the emergency path): the step group is killed without
+/// waiting out the grace period, the checkout is put back, and ci exits 130.
+#[test]
+fn a_second_sigint_stops_at_once_and_still_puts_the_checkout_back() {
+    let f = Fixture::new();
+    let mut ci = f.start_ci("1", &[]);
+    f.wait_ready(&mut ci, "1");
+    signal(&ci, libc::SIGINT);
+    // The first one is being handled (the message is printed) before the second is sent.
+    let start = Instant::now();
+    while !f.output("1").contains("send it again to stop at once") {
+        assert!(start.elapsed() < BOUND, "{}", f.output("1"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&ci, libc::SIGINT);
+    let st = wait_exit(&mut ci);
+    let out = f.output("1");
+    assert_eq!(st.code(), Some(130), "{out}");
+    assert!(out.contains("stopped at once"), "{out}");
+    for p in ["leader", "child"] {
+        assert!(dies(f.pid(p)), "the step's {p} outlived ci");
+    }
+    f.assert_checkout_clean("after an emergency stop");
+}
+
+/// `cargo xtask stress`'s lifecycle scenarios with small counts (README, "Reliability",
+/// has the larger runs).
+#[test]
+fn stress_signals_and_shared_checkout_pass_with_small_counts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let o = support::xtask()
+        .args([
+            "stress",
+            "--scenario",
+            "signals",
+            "--scenario",
+            "shared-checkout",
+            "--signal-rounds",
+            "4",
+            "--shared-rounds",
+            "1",
+            "--format",
+            "json",
+            "--dir",
+        ])
+        .arg(scratch.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in v["scenarios"].as_array().unwrap() {
+        assert_eq!(s["problems"].as_array().unwrap().len(), 0, "{s:#}");
+        let ops: u64 = s["ops"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|n| n.as_u64())
+            .sum();
+        assert!(ops > 0, "{s:#}");
+    }
+}
