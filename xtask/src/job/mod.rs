@@ -61,6 +61,12 @@ impl Job<'_> {
         let mut all: Vec<&dyn Reporter> = vec![&console];
         all.extend(self.extra.iter().copied());
         let reporter = Fanout(all);
+        if let Some(sig) = signals::cancelled() {
+            // Cancelled before it began (a cancel during start-up): change nothing in the
+            // checkouts.
+            let why = anyhow::anyhow!("the run had not started");
+            return Ok(self.cancelled_before_plan(sig, &why, &reporter));
+        }
         let mut chain_cache = Vec::new();
         let resolved =
             match plan::resolve_with(self.manifest, &self.plan, self.cache, &mut |keys| {
