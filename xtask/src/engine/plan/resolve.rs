@@ -87,14 +87,7 @@ pub fn resolve_with(
     let locks = lock_checkouts(manifest, opts, &root)?;
     let notes = reconcile_leftovers(manifest, opts, &root)?;
     let may_generate = missing_lockfiles(manifest, &root);
-    let (guards, stripped) = strip_registry_patches(manifest, opts, &root).map_err(|e| {
-        // What reconciling found explains a strip that a kept backup blocks.
-        if notes.is_empty() {
-            e
-        } else {
-            anyhow::anyhow!("{e:#}\n{}", notes.join("\n"))
-        }
-    })?;
+    let (guards, stripped) = strip_registry_patches(manifest, opts, &root, &notes)?;
     let generated = Mutex::new(Vec::new());
     let rustcs = probe_compilers(manifest, opts, &root, &may_generate, &generated);
     let selected = selected_repos(manifest, opts);
@@ -245,11 +238,13 @@ fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
 
 /// Registry mode: strip sibling patches before anything reads the manifests. A read-only
 /// command leaves a repo that has a backup (another run's strip, or a killed run's
-/// leftover) as it is.
+/// leftover) as it is. `notes` (what reconciling found) are added to an error: they
+/// explain a strip that a kept backup blocks.
 fn strip_registry_patches(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
+    notes: &[String],
 ) -> Result<(Vec<StrippedManifest>, BTreeMap<String, Vec<String>>)> {
     let mut guards = Vec::new();
     let mut stripped = BTreeMap::new();
@@ -261,7 +256,11 @@ fn strip_registry_patches(
         if opts.deps.unwrap_or(r.deps) == DepsMode::Registry {
             let siblings = sibling_dirs(manifest, root, &dir);
             if let Some(g) = patches::strip_sibling_patches(&dir, &siblings)
-                .with_context(|| format!("strip sibling patches of `{}`", r.name))?
+                .with_context(|| format!("strip sibling patches of `{}`", r.name))
+                .map_err(|e| match notes {
+                    [] => e,
+                    _ => anyhow::anyhow!("{e:#}\n{}", notes.join("\n")),
+                })?
             {
                 stripped.insert(r.name.clone(), g.removed.clone());
                 guards.push(g);
