@@ -227,9 +227,9 @@ fn signal_round(dir: &Path, rng: &mut Rng, out: &mut Outcome) -> Result<()> {
     let bound = [50, 400, 2500][rng.below(3) as usize];
     std::thread::sleep(Duration::from_millis(rng.below(bound)));
     let moment = if dir.join("ready").exists() {
-        "step"
+        "while the step ran"
     } else {
-        "before the step"
+        "before the step ran"
     };
     // SAFETY: kill(2) of our own child.
     unsafe { libc::kill(ci.id() as i32, sig) };

@@ -246,19 +246,20 @@ pub fn strip_sibling_patches(
         sha256_hex(&stripped)
     );
     // Backup, record and stripped file, and the undo action, all or nothing with respect
-    // to an emergency stop.
+    // to an emergency stop (which waits for the registry). The action is registered last:
+    // an `OnStop` dropped inside the closure would wait for the registry it holds.
     let undo = signals::with_registry(|reg| -> Result<OnStop> {
         write_atomic(&backup, text.as_bytes(), perms.as_ref())?;
         write_atomic(&record_path(&manifest), record.as_bytes(), None)?;
-        let m = manifest.clone();
-        let undo = reg.on_stop(move || put_back(&m));
         write_atomic(&manifest, stripped.as_bytes(), perms.as_ref())?;
-        Ok(undo)
+        let m = manifest.clone();
+        Ok(reg.on_stop(move || put_back(&m)))
     });
     let undo = match undo {
         Ok(u) => u,
         Err(e) => {
-            // Nothing was stripped (the manifest is written last): drop the backup.
+            // Nothing was stripped (the manifest is written last, atomically): drop the
+            // backup.
             let _ = fs::remove_file(&backup);
             let _ = fs::remove_file(record_path(&manifest));
             return Err(e);

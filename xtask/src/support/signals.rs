@@ -126,7 +126,8 @@ pub fn track_group(pgid: i32) -> TrackedGroup {
 
 /// Run `f` with the registry locked: a change `f` makes and the undo action it registers
 /// are atomic with respect to an emergency stop. Installs the emergency handler if nothing
-/// is installed yet. `f` must not call back into this module (the lock is not reentrant).
+/// is installed yet. `f` must not call back into this module, nor drop an [`OnStop`] (the
+/// lock is not reentrant): register the action last, once nothing can fail.
 pub fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     ensure_installed();
     f(&mut lock())
