@@ -127,6 +127,18 @@ impl Outcome {
     }
 }
 
+impl From<super::stress_proc::Report> for Outcome {
+    fn from(r: super::stress_proc::Report) -> Outcome {
+        Outcome {
+            name: r.name,
+            counts: r.counts,
+            ops: r.ops,
+            problems: r.problems,
+            ..Outcome::default()
+        }
+    }
+}
+
 /// The counts of one stress run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -200,10 +212,10 @@ pub fn cli(a: &StressArgs) -> Result<ExitCode> {
             StressScenario::Corruption => corruption(&opts),
             StressScenario::FullDisk => full_disk(&opts),
             StressScenario::Signals => {
-                super::stress_proc::signals(&opts.dir, a.signal_rounds, seed)
+                super::stress_proc::signals(&opts.dir, a.signal_rounds, seed).into()
             }
             StressScenario::SharedCheckout => {
-                super::stress_proc::shared_checkout(&opts.dir, a.shared_rounds)
+                super::stress_proc::shared_checkout(&opts.dir, a.shared_rounds).into()
             }
         };
         if a.format == Format::Text {

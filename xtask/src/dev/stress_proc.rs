@@ -16,7 +16,9 @@
 //!   never find it moved away), and afterwards the `Cargo.toml` must still have its
 //!   `[patch]` with no backup or lockfile left.
 //!
-//! Registered in `dev::stress` (its `Outcome` report); this module only drives the binary.
+//! Registered in `dev::stress`, which turns each [`Report`] into its `Outcome` (this module
+//! does not import `dev::stress`, so the two form no import cycle); this module only
+//! drives the binary.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::stress::{Outcome, Rng};
 use crate::support::fs as fsutil;
 
 /// A bound against hangs, not a performance assertion.
@@ -35,6 +36,34 @@ const HANG_BOUND: Duration = Duration::from_secs(300);
 const APP_TOML: &str = "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[workspace]\n\n[patch.crates-io]\nbase = { path = \"../base\" }\n";
 const BASE_TOML: &str = "[package]\nname = \"base\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[workspace]\n";
 const ROOMY: &str = "\n[cache]\ndisk-max-used-percent = 100\ndisk-min-free-bytes = 0\n[preflight]\nmin-free-gb = 0\n";
+
+/// What one scenario did and found (`dev::stress` reports it as its `Outcome`).
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Scenario name.
+    pub name: String,
+    /// What was run, for people.
+    pub counts: String,
+    /// Operations and checks performed, by kind.
+    pub ops: std::collections::BTreeMap<String, u64>,
+    /// Everything that went wrong; empty = passed.
+    pub problems: Vec<String>,
+}
+
+type Outcome = Report;
+
+/// A seeded splitmix64 (as `dev::stress`'s), to pick signals and moments.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
 
 fn note(out: &mut Outcome, what: &str) {
     *out.ops.entry(what.into()).or_default() += 1;
@@ -198,7 +227,7 @@ pub fn signals(scratch: &Path, rounds: usize, seed: u64) -> Outcome {
         counts: format!("{rounds} runs of ci, SIGINT/SIGTERM/SIGKILL at a random moment"),
         ..Outcome::default()
     };
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng(seed);
     for round in 0..rounds {
         if let Err(e) = signal_round(
             &scratch.join(format!("signals/{round}")),

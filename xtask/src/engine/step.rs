@@ -16,8 +16,9 @@ use crate::support::exec::{self, StepCommand, StepOutcome};
 pub struct StepRun {
     /// The summary's record of it.
     pub report: StepReport,
-    /// Why the repo fails because of this step (`None`: it succeeded, or the run was
-    /// cancelled while it ran).
+    /// Why the step did not succeed (`None`: it succeeded). When [`StepRun::cancelled`]
+    /// is set, the reason is the cancel, not a failure of the step: callers that report
+    /// results check `cancelled` first.
     pub failure: Option<String>,
     /// The signal the run was cancelled with while the step ran (it was forwarded to the
     /// step, so the step neither passed nor failed).
@@ -125,11 +126,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Why a finished step fails its repo, or `None` when it succeeded or was cancelled (a
-/// step stopped by a cancel neither passed nor failed).
+/// Why a finished step did not succeed, or `None` when it did. A step stopped by a cancel
+/// gets the cancel as its reason (it neither passed nor failed; see [`StepRun::failure`]).
 fn failure_reason(step: &PreparedStep, o: &StepOutcome) -> Option<String> {
-    if o.cancelled.is_some() {
-        None
+    if let Some(sig) = o.cancelled {
+        Some(format!(
+            "step `{}` was stopped: the run was cancelled by {}",
+            step.name,
+            crate::support::signals::name(sig)
+        ))
     } else if o.timed_out {
         Some(format!(
             "step `{}` timed out after {} s and was stopped with its process group (log: {})",

@@ -218,7 +218,7 @@ pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Res
     let why = stopping.map(|s| s.why);
     match why {
         Some(Why::Timeout) => sink.note(&format!(
-            "[bllvm-ci] stopped after its timeout of {} s (SIGTERM to its process group, SIGKILL after {} s)",
+            "[bllvm-ci] killed after its timeout of {} s (SIGTERM to its process group, SIGKILL after {} s)",
             cmd.timeout.as_secs(),
             GRACE.as_secs()
         )),

@@ -64,6 +64,9 @@ pub fn run_repo(
     // dependency units too.
     if report.status == RepoStatus::Ok {
         release_hook(plan, r, cache, opts, &mut report, reporter);
+        if report.cancelled {
+            return report;
+        }
     }
     save_target(r, &tcache, &target_dir, opts, &mut report, reporter);
     report
@@ -298,5 +301,12 @@ pub(super) fn release_hook(
             opts: release,
         };
         crate::engine::release_build::run_for_repo(&ctx, report);
+        // A release build stopped by a cancel did not fail: the repo is cancelled.
+        if let (Some(sig), Some(step)) = (signals::cancelled(), report.steps.last()) {
+            if step.cancelled && matches!(report.status, RepoStatus::Failed(_)) {
+                let name = step.name.clone();
+                mark_cancelled(report, sig, Some(&name));
+            }
+        }
     }
 }
