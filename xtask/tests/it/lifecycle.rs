@@ -235,22 +235,8 @@ fn sigint_and_sigterm_stop_the_steps_put_the_checkout_back_and_write_a_cancelled
     }
 }
 
-#[test]
-fn sigkill_of_ci_takes_the_steps_along_and_the_next_ci_reconciles_the_checkout() {
-    let f = Fixture::new();
-    let mut ci = f.start_ci("1", &[]);
-    f.wait_ready(&mut ci, "1");
-    signal(&ci, libc::SIGKILL);
-    let st = wait_exit(&mut ci);
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
-    // The leader dies with ci (its death signal); the background child, which ignores
-    // SIGTERM, only through the watchdog's SIGKILL.
-    for p in ["leader", "child"] {
-        assert!(dies(f.pid(p)), "the step's {p} outlived a SIGKILL of ci");
-    }
-    let stripped = fs::read(f.app.join("Cargo.toml")).unwrap();
-    assert_ne!(stripped, APP_TOML.as_bytes());
-    // Read-only commands never reconcile (or otherwise touch) the leftovers.
+/// `plan`, `graph` and `cache key` on `f` (read-only commands): each must succeed.
+fn read_only_commands(f: &Fixture, check: &dyn Fn(&[&str])) {
     for args in [
         vec!["plan"],
         vec!["graph"],
@@ -265,6 +251,30 @@ fn sigkill_of_ci_takes_the_steps_along_and_the_next_ci_reconciles_the_checkout()
             .output()
             .unwrap();
         assert!(o.status.success(), "{args:?}: {o:?}");
+        check(&args);
+    }
+}
+
+#[test]
+fn sigkill_of_ci_takes_the_steps_along_and_the_next_ci_reconciles_the_checkout() {
+    let f = Fixture::new();
+    // On a clean checkout, a read-only command's temporary strip and lockfile are gone
+    // when it ends.
+    read_only_commands(&f, &|args| f.assert_checkout_clean(&format!("{args:?}")));
+    let mut ci = f.start_ci("1", &[]);
+    f.wait_ready(&mut ci, "1");
+    signal(&ci, libc::SIGKILL);
+    let st = wait_exit(&mut ci);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+    // The leader dies with ci (its death signal); the background child, which ignores
+    // SIGTERM, only through the watchdog's SIGKILL.
+    for p in ["leader", "child"] {
+        assert!(dies(f.pid(p)), "the step's {p} outlived a SIGKILL of ci");
+    }
+    let stripped = fs::read(f.app.join("Cargo.toml")).unwrap();
+    assert_ne!(stripped, APP_TOML.as_bytes());
+    // Read-only commands never reconcile (or otherwise touch) the leftovers.
+    read_only_commands(&f, &|args| {
         assert_eq!(
             fs::read(f.app.join("Cargo.toml")).unwrap(),
             stripped,
@@ -272,7 +282,7 @@ fn sigkill_of_ci_takes_the_steps_along_and_the_next_ci_reconciles_the_checkout()
         );
         assert!(f.app.join("Cargo.toml.orig.bllvm-ci").exists(), "{args:?}");
         assert!(f.app.join("Cargo.lock").exists(), "{args:?}");
-    }
+    });
     // The next ci puts the original back (and removes the generated lockfile) before it
     // strips again, and leaves the checkout as committed.
     fs::write(f.path("quick"), "").unwrap();
