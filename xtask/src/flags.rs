@@ -131,6 +131,9 @@ pub struct CiArgs {
     /// Do not use the remote cache (`[cache.remote]`, `BLLVM_CI_CACHE_BUCKET`) in this run.
     #[arg(long)]
     pub no_remote: bool,
+    /// Fail at once (exit 2) when another run holds a checkout, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Directory for step logs and summary.json (default: target/bllvm-ci/runs/<run id>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
@@ -634,6 +637,12 @@ pub struct StressArgs {
     /// Rounds of the full-disk cases (full-disk).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub full_disk: usize,
+    /// Runs of ci sent SIGINT, SIGTERM or SIGKILL at a random moment (signals).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub signal_rounds: usize,
+    /// Rounds of two ci runs started together on one checkout (shared-checkout).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub shared_rounds: usize,
     /// Seed of every random choice (default: from the clock; printed, so a run can be replayed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -667,4 +676,8 @@ pub enum StressScenario {
     Corruption,
     /// Saves into a small tmpfs that fills up (root, CAP_SYS_ADMIN or an unprivileged user namespace).
     FullDisk,
+    /// ci sent SIGINT, SIGTERM or SIGKILL at random moments: no orphaned process, checkout as committed.
+    Signals,
+    /// Two ci runs on one checkout at once: both pass, the checkout keeps its [patch].
+    SharedCheckout,
 }

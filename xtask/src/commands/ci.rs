@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cache::Tiered;
+use crate::engine::plan::CheckoutAccess;
 use crate::engine::run::RunOptions;
 use crate::engine::steps::{self, ExecContext};
 use crate::engine::{release_build, testing};
@@ -13,11 +14,17 @@ use crate::flags::CiArgs;
 use crate::github::{chain, events};
 use crate::job::{self, preflight, Job};
 use crate::support::exec::Echo;
+use crate::support::signals;
 
 use super::open;
 
-/// `cargo xtask ci`: exit 0 when every selected repo passed, 1 when one failed.
+/// `cargo xtask ci`: exit 0 when every selected repo passed, 1 when one failed, 2 when the
+/// run could not start (including a checkout in use with `--no-wait`), 128 + the signal
+/// number when it was cancelled (130 SIGINT, 143 SIGTERM; see `support::signals`).
 pub fn run(a: CiArgs) -> Result<ExitCode> {
+    // Before anything can change a checkout: a cancel from here on stops the steps, puts
+    // the checkouts back and still writes the summary.
+    signals::install_graceful();
     // The GitHub event shapes the run: pull requests never save caches, a release
     // runs the full chain, a workflow_dispatch may pick repos (see `events`).
     let event = events::Event::from_env()?;
@@ -55,6 +62,9 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
         // Repos that build at once share the machine's cores (cargo's -j).
         cargo_jobs: (a.jobs > 1).then(|| (num_cpus() / a.jobs).max(1)),
     };
+    // Every checkout is locked for the run (two runs on one checkout would strip, build
+    // and move target dirs under each other's feet).
+    opts.checkout = CheckoutAccess::Exclusive { wait: !a.no_wait };
     let job = Job {
         manifest: &manifest,
         plan: opts,
@@ -75,9 +85,21 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
         extra: Vec::new(),
     };
     let summaries = if a.matrix || a.cell.is_some() {
-        job::matrix::run_cells(&job, a.cell.as_deref())?
+        job::matrix::run_cells(&job, a.cell.as_deref())
     } else {
-        vec![job.run()?]
+        job.run().map(|s| vec![s])
+    };
+    let summaries = match (summaries, signals::cancelled()) {
+        (Ok(s), None) => s,
+        (Err(e), None) => return Err(e),
+        (res, Some(sig)) => {
+            if let Err(e) = res {
+                eprintln!("error: {e:#}");
+            }
+            // Cancelled: no notification and no PR comment about a run that did not end.
+            println!("logs: {}", run_dir.display());
+            return Ok(ExitCode::from(signals::exit_code(sig)));
+        }
     };
     println!("logs: {}", run_dir.display());
     job::after_jobs(&manifest, cache.root(), &summaries, &event, a.comment);

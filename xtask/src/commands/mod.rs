@@ -35,6 +35,9 @@ use crate::flags::{Cmd, Resolve, Xtask};
 ///
 /// Call from `main` before any thread exists: it changes the process environment.
 pub fn main() -> ExitCode {
+    if let Some(code) = crate::support::watchdog::serve_if_asked() {
+        return code;
+    }
     crate::engine::toolchain::take_inherited();
     let args = <Xtask as clap::Parser>::parse();
     match run(args) {
@@ -88,6 +91,7 @@ pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
         affected: affected_refs(r.affected.as_deref())?,
         skip_unavailable_toolchains: false,
         exec: crate::engine::steps::ExecContext::for_display(),
+        checkout: Default::default(),
     };
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to

@@ -20,6 +20,8 @@ impl From<StressScenario> for Scenario {
             StressScenario::Crash => Scenario::Crash,
             StressScenario::Corruption => Scenario::Corruption,
             StressScenario::FullDisk => Scenario::FullDisk,
+            StressScenario::Signals => Scenario::Signals,
+            StressScenario::SharedCheckout => Scenario::SharedCheckout,
         }
     }
 }
@@ -45,6 +47,8 @@ pub fn run(a: &StressArgs) -> Result<ExitCode> {
         crashes: a.crashes,
         corruptions: a.corruptions,
         full_disk: a.full_disk,
+        signal_rounds: a.signal_rounds,
+        shared_rounds: a.shared_rounds,
         seed,
     };
     let chosen: Vec<Scenario> = a.scenario.iter().map(|&s| s.into()).collect();

@@ -41,12 +41,14 @@ pub fn ensure_lockfile(dir: &Path, env: &[(String, String)]) -> Result<bool> {
     if dir.join("Cargo.lock").exists() {
         return Ok(false);
     }
-    let out = Command::new("cargo")
-        .arg("generate-lockfile")
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .with_context(|| format!("run `cargo generate-lockfile` in {}", dir.display()))?;
+    // Tracked: an emergency stop kills it before it removes the lockfile it writes.
+    let out = crate::support::exec::output_tracked(
+        Command::new("cargo")
+            .arg("generate-lockfile")
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    )
+    .with_context(|| format!("run `cargo generate-lockfile` in {}", dir.display()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -16,12 +16,21 @@ use crate::support::exec::{self, StepCommand, StepOutcome};
 pub struct StepRun {
     /// The summary's record of it.
     pub report: StepReport,
-    /// Why the repo fails because of this step (`None`: it succeeded).
+    /// Why the step did not succeed (`None`: it succeeded). When [`StepRun::cancelled`]
+    /// is set, the reason is the cancel, not a failure of the step: callers that report
+    /// results check `cancelled` first.
     pub failure: Option<String>,
+    /// The signal the run was cancelled with while the step ran (it was forwarded to the
+    /// step, so the step neither passed nor failed).
+    pub cancelled: Option<i32>,
+    /// A problem that did not change the step's result, e.g. its log could not be
+    /// written (names the path and the operation).
+    pub warning: Option<String>,
 }
 
 /// Run `step` of `repo`, reporting to `reporter`. Never errors: a step that cannot start
-/// (not installed, blocked, log not writable) is a failed step with the reason.
+/// (not installed, blocked) is a failed step with the reason; a log that cannot be
+/// written is only a warning (the output still reaches the reporters).
 pub fn execute(repo: &RepoPlan, step: &PreparedStep, reporter: &dyn Reporter) -> StepRun {
     reporter.report(&Event::StepStarted { repo, step });
     let (outcome, failure) = match spawn(repo, step, reporter) {
@@ -31,6 +40,8 @@ pub fn execute(repo: &RepoPlan, step: &PreparedStep, reporter: &dyn Reporter) ->
         }
         Err(why) => (None, Some(why)),
     };
+    let cancelled = outcome.as_ref().and_then(|o| o.cancelled);
+    let warning = outcome.as_ref().and_then(|o| o.log_error.clone());
     let report = StepReport {
         name: step.name.clone(),
         code: outcome.as_ref().and_then(|o| o.code),
@@ -48,6 +59,7 @@ pub fn execute(repo: &RepoPlan, step: &PreparedStep, reporter: &dyn Reporter) ->
                     .collect()
             })
             .unwrap_or_default(),
+        cancelled: cancelled.is_some(),
     };
     let diagnostics = outcome.as_ref().map_or(&[][..], |o| &o.diagnostics[..]);
     reporter.report(&Event::StepFinished {
@@ -56,7 +68,12 @@ pub fn execute(repo: &RepoPlan, step: &PreparedStep, reporter: &dyn Reporter) ->
         report: &report,
         diagnostics,
     });
-    StepRun { report, failure }
+    StepRun {
+        report,
+        failure,
+        cancelled,
+        warning,
+    }
 }
 
 /// Prepare the step's outputs and spawn it; `Err(reason)` when it cannot start.
@@ -69,8 +86,9 @@ fn spawn(
         return Err(why.clone());
     }
     if let Some(parent) = step.log.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("create log dir {}: {e}", parent.display()))?;
+        // A run dir that cannot be written (a full disk) costs the log, not the step:
+        // `run_step` reports the missing log as a warning.
+        let _ = std::fs::create_dir_all(parent);
     }
     if let Some(j) = &step.junit {
         let _ = std::fs::remove_file(j);
@@ -93,7 +111,8 @@ fn spawn(
     if step.lenient_no_lib
         && !o.success()
         && !o.timed_out
-        && std::fs::read_to_string(&step.log).is_ok_and(|t| t.contains("no library targets found"))
+        && o.cancelled.is_none()
+        && contains(&o.tail, b"no library targets found")
     {
         // `cargo test --doc` in a workspace without a library: nothing to test.
         o.code = Some(0);
@@ -101,11 +120,24 @@ fn spawn(
     Ok(o)
 }
 
-/// Why a finished step fails its repo, or `None` when it succeeded.
+/// Whether `haystack` holds `needle` (the output's tail, which does not depend on the log
+/// being writable).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Why a finished step did not succeed, or `None` when it did. A step stopped by a cancel
+/// gets the cancel as its reason (it neither passed nor failed; see [`StepRun::failure`]).
 fn failure_reason(step: &PreparedStep, o: &StepOutcome) -> Option<String> {
-    if o.timed_out {
+    if let Some(sig) = o.cancelled {
         Some(format!(
-            "step `{}` timed out after {} s and was killed with its process tree (log: {})",
+            "step `{}` was stopped: the run was cancelled by {}",
+            step.name,
+            crate::support::signals::name(sig)
+        ))
+    } else if o.timed_out {
+        Some(format!(
+            "step `{}` timed out after {} s and was stopped with its process group (log: {})",
             step.name,
             step.timeout_secs,
             step.log.display()

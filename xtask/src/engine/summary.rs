@@ -63,13 +63,21 @@ pub struct StepReport {
     /// Actions; at most 20), for the summary and notifications.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<crate::support::exec::Diagnostic>,
+    /// The run was cancelled while the step ran: the signal was forwarded to it, so its
+    /// exit says nothing about the step (added to schema 1; absent when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cancelled: bool,
 }
 
 impl StepReport {
-    /// Whether the step succeeded.
+    /// Whether the step succeeded (a cancelled step did not).
     pub fn ok(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
+        self.code == Some(0) && !self.timed_out && !self.cancelled
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One repo's row.
@@ -112,6 +120,35 @@ pub struct RepoReport {
     /// Line coverage of a `coverage` step (see [`crate::engine::coverage`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<CoverageReport>,
+    /// The run was cancelled before the repo finished: its status is `skipped` with the
+    /// reason (it neither passed nor failed), and its steps list what ran (added to
+    /// schema 1; absent when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cancelled: bool,
+}
+
+impl RepoReport {
+    /// The report of repo `name` that did not run, with `status` (its reason).
+    pub fn not_run(name: &str, status: RepoStatus) -> RepoReport {
+        RepoReport {
+            name: name.to_owned(),
+            status,
+            start_secs: 0.0,
+            end_secs: 0.0,
+            tests: None,
+            hints: Vec::new(),
+            steps: Vec::new(),
+            cache: Vec::new(),
+            restore_secs: 0.0,
+            restore_bytes: 0,
+            save_secs: 0.0,
+            save_bytes: 0,
+            release: None,
+            coverage: None,
+            warnings: Vec::new(),
+            cancelled: false,
+        }
+    }
 }
 
 /// The whole run.
@@ -129,6 +166,15 @@ pub struct RunSummary {
     pub repos: Vec<RepoReport>,
     /// Wall-clock seconds of the whole run.
     pub secs: f64,
+    /// The signal that cancelled the run (`SIGINT`, `SIGTERM`, ...); absent for a run that
+    /// was not cancelled (added to schema 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<String>,
+    /// Problems of the run as a whole that did not change any repo's result, e.g. a run
+    /// dir that could not be written (each names the path and the operation; added to
+    /// schema 1, absent when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunSummary {

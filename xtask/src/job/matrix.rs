@@ -54,13 +54,22 @@ pub fn run_cells(base: &Job<'_>, only_cell: Option<&str>) -> Result<Vec<RunSumma
         job.run.run_dir = base.run.run_dir.join(cell.name());
         job.plan.exec.run_dir = job.run.run_dir.clone();
         summaries.push(job.run()?);
+        if crate::support::signals::cancelled().is_some() {
+            // A cancelled run starts no further cell.
+            break;
+        }
     }
     let failed: Vec<&str> = summaries
         .iter()
         .filter(|s| s.failed())
         .map(|s| s.run_id.as_str())
         .collect();
-    if failed.is_empty() {
+    if let Some(sig) = crate::support::signals::cancelled() {
+        println!(
+            "matrix: CANCELLED by {}",
+            crate::support::signals::name(sig)
+        );
+    } else if failed.is_empty() {
         println!("matrix: ok");
     } else {
         println!("matrix: FAILED in {}", failed.join(", "));

@@ -17,10 +17,11 @@ use crate::engine::events::{Event, Fanout, Reporter};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::{self, PlanOptions};
 use crate::engine::run::{self, RunOptions};
-use crate::engine::summary::{RepoStatus, RunSummary};
+use crate::engine::summary::{RepoReport, RepoStatus, RunSummary};
 use crate::github::events::Event as GithubEvent;
 use crate::report::console::{render_summary, Console};
 use crate::report::{explain, gha, metrics, notify};
+use crate::support::signals;
 
 /// Knowledge-base hints kept per failed repo.
 const MAX_HINTS: usize = 3;
@@ -46,8 +47,14 @@ impl Job<'_> {
     /// Resolve, run and finish the job; returns its summary (already printed, written to
     /// `<run dir>/summary.json` and recorded in the metrics history).
     ///
-    /// Errors: the plan cannot be resolved (bad `--only`, missing checkout, cycle), the
-    /// run dir or `summary.json` cannot be written.
+    /// A cancel (`support::signals`) is a result, not an error: the summary is marked
+    /// [`RunSummary::cancelled`], every repo that did not finish is `skipped` with
+    /// `cancelled` set, the checkouts are put back, and the summary is written and printed
+    /// (not recorded in the metrics history). A `summary.json` that cannot be written is a
+    /// warning in the printed summary.
+    ///
+    /// Errors: the plan cannot be resolved (bad `--only`, missing checkout, cycle, a
+    /// checkout in use with `--no-wait`), the release manifest cannot be written.
     pub fn run(&self) -> Result<RunSummary> {
         let cache = self.store.cache();
         let probe = metrics::Probe::start(cache.root());
@@ -55,10 +62,30 @@ impl Job<'_> {
         let mut all: Vec<&dyn Reporter> = vec![&console];
         all.extend(self.extra.iter().copied());
         let reporter = Fanout(all);
+        if let Some(sig) = signals::cancelled() {
+            // Cancelled before it began (a cancel during start-up): change nothing in the
+            // checkouts.
+            let why = anyhow::anyhow!("the run had not started");
+            return Ok(self.cancelled_before_plan(sig, &why, &reporter));
+        }
         let mut chain_cache = Vec::new();
-        let resolved = plan::resolve_with(self.manifest, &self.plan, cache, &mut |keys| {
+        let resolved = match plan::resolve_with(self.manifest, &self.plan, cache, &mut |keys| {
             chain_cache = run::restore_chain(self.store, keys, self.run.restore, &reporter);
-        })?;
+        }) {
+            Ok(r) => r,
+            // A terminal's Ctrl-C also stops `cargo metadata`, and a cancel stops a wait
+            // for a checkout: the run was cancelled, it did not fail to start.
+            Err(e) => match signals::cancelled() {
+                Some(sig) => return Ok(self.cancelled_before_plan(sig, &e, &reporter)),
+                None => return Err(e),
+            },
+        };
+        for note in &resolved.notes {
+            reporter.report(&Event::Note {
+                repo: None,
+                text: note,
+            });
+        }
         if let Some(verbose) = self.print_plan {
             print!("{}", resolved.plan.render(verbose));
         }
@@ -70,18 +97,69 @@ impl Job<'_> {
             &reporter,
         )?;
         add_hints(&mut summary);
-        write_summary(&self.run.run_dir, &summary)?;
+        write_summary(&self.run.run_dir, &mut summary);
         if gha::enabled() {
             if let Err(e) = gha::finish(&resolved.plan, &summary) {
                 eprintln!("warning: could not write the GitHub Actions summary and outputs: {e:#}");
             }
         }
         // The stripped manifests and generated lockfiles go back now, before the summary
-        // is printed, so an interrupted print cannot leave them behind.
+        // is printed, so an interrupted print cannot leave them behind; then the checkout
+        // locks are released.
         drop(resolved);
         reporter.report(&Event::RunFinished { summary: &summary });
-        probe.finish(&summary, cache, &self.run.run_dir);
+        if summary.cancelled.is_none() {
+            probe.finish(&summary, cache, &self.run.run_dir);
+        }
         Ok(summary)
+    }
+
+    /// The summary of a run cancelled by `sig` before its plan was resolved (`why`: the
+    /// error resolution stopped with): every selected repo `skipped`, marked `cancelled`;
+    /// written and printed like any summary.
+    fn cancelled_before_plan(
+        &self,
+        sig: i32,
+        why: &anyhow::Error,
+        reporter: &dyn Reporter,
+    ) -> RunSummary {
+        let reason = format!(
+            "cancelled by {} before the plan was resolved ({})",
+            signals::name(sig),
+            format!("{why:#}").lines().next().unwrap_or("")
+        );
+        let repos = self
+            .manifest
+            .repos
+            .iter()
+            .filter(|r| self.plan.only.is_empty() || self.plan.only.contains(&r.name))
+            .map(|r| {
+                let mut rep = RepoReport::not_run(&r.name, RepoStatus::Skipped(reason.clone()));
+                rep.cancelled = true;
+                rep
+            })
+            .collect();
+        let mut summary = RunSummary {
+            schema_version: 1,
+            run_id: self
+                .run
+                .run_dir
+                .file_name()
+                .map_or_else(|| "run".to_owned(), |n| n.to_string_lossy().into_owned()),
+            variant: self
+                .plan
+                .variant
+                .clone()
+                .unwrap_or_else(|| self.manifest.defaults.variant.clone()),
+            chain_cache: Vec::new(),
+            repos,
+            secs: 0.0,
+            cancelled: Some(signals::name(sig)),
+            warnings: Vec::new(),
+        };
+        write_summary(&self.run.run_dir, &mut summary);
+        reporter.report(&Event::RunFinished { summary: &summary });
+        summary
     }
 }
 
@@ -98,11 +176,23 @@ pub fn add_hints(summary: &mut RunSummary) {
     }
 }
 
-/// `<run dir>/summary.json` (schema 1).
-fn write_summary(run_dir: &Path, summary: &RunSummary) -> Result<()> {
+/// `<run dir>/summary.json` (schema 1). A run dir that cannot take it (a full disk) does
+/// not change the run's result: the failure becomes a warning of the summary (printed
+/// with it), naming the path and the operation.
+fn write_summary(run_dir: &Path, summary: &mut RunSummary) {
     let path = run_dir.join("summary.json");
-    let json = serde_json::to_vec_pretty(summary)?;
-    std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))
+    let res = serde_json::to_vec_pretty(&*summary)
+        .map_err(anyhow::Error::from)
+        .and_then(|json| {
+            std::fs::create_dir_all(run_dir)
+                .with_context(|| format!("create run dir {}", run_dir.display()))?;
+            std::fs::write(&path, json).with_context(|| format!("write summary {}", path.display()))
+        });
+    if let Err(e) = res {
+        summary.warnings.push(format!(
+            "{e:#}; summary.json is missing, the summary below is the run's record"
+        ));
+    }
 }
 
 /// Once per invocation, over the jobs' summaries (one, or one per matrix cell): send the

@@ -163,7 +163,9 @@ impl Reporter for Console {
                     text += &format!("    {why}\n");
                 }
                 if self.echo == Echo::Quiet {
-                    let word = if report.timed_out {
+                    let word = if report.cancelled {
+                        "cancelled"
+                    } else if report.timed_out {
                         "timed out"
                     } else if report.ok() {
                         "ok"
@@ -275,7 +277,12 @@ pub fn render_summary(s: &RunSummary) -> String {
         .filter(|r| matches!(r.status, RepoStatus::Failed(_)))
         .map(|r| r.name.as_str())
         .collect();
-    if failed.is_empty() {
+    for w in &s.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    if let Some(signal) = &s.cancelled {
+        out += &format!("result: CANCELLED by {signal}\n");
+    } else if failed.is_empty() {
         out += "result: ok\n";
     } else {
         out += &format!("result: FAILED ({})\n", failed.join(", "));
@@ -300,7 +307,9 @@ fn repo_row(r: &RepoReport, width: usize) -> String {
         .steps
         .iter()
         .map(|st| {
-            let mark = if st.timed_out {
+            let mark = if st.cancelled {
+                "cancelled"
+            } else if st.timed_out {
                 "timeout"
             } else if st.ok() {
                 "ok"

@@ -2,6 +2,7 @@
 //! publish-by-rename, timestamps, process spawning with process groups and timeouts.
 //! Imports nothing from the crate.
 
+pub mod dirlock;
 pub mod disk;
 pub mod env;
 pub mod exec;
@@ -9,4 +10,6 @@ pub mod fs;
 pub mod http;
 pub mod par;
 pub mod publish;
+pub mod signals;
 pub mod time;
+pub mod watchdog;

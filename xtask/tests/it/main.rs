@@ -4,6 +4,7 @@ mod chain;
 mod debugging;
 mod gha;
 mod layers;
+mod lifecycle;
 mod matrix;
 mod release;
 mod reliability;

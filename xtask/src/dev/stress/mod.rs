@@ -42,6 +42,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod full_disk;
+mod proc;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,15 +74,21 @@ pub enum Scenario {
     Corruption,
     /// Saves into a small tmpfs that fills up.
     FullDisk,
+    /// `ci` interrupted by SIGINT, SIGTERM or SIGKILL at a random moment.
+    Signals,
+    /// Two `ci` runs started together on one checkout.
+    SharedCheckout,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Concurrency,
         Scenario::Crash,
         Scenario::Corruption,
         Scenario::FullDisk,
+        Scenario::Signals,
+        Scenario::SharedCheckout,
     ];
 }
 
@@ -93,6 +100,8 @@ pub fn run(s: Scenario, o: &Options) -> Outcome {
         Scenario::Crash => crash::run(o),
         Scenario::Corruption => corruption::run(o),
         Scenario::FullDisk => full_disk::run(o),
+        Scenario::Signals => proc::signals(&o.dir, o.signal_rounds, o.seed),
+        Scenario::SharedCheckout => proc::shared_checkout(&o.dir, o.shared_rounds),
     }
 }
 
@@ -162,6 +171,10 @@ pub struct Options {
     pub corruptions: usize,
     /// Rounds of the three full-disk cases (`full-disk`).
     pub full_disk: usize,
+    /// Runs of `ci` interrupted by a signal (`signals`).
+    pub signal_rounds: usize,
+    /// Rounds of two runs on one checkout (`shared-checkout`).
+    pub shared_rounds: usize,
     /// Seed of every random choice.
     pub seed: u64,
 }

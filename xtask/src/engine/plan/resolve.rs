@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use super::affected::affected_repos;
 use super::keys::{chain_keys, target_key, ChainKeys};
 use super::types::{
-    default_target_dir, effective_root, Action, EdgeView, GeneratedLockfile, Plan, PlanOptions,
-    RepoPlan, Resolved,
+    default_target_dir, effective_root, Action, CheckoutAccess, EdgeView, GeneratedLockfile, Plan,
+    PlanOptions, RepoPlan, Resolved,
 };
 use crate::cache::cargo_home::LockedPackages;
 use crate::cache::Cache;
@@ -23,10 +23,11 @@ use crate::engine::fingerprint::{self, Fingerprint};
 use crate::engine::graph::Graph;
 use crate::engine::manifest::{DepsMode, Manifest, Repo, RepoKind};
 use crate::engine::metadata::{self, RepoMetadata};
-use crate::engine::patches::{self, StrippedManifest};
+use crate::engine::patches::{self, Leftover, StrippedManifest};
 use crate::engine::results::Results;
 use crate::engine::steps::{self, RepoSteps};
 use crate::engine::toolchain::Choice;
+use crate::support::dirlock::{self, DirLock};
 use crate::support::fs::sha256_file;
 
 /// What probing one cargo repo found.
@@ -81,9 +82,14 @@ pub fn resolve_with(
         manifest.repo(name)?;
     }
     metadata::check_checkouts(manifest, &root)?;
-    let (guards, stripped) = strip_registry_patches(manifest, opts, &root)?;
+    // Locks first, then leftovers, then changes; dropped in the reverse order (the
+    // changes are undone before the locks go).
+    let locks = lock_checkouts(manifest, opts, &root)?;
+    let notes = reconcile_leftovers(manifest, opts, &root)?;
+    let may_generate = missing_lockfiles(manifest, &root);
+    let (guards, stripped) = strip_registry_patches(manifest, opts, &root, &notes)?;
     let generated = Mutex::new(Vec::new());
-    let rustcs = probe_compilers(manifest, opts, &root, &generated);
+    let rustcs = probe_compilers(manifest, opts, &root, &may_generate, &generated);
     let selected = selected_repos(manifest, opts);
     let (lock_hashes, locked) = lockfiles(manifest, &root, &selected)?;
     let keys = chain_keys(&lock_hashes, locked.has_git);
@@ -123,7 +129,101 @@ pub fn resolve_with(
         plan: finish_plan(chain, repos, keys, locked),
         guards,
         generated_lockfiles: generated.into_inner().expect("lock list"),
+        notes,
+        locks,
     })
+}
+
+/// Take the checkout locks ([`CheckoutAccess`]): every checkout of the chain for `ci`;
+/// for a read-only command only those it must change (a registry-mode strip, a lockfile
+/// to generate), checked again once they are held (another run may have finished and
+/// put its checkouts back meanwhile), so that every checkout changed is a locked one.
+///
+/// Errors: a checkout is busy and `--no-wait` was given (or the run was cancelled while
+/// waiting), or a checkout cannot be opened.
+fn lock_checkouts(manifest: &Manifest, opts: &PlanOptions, root: &Path) -> Result<Vec<DirLock>> {
+    let CheckoutAccess::Exclusive { wait } = opts.checkout else {
+        let mut want = to_change(manifest, opts, root);
+        loop {
+            let locks = dirlock::lock_all(&want, true)?;
+            let now = to_change(manifest, opts, root);
+            if now.iter().all(|d| want.contains(d)) {
+                return Ok(locks);
+            }
+            // Locks are only ever taken in one sorted batch (no deadlock): let go, retry.
+            drop(locks);
+            want.extend(now);
+        }
+    };
+    let dirs: Vec<PathBuf> = manifest
+        .repos
+        .iter()
+        .map(|r| Manifest::checkout_dir(root, r))
+        .collect();
+    Ok(dirlock::lock_all(&dirs, wait)?)
+}
+
+/// The checkouts a read-only resolution would change now: a lockfile to generate, or a
+/// registry-mode strip (not where a backup shows another run's strip or a leftover).
+fn to_change(manifest: &Manifest, opts: &PlanOptions, root: &Path) -> Vec<PathBuf> {
+    cargo_repos(manifest)
+        .map(|r| (r, Manifest::checkout_dir(root, r)))
+        .filter(|(r, dir)| {
+            !dir.join("Cargo.lock").exists()
+                || (opts.deps.unwrap_or(r.deps) == DepsMode::Registry
+                    && !patches::has_backup(dir)
+                    && patches::would_strip(dir, &sibling_dirs(manifest, root, dir))
+                        .unwrap_or(false))
+        })
+        .map(|(_, dir)| dir)
+        .collect()
+}
+
+/// The cargo repos without a `Cargo.lock` (whose checkouts are locked by now, so nobody
+/// else creates one): they get a generated one.
+fn missing_lockfiles(manifest: &Manifest, root: &Path) -> BTreeSet<String> {
+    cargo_repos(manifest)
+        .filter(|r| !Manifest::checkout_dir(root, r).join("Cargo.lock").exists())
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// `ci` only: reconcile what a killed run left in each cargo checkout (see
+/// [`patches::reconcile`]); returns what was done, for the user.
+///
+/// Errors: a leftover cannot be read, restored or removed.
+fn reconcile_leftovers(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    root: &Path,
+) -> Result<Vec<String>> {
+    if opts.checkout == CheckoutAccess::ReadOnly {
+        return Ok(Vec::new());
+    }
+    let mut notes = Vec::new();
+    for r in cargo_repos(manifest) {
+        for done in patches::reconcile(&Manifest::checkout_dir(root, r))? {
+            notes.push(match done {
+                Leftover::Restored => format!(
+                    "{}: put back the Cargo.toml a killed run left stripped (from its complete backup)",
+                    r.name
+                ),
+                Leftover::Removed => format!("{}: removed what a killed run left (a Cargo.lock it generated, or a backup identical to Cargo.toml)", r.name),
+                Leftover::Kept(why) => format!("warning: {}: {why}", r.name),
+            });
+        }
+    }
+    Ok(notes)
+}
+
+/// Every other checkout of the chain than `dir` (where a sibling patch may point).
+fn sibling_dirs(manifest: &Manifest, root: &Path, dir: &Path) -> Vec<PathBuf> {
+    manifest
+        .repos
+        .iter()
+        .map(|r| Manifest::checkout_dir(root, r))
+        .filter(|d| d != dir)
+        .collect()
 }
 
 /// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
@@ -136,27 +236,31 @@ fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
     )
 }
 
-/// Registry mode: strip sibling patches before anything reads the manifests. Also puts
-/// back what a killed run left stripped.
+/// Registry mode: strip sibling patches before anything reads the manifests. A read-only
+/// command leaves a repo that has a backup (another run's strip, or a killed run's
+/// leftover) as it is. `notes` (what reconciling found) are added to an error: they
+/// explain a strip that a kept backup blocks.
 fn strip_registry_patches(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
+    notes: &[String],
 ) -> Result<(Vec<StrippedManifest>, BTreeMap<String, Vec<String>>)> {
-    let all_dirs: Vec<PathBuf> = manifest
-        .repos
-        .iter()
-        .map(|r| Manifest::checkout_dir(root, r))
-        .collect();
     let mut guards = Vec::new();
     let mut stripped = BTreeMap::new();
     for r in manifest.repos.iter().filter(|r| r.kind == RepoKind::Cargo) {
         let dir = Manifest::checkout_dir(root, r);
-        patches::restore_leftovers(&dir)?;
+        if opts.checkout == CheckoutAccess::ReadOnly && patches::has_backup(&dir) {
+            continue;
+        }
         if opts.deps.unwrap_or(r.deps) == DepsMode::Registry {
-            let siblings: Vec<PathBuf> = all_dirs.iter().filter(|d| **d != dir).cloned().collect();
+            let siblings = sibling_dirs(manifest, root, &dir);
             if let Some(g) = patches::strip_sibling_patches(&dir, &siblings)
-                .with_context(|| format!("strip sibling patches of `{}`", r.name))?
+                .with_context(|| format!("strip sibling patches of `{}`", r.name))
+                .map_err(|e| match notes {
+                    [] => e,
+                    _ => anyhow::anyhow!("{e:#}\n{}", notes.join("\n")),
+                })?
             {
                 stripped.insert(r.name.clone(), g.removed.clone());
                 guards.push(g);
@@ -179,12 +283,14 @@ fn selected_repos<'a>(manifest: &'a Manifest, opts: &'a PlanOptions) -> BTreeSet
 }
 
 /// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV`) and a lockfile
-/// (generated when the repo commits none; recorded in `generated`). Nothing here needs
-/// the registry when the repo commits its `Cargo.lock`.
+/// (generated when the repo commits none and is in `may_generate`, i.e. its checkout is
+/// locked; recorded in `generated`). Nothing here needs the registry when the repo commits
+/// its `Cargo.lock`.
 fn probe_compilers(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
+    may_generate: &BTreeSet<String>,
     generated: &Mutex<Vec<GeneratedLockfile>>,
 ) -> BTreeMap<String, Result<String>> {
     std::thread::scope(|s| {
@@ -192,13 +298,13 @@ fn probe_compilers(
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
                 let env = toolchain_of(opts, root, r).env();
+                let generate = may_generate.contains(&r.name);
                 s.spawn(move || {
                     let rustc = metadata::rustc_version(&dir, &env).and_then(|v| {
-                        if metadata::ensure_lockfile(&dir, &env)? {
-                            generated
-                                .lock()
-                                .expect("lock list")
-                                .push(GeneratedLockfile(dir.join("Cargo.lock")));
+                        if generate {
+                            if let Some(g) = generate_lockfile(&dir, &env)? {
+                                generated.lock().expect("lock list").push(g);
+                            }
                         }
                         Ok(v)
                     });
@@ -211,6 +317,25 @@ fn probe_compilers(
             .map(|h| h.join().expect("probe thread panicked"))
             .collect()
     })
+}
+
+/// Generate `dir/Cargo.lock` when it is missing, recorded so that it is removed after the
+/// run, by an emergency stop, or by the next run if this one is killed
+/// ([`GeneratedLockfile`]). `None`: the repo has a lockfile.
+///
+/// Errors: the marker cannot be written, or `cargo generate-lockfile` fails.
+fn generate_lockfile(dir: &Path, env: &[(String, String)]) -> Result<Option<GeneratedLockfile>> {
+    if dir.join("Cargo.lock").exists() {
+        return Ok(None);
+    }
+    let g = GeneratedLockfile::begin(dir)?;
+    if metadata::ensure_lockfile(dir, env)? {
+        g.finish()?;
+        Ok(Some(g))
+    } else {
+        g.not_generated();
+        Ok(None)
+    }
 }
 
 /// The selected repos' lockfile hashes (sorted by repo) and the registry packages they

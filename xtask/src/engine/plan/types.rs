@@ -41,6 +41,8 @@ pub struct PlanOptions {
     pub skip_unavailable_toolchains: bool,
     /// How step commands are prepared (run dir, GitHub Actions, nextest, shared cores).
     pub exec: ExecContext,
+    /// How the checkouts may be locked and changed (read-only unless `ci`).
+    pub checkout: CheckoutAccess,
 }
 
 /// What `ci` will do with a repo, as `graph` and `plan` show it.
@@ -170,8 +172,9 @@ pub struct Plan {
     pub graph: Graph,
 }
 
-/// A plan together with the guards that keep registry-mode manifests stripped; drop it to
-/// restore them.
+/// A plan together with what keeps the checkouts as the plan saw them: the checkout
+/// locks, the stripped registry-mode manifests and the generated lockfiles. Drop it to put
+/// the checkouts back and then release the locks (fields drop in declaration order).
 #[derive(Debug)]
 pub struct Resolved {
     /// The plan.
@@ -183,20 +186,31 @@ pub struct Resolved {
     /// that).
     #[allow(dead_code)]
     pub generated_lockfiles: Vec<GeneratedLockfile>,
+    /// What reconciling a killed run's leftovers did or could not do, for the user.
+    pub notes: Vec<String>,
+    /// The checkout locks ([`CheckoutAccess`]), released last.
+    #[allow(dead_code)]
+    pub locks: Vec<crate::support::dirlock::DirLock>,
 }
 
-/// A `Cargo.lock` this run generated (the repo commits none); removed when dropped, so
-/// the checkout is left as it was found and the next run resolves afresh. Kept, it would
-/// also poison a later run in the other dependency mode: a lockfile resolved against
-/// crates.io pins versions newer than a sibling checkout's, and cargo then reports the
-/// sibling `[patch]` as unused (seen on the real chain).
-#[derive(Debug)]
-pub struct GeneratedLockfile(pub PathBuf);
+pub use crate::engine::patches::GeneratedLockfile;
 
-impl Drop for GeneratedLockfile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// How a command may treat the checkouts (`PlanOptions::checkout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckoutAccess {
+    /// `plan`, `graph`, `cache key`, ...: never reconcile a killed run's leftovers, leave a
+    /// repo whose manifest is stripped by another run as it is, and lock only the
+    /// checkouts that must change for the plan (a registry-mode strip, a lockfile to
+    /// generate), waiting for them; undone when the plan is dropped.
+    #[default]
+    ReadOnly,
+    /// `ci`: lock every checkout of the chain before anything changes (waiting, or
+    /// failing at once with `wait: false`, `--no-wait`), reconcile leftovers, then strip
+    /// and generate.
+    Exclusive {
+        /// Wait for a checkout another run holds (else fail at once).
+        wait: bool,
+    },
 }
 
 /// The effective checkout root: `--root`, else the manifest's.

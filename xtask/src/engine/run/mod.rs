@@ -14,7 +14,7 @@ mod stages;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub use options::RunOptions;
 pub use stages::restore_chain;
@@ -24,13 +24,19 @@ use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::{Plan, RepoPlan};
 use crate::engine::results::{Record, RecordedStep, Results};
 use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
+use crate::support::signals;
 
 /// Run `plan` with `store`; `chain_cache` holds the chain-wide stages already restored by
 /// [`restore_chain`] (they are saved again at the end). Returns the summary; the caller
 /// adds hints, writes `summary.json` and reports it (see `job`).
 ///
-/// Errors only for problems outside any repo (the run directory cannot be created, the
-/// release manifest cannot be written); step failures are results, not errors.
+/// A run dir that cannot be created is a warning in the summary (the steps run without
+/// logs), never a failed repo. A cancel of the run ([`crate::support::signals`]) stops the
+/// running steps, starts nothing more, skips the chain-wide saves and marks the summary
+/// [`RunSummary::cancelled`].
+///
+/// Errors only for problems outside any repo (the release manifest cannot be written);
+/// step failures are results, not errors.
 pub fn run(
     plan: &Plan,
     store: &Tiered,
@@ -40,8 +46,13 @@ pub fn run(
 ) -> Result<RunSummary> {
     let start = Instant::now();
     let cache = store.cache();
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("create run dir {}", opts.run_dir.display()))?;
+    let mut warnings = Vec::new();
+    if let Err(e) = std::fs::create_dir_all(&opts.run_dir) {
+        warnings.push(format!(
+            "create run dir {}: {e}; the steps run without logs",
+            opts.run_dir.display()
+        ));
+    }
     let run_id = opts
         .run_dir
         .file_name()
@@ -53,11 +64,15 @@ pub fn run(
         // A read-only cache (untrusted events, --no-save) writes nothing under its root,
         // results included: a trusted run must never skip a repo on the word of an
         // untrusted one.
-        if !cache.is_read_only() {
+        // A cancelled repo neither passed nor failed: nothing to record.
+        if !cache.is_read_only() && !report.cancelled {
             record_result(&results, r, report, &run_id);
         }
     });
-    stages::save_chain(plan, store, opts.save, &mut chain_cache, reporter);
+    let cancelled = signals::cancelled();
+    if cancelled.is_none() {
+        stages::save_chain(plan, store, opts.save, &mut chain_cache, reporter);
+    }
     stages::finish_uploads(store, &mut chain_cache, &mut reports, reporter);
     // Run-wide outputs of the release and coverage hooks.
     crate::engine::coverage::write_total(&opts.run_dir, &reports);
@@ -81,6 +96,8 @@ pub fn run(
         chain_cache,
         repos: reports,
         secs: start.elapsed().as_secs_f64(),
+        cancelled: cancelled.map(signals::name),
+        warnings,
     })
 }
 

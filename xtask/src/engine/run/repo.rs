@@ -2,6 +2,7 @@
 //! the first failure), build its release artifacts when asked, and save the target dir.
 //! Every cache problem is a warning; the repo's result depends only on its steps.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::options::RunOptions;
@@ -11,8 +12,10 @@ use crate::engine::events::{Event, Reporter};
 use crate::engine::manifest::RepoKind;
 use crate::engine::plan::{self, Plan, RepoPlan};
 use crate::engine::step;
+use crate::engine::steps::PreparedStep;
 use crate::engine::summary::{RepoReport, RepoStatus};
 use crate::engine::{coverage, testing};
+use crate::support::signals;
 
 /// Run `r` (selected, with action `Run`) and return its report.
 pub fn run_repo(
@@ -51,10 +54,19 @@ pub fn run_repo(
         });
     }
     run_steps(r, opts, &mut report, reporter);
+    if report.cancelled {
+        // A cancel stops here: no release build and no save (a copy-mode save could take
+        // longer than the CI's grace; a moved-out entry stays in the target dir, so the
+        // next run still finds the build, only not through the cache).
+        return report;
+    }
     // Release artifacts are built before the save, so the target entry keeps the release
     // dependency units too.
     if report.status == RepoStatus::Ok {
         release_hook(plan, r, store.cache(), opts, &mut report, reporter);
+        if report.cancelled {
+            return report;
+        }
     }
     save_target(r, &tstore, &target_dir, opts, &mut report, reporter);
     report
@@ -82,25 +94,36 @@ fn restore_target(
     report.cache.push(st);
 }
 
-/// Run the prepared steps in order until one fails.
+/// Run the prepared steps in order until one fails or the run is cancelled. A run dir
+/// that cannot be written costs the logs (warnings naming the path), never the result.
 fn run_steps(r: &RepoPlan, opts: &RunOptions, report: &mut RepoReport, reporter: &dyn Reporter) {
     let log_dir = opts.run_dir.join(&r.name);
     if let Err(e) = std::fs::create_dir_all(&log_dir) {
-        report.status = RepoStatus::Failed(format!("create log dir {}: {e}", log_dir.display()));
-        return;
+        report.warnings.push(format!(
+            "create log dir {}: {e}; the steps run without logs",
+            log_dir.display()
+        ));
     }
-    // The nextest tool config every nextest step of the repo names (see `steps::prepare`).
-    let tool_config = log_dir.join("nextest.toml");
-    if r.prepared.iter().any(|s| s.junit.is_some()) {
-        if let Err(e) = testing::write_tool_config(&tool_config) {
-            report.status = RepoStatus::Failed(format!("write nextest config: {e}"));
+    let (steps, _config) = match with_tool_config(r, &log_dir, report) {
+        Ok(s) => s,
+        Err(why) => {
+            report.status = RepoStatus::Failed(why);
             return;
         }
-    }
-    for prepared in &r.prepared {
+    };
+    for prepared in steps.iter() {
+        if let Some(sig) = signals::cancelled() {
+            mark_cancelled(report, sig, None);
+            return;
+        }
         let run = step::execute(r, prepared, reporter);
         absorb_outputs(prepared, &run, &log_dir, report);
+        report.warnings.extend(run.warning.clone());
         report.steps.push(run.report);
+        if let Some(sig) = run.cancelled {
+            mark_cancelled(report, sig, Some(&prepared.name));
+            return;
+        }
         if let Some(why) = run.failure {
             report.status = RepoStatus::Failed(why);
             return;
@@ -108,10 +131,82 @@ fn run_steps(r: &RepoPlan, opts: &RunOptions, report: &mut RepoReport, reporter:
     }
 }
 
+/// The status of a repo the run's cancel (by `sig`) stopped: `skipped` with the reason —
+/// it neither passed nor failed. `during`: the step that was running.
+pub(super) fn cancelled_status(sig: i32, during: Option<&str>) -> RepoStatus {
+    let name = signals::name(sig);
+    RepoStatus::Skipped(match during {
+        Some(step) => format!("cancelled by {name} while step `{step}` ran"),
+        None => format!("cancelled by {name} before it finished"),
+    })
+}
+
+fn mark_cancelled(report: &mut RepoReport, sig: i32, during: Option<&str>) {
+    report.status = cancelled_status(sig, during);
+    report.cancelled = true;
+}
+
+/// The steps with the nextest tool config they name written (see `steps::prepare`): in
+/// the log dir, or — when the run dir cannot take it (a full disk) — in a temp file the
+/// steps are pointed at instead (kept alive by the returned handle), with a warning.
+///
+/// Errors: not even a temp file can be written (then nextest cannot run as prepared).
+fn with_tool_config<'p>(
+    r: &'p RepoPlan,
+    log_dir: &Path,
+    report: &mut RepoReport,
+) -> Result<(Cow<'p, [PreparedStep]>, Option<tempfile::TempPath>), String> {
+    if !r.prepared.iter().any(|s| s.junit.is_some()) {
+        return Ok((Cow::Borrowed(&r.prepared), None));
+    }
+    let tool_config = log_dir.join("nextest.toml");
+    let Err(e) = testing::write_tool_config(&tool_config) else {
+        return Ok((Cow::Borrowed(&r.prepared), None));
+    };
+    let fallback = tempfile::Builder::new()
+        .prefix("bllvm-ci-nextest-")
+        .suffix(".toml")
+        .tempfile()
+        .map_err(|e2| {
+            format!(
+                "write nextest config {}: {e}; and a temp file: {e2}",
+                tool_config.display()
+            )
+        })?
+        .into_temp_path();
+    testing::write_tool_config(&fallback).map_err(|e2| {
+        format!(
+            "write nextest config {}: {e}; and {}: {e2}",
+            tool_config.display(),
+            fallback.display()
+        )
+    })?;
+    report.warnings.push(format!(
+        "write nextest config {}: {e}; used {} instead",
+        tool_config.display(),
+        fallback.display()
+    ));
+    let arg = format!("bllvm-ci:{}", fallback.display());
+    let steps = r
+        .prepared
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            for a in &mut s.args {
+                if a.starts_with("bllvm-ci:") && a.ends_with("nextest.toml") {
+                    a.clone_from(&arg);
+                }
+            }
+            s
+        })
+        .collect();
+    Ok((Cow::Owned(steps), Some(fallback)))
+}
+
 /// What a finished step leaves besides its log: test counts from its JUnit report (copied
 /// to the repo's log dir), and its coverage report.
 fn absorb_outputs(
-    prepared: &crate::engine::steps::PreparedStep,
+    prepared: &PreparedStep,
     run: &step::StepRun,
     log_dir: &Path,
     report: &mut RepoReport,
@@ -178,27 +273,13 @@ fn save_target(
 
 /// A report for `r` with `status` and nothing run yet (its unused patches as warnings).
 pub(super) fn empty_report(r: &RepoPlan, status: RepoStatus) -> RepoReport {
-    RepoReport {
-        name: r.name.clone(),
-        status,
-        start_secs: 0.0,
-        end_secs: 0.0,
-        tests: None,
-        hints: Vec::new(),
-        steps: Vec::new(),
-        cache: Vec::new(),
-        restore_secs: 0.0,
-        restore_bytes: 0,
-        save_secs: 0.0,
-        save_bytes: 0,
-        release: None,
-        coverage: None,
-        warnings: r
-            .unused_patches
-            .iter()
-            .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
-            .collect(),
-    }
+    let mut report = RepoReport::not_run(&r.name, status);
+    report.warnings = r
+        .unused_patches
+        .iter()
+        .map(|p| format!("patch `{p}` was not used in the crate graph: the sibling checkout was silently not used"))
+        .collect();
+    report
 }
 
 /// `--release`: build (or reuse) the repo's artifacts into the run dir; a failure marks
@@ -222,5 +303,12 @@ pub(super) fn release_hook(
             opts: release,
         };
         crate::engine::release_build::run_for_repo(&ctx, report);
+        // A release build stopped by a cancel did not fail: the repo is cancelled.
+        if let (Some(sig), Some(step)) = (signals::cancelled(), report.steps.last()) {
+            if step.cancelled && matches!(report.status, RepoStatus::Failed(_)) {
+                let name = step.name.clone();
+                mark_cancelled(report, sig, Some(&name));
+            }
+        }
     }
 }

@@ -4,17 +4,20 @@
 //! workers finished in.
 //!
 //! A repo is not started when an upstream failed (it is `skipped` with the upstream named),
-//! or, without `--keep-going`, once any repo has failed (repos already running finish).
+//! or, without `--keep-going`, once any repo has failed (repos already running finish), or
+//! once the run is cancelled (it is `skipped`, marked `cancelled`; repos already running
+//! stop with their steps).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 
 use super::options::RunOptions;
-use super::repo::{empty_report, release_hook, run_repo};
+use super::repo::{cancelled_status, empty_report, release_hook, run_repo};
 use crate::cache::Tiered;
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::{Action, Plan, RepoPlan};
 use crate::engine::summary::{RepoReport, RepoStatus};
+use crate::support::signals;
 
 /// What the scheduler knows while the run goes on.
 struct State<'p> {
@@ -61,8 +64,14 @@ pub fn run_all(
         loop {
             while let Some(r) = next_ready(plan, &st) {
                 st.pending.retain(|p| p.name != r.name);
-                if let Some(status) = skip_status(plan, r, &st) {
+                let cancel = signals::cancelled();
+                let skip = match cancel {
+                    Some(sig) => Some(cancelled_status(sig, None)),
+                    None => skip_status(plan, r, &st),
+                };
+                if let Some(status) = skip {
                     let mut report = empty_report(r, status);
+                    report.cancelled = cancel.is_some();
                     if matches!(report.status, RepoStatus::Cached(_)) {
                         // Release: a `cached` repo's artifacts come from the builds store
                         // (or a build when the store has none).
