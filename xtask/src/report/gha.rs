@@ -102,11 +102,16 @@ fn display_path(abs: &Path) -> String {
 pub fn summary_markdown(s: &RunSummary) -> String {
     let mut md = format!(
         "### bllvm chain CI: {}\n\n",
-        if s.failed() { "failed" } else { "ok" }
+        match &s.cancelled {
+            Some(sig) => format!("cancelled by {sig}"),
+            None if s.failed() => "failed".to_owned(),
+            None => "ok".to_owned(),
+        }
     );
     md += "| repo | status | steps | tests | cache | note |\n|---|---|---|---|---|---|\n";
     for r in &s.repos {
         let icon = match r.status {
+            _ if r.cancelled => "⏹️ cancelled",
             RepoStatus::Ok => "✅ ok",
             RepoStatus::Failed(_) => "❌ failed",
             RepoStatus::Skipped(_) => "⏭️ skipped",
@@ -120,7 +125,13 @@ pub fn summary_markdown(s: &RunSummary) -> String {
                     "{} {:.1}s{}",
                     st.name,
                     st.secs,
-                    if st.ok() { "" } else { " ❌" }
+                    if st.cancelled {
+                        " ⏹️"
+                    } else if st.ok() {
+                        ""
+                    } else {
+                        " ❌"
+                    }
                 )
             })
             .collect();
@@ -262,5 +273,35 @@ mod tests {
             ..d
         };
         assert!(annotation(&note, "x", Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn a_cancelled_run_says_so_instead_of_failed() {
+        use crate::engine::summary::{RepoReport, StepReport};
+        let mut r = RepoReport::not_run("a", RepoStatus::Skipped("cancelled by SIGINT".into()));
+        r.cancelled = true;
+        r.steps.push(StepReport {
+            name: "test".into(),
+            code: None,
+            timed_out: false,
+            secs: 1.0,
+            log: "l".into(),
+            errors: Vec::new(),
+            cancelled: true,
+        });
+        let s = RunSummary {
+            schema_version: 1,
+            run_id: "r".into(),
+            variant: "base".into(),
+            chain_cache: Vec::new(),
+            repos: vec![r],
+            secs: 1.0,
+            cancelled: Some("SIGINT".into()),
+            warnings: Vec::new(),
+        };
+        let md = summary_markdown(&s);
+        assert!(md.contains("bllvm chain CI: cancelled by SIGINT"), "{md}");
+        assert!(md.contains("| a | ⏹️ cancelled | test 1.0s ⏹️ |"), "{md}");
+        assert!(!md.contains("❌"), "{md}");
     }
 }
