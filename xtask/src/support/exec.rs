@@ -27,6 +27,8 @@ pub struct StepCommand {
     pub dir: PathBuf,
     /// Environment added to the inherited one.
     pub env: BTreeMap<String, String>,
+    /// Inherited variables removed before `env` is added (secrets the step was not given).
+    pub env_remove: Vec<String>,
     /// Kill after this long.
     pub timeout: Duration,
     /// The command prints cargo's `--message-format=json`: show each diagnostic's
@@ -184,9 +186,12 @@ pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Res
 }
 
 fn spawn(cmd: &StepCommand) -> Result<std::process::Child> {
+    let inherited = std::env::vars_os().filter(|(k, _)| !cmd.env_remove.iter().any(|r| k == &**r));
     Command::new(&cmd.program)
         .args(&cmd.args)
         .current_dir(&cmd.dir)
+        .env_clear()
+        .envs(inherited)
         .envs(&cmd.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -310,6 +315,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             dir: std::env::temp_dir(),
             env: BTreeMap::new(),
+            env_remove: Vec::new(),
             timeout,
             json_diagnostics: false,
         }

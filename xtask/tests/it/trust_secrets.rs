@@ -1,0 +1,201 @@
+//! Issue 13, sections 4 to 6: secrets never reach a step that was not given them (nor its
+//! logs, JUnit report or cache entries), cache entries hold no run output, an untrusted
+//! run writes nothing under the cache root and its failure is not the chain's, a
+//! dispatch is a success on any 2xx and is acted on once per `dispatch_id`, and I/O
+//! errors name the path and the operation.
+//!
+//! Every fixture is real: cargo workspaces in git repos built by real cargo, the GitHub
+//! API and the webhooks as wiremock servers on 127.0.0.1.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::support::{self, xtask};
+
+/// Secrets in the environment of `ci`, each with a recognisable value: what the
+/// manifest names (`CHAIN_PAT` as `[chain] token-env`, `TEAM_HOOK` as a webhook), what
+/// GitHub, the `gh` CLI and AWS use, and one that is a secret by its name only.
+const SECRETS: &[(&str, &str)] = &[
+    ("GITHUB_TOKEN", "ghp_WITHHELDgithubTOKEN000000000001"),
+    ("GH_TOKEN", "gho_WITHHELDghTOKEN0002"),
+    ("CHAIN_PAT", "WITHHELDchainPAT0003"),
+    ("TEAM_HOOK", "http://127.0.0.1:9/hook/WITHHELDhookURL0004"),
+    ("AWS_ACCESS_KEY_ID", "AKIAWITHHELDKEYID0005"),
+    ("AWS_SECRET_ACCESS_KEY", "WITHHELDawsSECRET0006"),
+    ("AWS_SESSION_TOKEN", "WITHHELDawsSESSION0007"),
+    (
+        "BLLVM_CI_CACHE_ENDPOINT",
+        "http://user:WITHHELDendpoint0008@127.0.0.1:9",
+    ),
+    ("DEPLOY_API_TOKEN", "WITHHELDdeployTOKEN0009"),
+];
+
+/// The one secret the manifest passes to one step (`pass-env`).
+const PASSED: (&str, &str) = ("REGISTRY_PASSWORD", "PASSEDregistrySECRET0010");
+
+/// A harmless variable every step must still see.
+const PLAIN: (&str, &str) = ("PLAIN_MARKER", "visible-to-steps");
+
+/// A crate whose test prints its whole environment (`{name}={value}` lines), then fails
+/// when `fail` is set: what a failing test's output puts into logs and JUnit reports.
+fn env_printing_lib(fail: bool) -> String {
+    format!(
+        "//! Fixture crate.\n\n/// A value.\npub fn value() -> u32 {{\n    1\n}}\n\n#[cfg(test)]\nmod tests {{\n    #[test]\n    fn prints_env() {{\n        for (k, v) in std::env::vars() {{\n            println!(\"{{k}}={{v}}\");\n        }}\n        assert!({}, \"fails on purpose\");\n    }}\n}}\n",
+        !fail
+    )
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let b = fs::read(e.path()).unwrap_or_default();
+            String::from_utf8_lossy(&b).contains(needle)
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+fn nextest() -> bool {
+    std::process::Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Rule 1: steps inherit no secret they were not given. `leaky` fails a test that
+/// prints its environment (into the step log and nextest's JUnit), `tidy` passes one
+/// (its target dir, with nextest's output, is saved as a cache entry); custom steps
+/// print their environment with `env`, one with a secret passed through `pass-env`.
+/// Afterwards no secret is in any log, report, target dir or cache entry, except the
+/// passed one in its own step's log; no entry holds a JUnit report or other run output.
+#[test]
+fn steps_never_see_a_secret_they_were_not_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let chain = t.join("chain");
+    let m = support::write_chain(
+        &chain,
+        &[("leaky", &[]), ("tidy", &[])],
+        &[
+            (
+                "leaky",
+                "steps = [{ name = \"env\", command = [\"env\"] }, { name = \"given\", command = [\"env\"], pass-env = [\"REGISTRY_PASSWORD\"] }, \"test\"]",
+            ),
+            ("tidy", "steps = [\"test\"]"),
+        ],
+    );
+    let mut text = fs::read_to_string(&m).unwrap();
+    text += super::reliability::ROOMY;
+    text += "[chain]\ntoken-env = \"CHAIN_PAT\"\n[notify]\nslack-webhook-env = \"TEAM_HOOK\"\ntimeout = 2\n";
+    fs::write(&m, text).unwrap();
+    fs::write(chain.join("leaky/src/lib.rs"), env_printing_lib(true)).unwrap();
+    fs::write(chain.join("tidy/src/lib.rs"), env_printing_lib(false)).unwrap();
+    support::git_commit_all(&chain.join("leaky"));
+    support::git_commit_all(&chain.join("tidy"));
+    let (cache, run) = (t.join("cache"), t.join("run"));
+    let mut c = xtask();
+    for (k, v) in SECRETS.iter().chain([&PASSED, &PLAIN]) {
+        c.env(k, v);
+    }
+    let out = c
+        .args(["ci", "--quiet", "--keep-going", "--manifest"])
+        .arg(&m)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--run-dir")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "leaky's test fails:\n{stdout}");
+
+    // The steps ran and printed their environment: the dumps are real.
+    let env_log = fs::read_to_string(run.join("leaky/env.log")).unwrap();
+    let given_log = fs::read_to_string(run.join("leaky/given.log")).unwrap();
+    for log in [&env_log, &given_log] {
+        assert!(log.contains("PLAIN_MARKER=visible-to-steps"), "{log}");
+        assert!(log.contains("PATH="), "{log}");
+    }
+    assert!(
+        given_log.contains(&format!("{}={}", PASSED.0, PASSED.1)),
+        "the passed secret reaches its step:\n{given_log}"
+    );
+    assert!(
+        !env_log.contains(PASSED.1),
+        "a secret passed to one step reaches another:\n{env_log}"
+    );
+    let test_log = fs::read_to_string(run.join("leaky/test.log")).unwrap();
+    assert!(
+        test_log.contains("PLAIN_MARKER=visible-to-steps") && test_log.contains("fails on purpose"),
+        "the failing test printed its environment:\n{test_log}"
+    );
+
+    // No withheld secret anywhere: logs, JUnit, summary, metrics, target dirs, entries.
+    let mut leaks = Vec::new();
+    for (name, value) in SECRETS {
+        for dir in [&run, &cache, &chain] {
+            for f in files_containing(dir, value) {
+                leaks.push(format!("{name} in {}", f.display()));
+            }
+        }
+        // The name of the variable does not reach a step either (GITHUB_TOKEN= ...).
+        for log in [&env_log, &given_log, &test_log] {
+            assert!(
+                !log.contains(&format!("\n{name}=")),
+                "{name} reached a step"
+            );
+        }
+    }
+    for f in files_containing(&run, PASSED.1)
+        .into_iter()
+        .chain(files_containing(&cache, PASSED.1))
+    {
+        if f != run.join("leaky/given.log") {
+            leaks.push(format!("{} in {}", PASSED.0, f.display()));
+        }
+    }
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+
+    // Cache entries hold cargo's build state, never run outputs.
+    let entries: Vec<PathBuf> = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .flatten()
+        .map(|e| e.into_path())
+        .collect();
+    assert!(
+        entries.iter().any(|p| p.ends_with(".fingerprint")),
+        "no target entry was saved: the check below would prove nothing"
+    );
+    let outputs: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| {
+            p.components().any(|c| {
+                matches!(
+                    c.as_os_str().to_str(),
+                    Some("nextest" | "junit.xml" | "bllvm-ci")
+                )
+            })
+        })
+        .collect();
+    assert!(outputs.is_empty(), "run outputs in the cache: {outputs:?}");
+    if nextest() {
+        // nextest wrote its JUnit report (with the failing test's output) into the target
+        // dir: it is what the entry left out.
+        assert!(
+            files_containing(&chain.join("leaky/target"), "fails on purpose")
+                .iter()
+                .chain(files_containing(&run, "fails on purpose").iter())
+                .any(|p| p.extension().is_some_and(|x| x == "xml")),
+            "nextest wrote no JUnit report"
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cargo-nextest is missing: install it with `cargo install cargo-nextest --locked`"
+        );
+    }
+}
