@@ -36,7 +36,9 @@ struct Planned {
 
 /// Plan the targets, send them, print the report; the exit code is the first failure's.
 pub fn run(args: &ChainArgs) -> Result<ExitCode> {
-    let (manifest, opts, cache) = super::open(&args.resolve)?;
+    // `chain` only reads the cache (to resolve the graph): it never writes under the
+    // cache root but its dispatch record, and never from an untrusted run.
+    let (manifest, opts, cache) = super::open_with(&args.resolve, |_| false)?;
     let resolved = crate::engine::plan::resolve(&manifest, &opts, &cache)?;
     let event = Event::from_env()?;
     let chain_id = propagate::chain_id(args.chain_id.as_deref(), event.incoming().as_ref());

@@ -14,14 +14,16 @@ use crate::github::{chain, events};
 use crate::job::{self, preflight, Job};
 use crate::support::exec::Echo;
 
-use super::open;
+use super::open_with;
 
 /// `cargo xtask ci`: exit 0 when every selected repo passed, 1 when one failed.
 pub fn run(a: CiArgs) -> Result<ExitCode> {
     // The GitHub event shapes the run: pull requests never save caches, a release
     // runs the full chain, a workflow_dispatch may pick repos (see `events`).
     let event = events::Event::from_env()?;
-    let (manifest, mut opts, cache) = open(&a.resolve)?;
+    let (manifest, mut opts, cache) = open_with(&a.resolve, |m| {
+        !a.no_save && event.untrusted(&chain::repo_names(m)).is_none()
+    })?;
     if let Some(code) = preflight::gate(&manifest, &a.resolve, cache.root()) {
         return Ok(code);
     }

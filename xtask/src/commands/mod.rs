@@ -76,6 +76,16 @@ pub fn run(args: Xtask) -> Result<ExitCode> {
 
 /// Load the manifest, turn the flags into plan options, and open the cache.
 pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
+    open_with(r, |_| true)
+}
+
+/// [`open`], with the cache read-only unless `writable` (asked with the manifest) says
+/// otherwise: a read-only cache creates, cleans and writes nothing under the cache root
+/// (untrusted runs, `--no-save`, commands that only read).
+pub fn open_with(
+    r: &Resolve,
+    writable: impl FnOnce(&Manifest) -> bool,
+) -> Result<(Manifest, PlanOptions, Cache)> {
     let manifest = Manifest::load(&r.common.manifest)?;
     let opts = PlanOptions {
         root: r.common.root.clone(),
@@ -92,8 +102,12 @@ pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to
     // the `cache` commands (issue 8: `ci` used the defaults whatever the manifest said).
-    let cache = Cache::open(&root)
-        .with_context(|| format!("open cache root {}", root.display()))?
+    let cache = if writable(&manifest) {
+        Cache::open(&root).with_context(|| format!("open cache root {}", root.display()))?
+    } else {
+        Cache::open_read_only(&root)
+    };
+    let cache = cache
         .with_policy(crate::cache::retention::Policy::from(&manifest.cache))
         // On a CI runner (`CI=true`, set by GitHub Actions and most CI systems) target dirs
         // move in and out of the cache in O(1); elsewhere they are copied and stay put.

@@ -7,8 +7,14 @@
 //! Every fixture is real: cargo workspaces in git repos built by real cargo, the GitHub
 //! API and the webhooks as wiremock servers on 127.0.0.1.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::support::{self, xtask};
 
@@ -198,4 +204,171 @@ fn steps_never_see_a_secret_they_were_not_given() {
             "cargo-nextest is missing: install it with `cargo install cargo-nextest --locked`"
         );
     }
+}
+
+/// Every path under `root` with what would show a write: kind, length, mtime and (for
+/// files) the bytes' hash. Two equal snapshots: nothing was created, changed or removed.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let md = e.path().symlink_metadata().unwrap();
+            let mtime = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let content = if md.is_file() {
+                let b = fs::read(e.path()).unwrap();
+                format!("{:x}", Sha256::digest(&b))
+            } else {
+                String::new()
+            };
+            (
+                e.path().strip_prefix(root).unwrap().to_path_buf(),
+                format!("{:?} {} {mtime} {content}", md.file_type(), md.len()),
+            )
+        })
+        .collect()
+}
+
+/// What differs between two snapshots, one line per path.
+fn diff(a: &BTreeMap<PathBuf, String>, b: &BTreeMap<PathBuf, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, v) in a {
+        match b.get(p) {
+            None => out.push(format!("removed {}", p.display())),
+            Some(w) if w != v => out.push(format!("changed {}", p.display())),
+            _ => {}
+        }
+    }
+    for p in b.keys().filter(|p| !a.contains_key(*p)) {
+        out.push(format!("created {}", p.display()));
+    }
+    out
+}
+
+/// The untrusted events of rule 2, as (name, payload).
+fn untrusted_events() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "pull_request",
+            json!({"number": 7, "pull_request": {"head": {"repo": {"fork": true}}}}),
+        ),
+        (
+            "repository_dispatch",
+            json!({"action": "bllvm-upstream-push", "client_payload": {"source": "not-in-the-chain", "chain_id": "c", "hop": 1, "path": ["x"], "event": "push", "dispatch_id": "c:1:solo"}}),
+        ),
+        (
+            "push",
+            json!({"ref": "refs/heads/main", "repository": {"default_branch": "main", "fork": true}}),
+        ),
+    ]
+}
+
+/// Rule 2: an untrusted run writes nothing under the cache root — no entry, result,
+/// usage record, metrics history, notification state or dispatch record — even when it
+/// fails; its failure sends no message and is not the chain's, so the next trusted
+/// success is no "recovery". A trusted failure afterwards does notify (the webhook and
+/// the state work), and an untrusted run on a cache root that does not exist leaves none.
+#[test]
+fn an_untrusted_run_writes_nothing_under_the_cache_root_and_is_not_the_chains_failure() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start());
+    rt.block_on(
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server),
+    );
+    let hooks = || rt.block_on(server.received_requests()).unwrap().len();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let chain = t.join("chain");
+    let m = support::write_chain(&chain, &[("solo", &[])], &[("solo", "steps = [\"build\"]")]);
+    let mut text = fs::read_to_string(&m).unwrap();
+    text += super::reliability::ROOMY;
+    text += "[notify]\nslack-webhook-env = \"TEAM_HOOK\"\ntimeout = 5\n";
+    fs::write(&m, text).unwrap();
+    support::git_commit_all(&chain.join("solo"));
+    let lib = chain.join("solo/src/lib.rs");
+    let good = fs::read_to_string(&lib).unwrap();
+    let cache = t.join("cache");
+    let ci = |name: &str, event: Option<(&str, &serde_json::Value)>, cache: &Path| {
+        let mut c = xtask();
+        c.env("TEAM_HOOK", format!("{}/hook", server.uri()))
+            .env("GITHUB_RUN_ID", format!("run-{name}"))
+            .args(["ci", "--quiet", "--manifest"])
+            .arg(&m)
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--run-dir")
+            .arg(t.join("runs").join(name));
+        if let Some((ev, payload)) = event {
+            let p = t.join(format!("{name}.json"));
+            fs::write(&p, payload.to_string()).unwrap();
+            c.env("GITHUB_EVENT_NAME", ev).env("GITHUB_EVENT_PATH", p);
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+
+    let (code, out) = ci("trusted-ok", None, &cache);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(cache.join("metrics/history.jsonl").is_file(), "{out}");
+    assert!(cache.join("notify/state.json").is_file(), "{out}");
+    assert_eq!(hooks(), 0, "a first success is no news");
+
+    fs::write(&lib, "//! Broken.\n\npub fn broken( {\n").unwrap();
+    for (i, (ev, payload)) in untrusted_events().iter().enumerate() {
+        let before = snapshot(&cache);
+        let (code, out) = ci(&format!("untrusted-{i}"), Some((ev, payload)), &cache);
+        assert_eq!(code, Some(1), "{ev}: the broken repo fails\n{out}");
+        let changes = diff(&before, &snapshot(&cache));
+        assert!(
+            changes.is_empty(),
+            "{ev} wrote under the cache root:\n{}\n{out}",
+            changes.join("\n")
+        );
+        assert_eq!(
+            hooks(),
+            0,
+            "{ev}: an untrusted failure was announced\n{out}"
+        );
+        assert!(
+            out.contains("notify: nothing sent or recorded"),
+            "{ev}: {out}"
+        );
+        // On a cache root that does not exist, it creates none.
+        let fresh = t.join(format!("fresh-{i}"));
+        let (code, out) = ci(&format!("untrusted-fresh-{i}"), Some((ev, payload)), &fresh);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            !fresh.exists(),
+            "{ev} created the cache root {}\n{out}",
+            fresh.display()
+        );
+    }
+
+    fs::write(&lib, &good).unwrap();
+    let (code, out) = ci("trusted-again", None, &cache);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        hooks(),
+        0,
+        "a recovery was announced from a failure that only an untrusted run saw\n{out}"
+    );
+    fs::write(&lib, "//! Broken.\n\npub fn broken( {\n").unwrap();
+    let (code, out) = ci("trusted-failure", None, &cache);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(hooks(), 1, "a trusted failure is announced\n{out}");
 }
