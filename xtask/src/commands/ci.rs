@@ -10,7 +10,7 @@ use crate::engine::run::RunOptions;
 use crate::engine::steps::{self, ExecContext};
 use crate::engine::{release_build, testing};
 use crate::flags::CiArgs;
-use crate::github::{chain, events};
+use crate::github::{chain, dedupe, events};
 use crate::job::{self, preflight, Job};
 use crate::support::exec::Echo;
 
@@ -39,6 +39,10 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // from a fork cannot poison what trusted runs restore. The remote cache (if
     // configured) is read-only then too.
     let may_save = !a.no_save && event.may_save() && untrusted.is_none();
+    let _dispatch = match dedupe::gate(&event, cache.root(), may_save) {
+        Ok(handled) => handled,
+        Err(code) => return Ok(code),
+    };
     let cache = if may_save {
         cache
     } else {

@@ -30,20 +30,76 @@ use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::flags::{Cmd, Resolve, Xtask};
 
+/// Exit code of a run that could not start, and of an internal error (a panic: a bug),
+/// whatever was under way. Never 0, so a bug can never read as a green run, and not 1,
+/// which says a repo failed and names it: an internal error names none.
+pub const EXIT_COULD_NOT_RUN: u8 = 2;
+
 /// The program: drop the inherited `RUSTUP_TOOLCHAIN` (see [`crate::engine::toolchain`]),
 /// parse the command line, run it, and map an error to exit code 2.
+///
+/// A panic anywhere (a bug; nothing read from disk or the network may cause one) never
+/// reaches the user as Rust's panic message and exit code 101: [`panic_hook`] prints
+/// `error: internal error: ...` with where it happened, and the program exits with
+/// [`EXIT_COULD_NOT_RUN`]. Unwinding drops what the run holds first (a stripped
+/// manifest is restored, a generated lockfile removed). A panic on another thread (a
+/// webhook sender) is reported the same way by the thread that joins it.
 ///
 /// Call from `main` before any thread exists: it changes the process environment.
 pub fn main() -> ExitCode {
     crate::engine::toolchain::take_inherited();
+    std::panic::set_hook(Box::new(panic_hook));
     let args = <Xtask as clap::Parser>::parse();
-    match run(args) {
-        Ok(code) => code,
-        Err(e) => {
+    finish(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || run(args),
+    )))
+}
+
+/// The exit code of a finished command: its own, 2 with the error for one that could not
+/// run, 2 for a panic (already printed by [`panic_hook`]).
+pub fn finish(outcome: std::thread::Result<Result<ExitCode>>) -> ExitCode {
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_COULD_NOT_RUN)
+        }
+        Err(_) => {
+            eprintln!(
+                "error: stopped by the internal error above (exit {EXIT_COULD_NOT_RUN}): the run's result is unknown, not green"
+            );
+            ExitCode::from(EXIT_COULD_NOT_RUN)
         }
     }
+}
+
+/// Print a panic as an internal error: its message, thread and place, how to report it,
+/// and with `RUST_BACKTRACE=1` the backtrace.
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    eprintln!("{}", internal_error(info));
+    let bt = std::backtrace::Backtrace::capture();
+    if bt.status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("{bt}");
+    }
+}
+
+/// `error: internal error in thread `main`: <message> (at <file>:<line>:<col>) ...`.
+fn internal_error(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    let place = info
+        .location()
+        .map(|l| format!(" (at {}:{}:{})", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!(
+        "error: internal error in thread `{}`: {message}{place}: this is a bug in bllvm-ci; please report it with the command line (RUST_BACKTRACE=1 shows where it happened)",
+        thread.name().unwrap_or("unnamed")
+    )
 }
 
 /// Run one parsed command line; `Err` is a run that could not start (exit 2).
@@ -130,4 +186,19 @@ fn affected_refs(flag: Option<&str>) -> Result<Option<(String, String)>> {
         (Some(b), Some(h)) => Some((b, h)),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic is exit 2 with the message, never 101 and never 0; errors stay exit 2 and
+    /// codes pass through.
+    #[test]
+    fn a_panic_is_an_internal_error_with_exit_code_2() {
+        let caught = std::panic::catch_unwind(|| -> Result<ExitCode> { panic!("boom") });
+        assert_eq!(finish(caught), ExitCode::from(2));
+        assert_eq!(finish(Ok(Err(anyhow::anyhow!("no")))), ExitCode::from(2));
+        assert_eq!(finish(Ok(Ok(ExitCode::from(7)))), ExitCode::from(7));
+    }
 }

@@ -372,3 +372,216 @@ fn an_untrusted_run_writes_nothing_under_the_cache_root_and_is_not_the_chains_fa
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(hooks(), 1, "a trusted failure is announced\n{out}");
 }
+
+/// `cargo xtask chain` on the embedded sample chain against `api` (no GitHub variables
+/// from the caller but a token and a run id).
+fn chain_cmd(api: &str, cache: &Path, args: &[&str]) -> assert_cmd::Command {
+    let mut c = xtask();
+    for v in ["GITHUB_API_URL", "GITHUB_SHA", "GITHUB_REF"] {
+        c.env_remove(v);
+    }
+    c.env("GITHUB_TOKEN", "ghp_DISPATCHtoken0000000000000000000000")
+        .env("GITHUB_RUN_ID", "it-2xx")
+        .args(["chain", "--manifest"])
+        .arg(support::workspace().join("ci/sample/chain.toml"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--api-url", api, "--retry-delay-ms", "1"])
+        .args(args);
+    c
+}
+
+/// Rule 3: any 2xx answer to a dispatch is a success, never a panic: a 200 with a body, a
+/// 202 and a 204 (GitHub's) each count as sent, and every target is tried. (octocrab's
+/// `create_dispatch` panicked on a 200: exit 101, the next targets never tried.)
+#[test]
+fn any_2xx_answer_to_a_dispatch_is_success_and_every_target_is_tried() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start());
+    for (repo, answer) in [
+        (
+            "bllvm-protocol",
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true})),
+        ),
+        ("bllvm-node", ResponseTemplate::new(202)),
+        ("bllvm-sdk", ResponseTemplate::new(204)),
+    ] {
+        rt.block_on(
+            Mock::given(method("POST"))
+                .and(path(format!("/repos/bllvm-sample/{repo}/dispatches")))
+                .respond_with(answer)
+                .expect(1)
+                .mount(&server),
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let o = chain_cmd(
+        &server.uri(),
+        &tmp.path().join("cache"),
+        &["--from", "bllvm-consensus", "--transitive"],
+    )
+    .output()
+    .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    for repo in ["bllvm-protocol", "bllvm-node", "bllvm-sdk"] {
+        assert!(
+            out.contains(&format!("sent     {repo} ")),
+            "{repo} not sent:\n{out}"
+        );
+    }
+    rt.block_on(server.verify());
+    // A status outside 2xx is no success: it is reported with its code, and the other
+    // targets are still tried.
+    let odd = rt.block_on(MockServer::start());
+    rt.block_on(
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(304))
+            .mount(&odd),
+    );
+    let o = chain_cmd(
+        &odd.uri(),
+        &tmp.path().join("cache"),
+        &[
+            "--from",
+            "bllvm-consensus",
+            "--transitive",
+            "--retries",
+            "0",
+        ],
+    )
+    .output()
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(7), "{out}");
+    assert_eq!(out.matches("unexpected answer 304").count(), 3, "{out}");
+}
+
+/// A `repository_dispatch` event naming `dispatch_id`, from a repo of the `solo` chain.
+fn dispatch_event(id: &str) -> serde_json::Value {
+    json!({"action": "bllvm-upstream-push", "client_payload": {
+        "source": "up", "chain_id": "c-dedupe", "hop": 1, "path": ["up"],
+        "event": "push", "dispatch_id": id}})
+}
+
+/// Rule 3: a dispatch delivered twice is acted on once. The first `ci` run of an id
+/// builds and records it; a second run (another workflow run) with the same id builds
+/// nothing and says why, and its `chain` step propagates nothing; a re-run of the first
+/// workflow run (same run id) and a new id both build. The generated workflows key
+/// their concurrency group on the id (checked in `github::workflows`'s unit test and
+/// here on the committed files).
+#[test]
+fn a_dispatch_delivered_twice_is_acted_on_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let chain = t.join("chain");
+    let m = support::write_chain(
+        &chain,
+        &[("up", &[]), ("solo", &[("up", "normal")])],
+        &[
+            ("up", "steps = [\"build\"]"),
+            ("solo", "steps = [\"build\"]"),
+        ],
+    );
+    let mut text = fs::read_to_string(&m).unwrap();
+    text += super::reliability::ROOMY;
+    fs::write(&m, text).unwrap();
+    support::git_commit_all(&chain.join("up"));
+    support::git_commit_all(&chain.join("solo"));
+    let cache = t.join("cache");
+    let run = |name: &str, run_id: &str, id: &str, cmd: &[&str]| {
+        let ev = t.join(format!("{name}.json"));
+        fs::write(&ev, dispatch_event(id).to_string()).unwrap();
+        let o = xtask()
+            .env("GITHUB_EVENT_NAME", "repository_dispatch")
+            .env("GITHUB_EVENT_PATH", &ev)
+            .env("GITHUB_RUN_ID", run_id)
+            .env("GITHUB_TOKEN", "ghp_unused")
+            .args(cmd)
+            .arg("--manifest")
+            .arg(&m)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let ci = |name: &str, run_id: &str, id: &str| {
+        let dir = t.join("runs").join(name);
+        let d = dir.to_str().unwrap().to_owned();
+        let r = run(
+            name,
+            run_id,
+            id,
+            &["ci", "--quiet", "--only", "solo", "--run-dir", &d],
+        );
+        (r.0, r.1, dir.join("summary.json").is_file())
+    };
+    let (code, out, built) = ci("first", "run-1", "c-dedupe:1:solo");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(built, "the first delivery builds\n{out}");
+
+    let (code, out, built) = ci("second", "run-2", "c-dedupe:1:solo");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!built, "a duplicate delivery built again\n{out}");
+    assert!(
+        out.contains("\"c-dedupe:1:solo\" was already handled by run \"run-1\"")
+            && out.contains("duplicate"),
+        "{out}"
+    );
+    // Its `chain` step sends nothing, each target saying why; a fresh id propagates.
+    let (code, out) = run(
+        "second-chain",
+        "run-2",
+        "c-dedupe:1:up",
+        &["chain", "--from", "up", "--dry-run"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("dry-run  solo"),
+        "a fresh id propagates:\n{out}"
+    );
+    let (code, out) = run(
+        "second-chain",
+        "run-2",
+        "c-dedupe:1:solo",
+        &["chain", "--from", "up", "--dry-run"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("skipped  solo") && out.contains("already handled by run \"run-1\""),
+        "a duplicate delivery propagated:\n{out}"
+    );
+    // The same workflow run again (a re-run attempt) builds; so does a new id.
+    let (code, out, built) = ci("rerun", "run-1", "c-dedupe:1:solo");
+    assert_eq!((code, built), (Some(0), true), "{out}");
+    let (code, out, built) = ci("new-id", "run-3", "c-dedupe-2:1:solo");
+    assert_eq!((code, built), (Some(0), true), "{out}");
+
+    for f in [
+        ".github/workflows/ci.yml",
+        ".github/chain-template/bllvm-chain.yml",
+    ] {
+        let text = fs::read_to_string(support::workspace().join(f)).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("  group: ") && l.contains("client_payload.dispatch_id")),
+            "{f}: the concurrency group is not keyed on the dispatch id"
+        );
+    }
+}
