@@ -295,7 +295,8 @@ fn trim(path: &Path, max_bytes: u64, keep: usize) -> Result<()> {
 
 fn append_line(path: &Path, m: &BuildMetrics) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create the metrics history dir {}", dir.display()))?;
     }
     let mut line = serde_json::to_string(m)?;
     line.push('\n');

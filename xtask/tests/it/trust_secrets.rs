@@ -465,10 +465,10 @@ fn any_2xx_answer_to_a_dispatch_is_success_and_every_target_is_tried() {
     assert_eq!(out.matches("unexpected answer 304").count(), 3, "{out}");
 }
 
-/// A `repository_dispatch` event naming `dispatch_id`, from a repo of the `solo` chain.
-fn dispatch_event(id: &str) -> serde_json::Value {
+/// A `repository_dispatch` event from `source` (a repo of the chain) naming `dispatch_id`.
+fn dispatch_event(source: &str, id: &str) -> serde_json::Value {
     json!({"action": "bllvm-upstream-push", "client_payload": {
-        "source": "up", "chain_id": "c-dedupe", "hop": 1, "path": ["up"],
+        "source": source, "chain_id": "c-dedupe", "hop": 1, "path": [source],
         "event": "push", "dispatch_id": id}})
 }
 
@@ -499,7 +499,7 @@ fn a_dispatch_delivered_twice_is_acted_on_once() {
     let cache = t.join("cache");
     let run = |name: &str, run_id: &str, id: &str, cmd: &[&str]| {
         let ev = t.join(format!("{name}.json"));
-        fs::write(&ev, dispatch_event(id).to_string()).unwrap();
+        fs::write(&ev, dispatch_event("up", id).to_string()).unwrap();
         let o = xtask()
             .env("GITHUB_EVENT_NAME", "repository_dispatch")
             .env("GITHUB_EVENT_PATH", &ev)
@@ -584,4 +584,147 @@ fn a_dispatch_delivered_twice_is_acted_on_once() {
             "{f}: the concurrency group is not keyed on the dispatch id"
         );
     }
+}
+
+/// A small tmpfs for a test, unmounted on drop; `None` where mounting is not allowed.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Rule 4: every I/O error under the cache root names the path and the operation, and
+/// none fails the build. First with a file where each directory of ours goes (the
+/// metrics history's, the notification state's, the dispatch records'), then on a full
+/// 1 MiB tmpfs (where it can be mounted) — ENOSPC in the result store, the entries, the
+/// metrics history, the notification state and the dispatch record; and a cache root
+/// that is a file is an error (exit 2) naming it.
+#[test]
+fn every_io_error_under_the_cache_root_names_the_path_and_the_operation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let chain = t.join("chain");
+    let m = support::write_chain(&chain, &[("solo", &[])], &[("solo", "steps = [\"build\"]")]);
+    let mut text = fs::read_to_string(&m).unwrap();
+    text += super::reliability::ROOMY;
+    text += "[notify]\nslack-webhook-env = \"TEAM_HOOK\"\ntimeout = 2\n";
+    fs::write(&m, text).unwrap();
+    support::git_commit_all(&chain.join("solo"));
+    let ev = t.join("event.json");
+    fs::write(&ev, dispatch_event("solo", "c-disk:1:solo").to_string()).unwrap();
+    let ci = |cache: &Path, run: &str| {
+        let o = xtask()
+            .env("TEAM_HOOK", "http://127.0.0.1:9/hook")
+            .env("GITHUB_EVENT_NAME", "repository_dispatch")
+            .env("GITHUB_EVENT_PATH", &ev)
+            .env("GITHUB_RUN_ID", run)
+            .args(["ci", "--quiet", "--manifest"])
+            .arg(&m)
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--run-dir")
+            .arg(t.join(run))
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), out)
+    };
+    // Each line must name what was done, where, and why it failed.
+    let says = |out: &str, op: &str, path: &Path, why: &str| {
+        let path = path.display().to_string();
+        assert!(
+            out.lines()
+                .any(|l| l.contains(op) && l.contains(&path) && l.contains(why)),
+            "no line says `{op}` `{path}` `{why}`:\n{out}"
+        );
+    };
+
+    let cache = t.join("blocked");
+    fs::create_dir_all(&cache).unwrap();
+    for f in ["metrics", "notify", "dispatch"] {
+        fs::write(cache.join(f), b"").unwrap();
+    }
+    let (code, out) = ci(&cache, "blocked");
+    assert_eq!(code, Some(0), "the build result stands\n{out}");
+    says(
+        &out,
+        "create the metrics history dir",
+        &cache.join("metrics"),
+        "File exists",
+    );
+    says(
+        &out,
+        "create the notification state dir",
+        &cache.join("notify"),
+        "File exists",
+    );
+    says(
+        &out,
+        "create the dispatch records dir",
+        &cache.join("dispatch/handled"),
+        "Not a directory",
+    );
+
+    let file_root = t.join("a-file");
+    fs::write(&file_root, b"").unwrap();
+    let (code, out) = ci(&file_root, "file-root");
+    assert_eq!(code, Some(2), "{out}");
+    says(&out, "create cache root", &file_root, "");
+
+    let Some(_fs) = Tmpfs::mount(&t.join("fs"), "1m") else {
+        eprintln!("full tmpfs part skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN); the checks above ran");
+        return;
+    };
+    let full = t.join("fs/cache");
+    fs::create_dir_all(&full).unwrap();
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(t.join("fs/filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let (code, out) = ci(&full, "full");
+    assert_eq!(code, Some(0), "the build result stands\n{out}");
+    let enospc = "No space left on device";
+    says(
+        &out,
+        "append to metrics history",
+        &full.join("metrics/history.jsonl"),
+        enospc,
+    );
+    says(
+        &out,
+        "write the notification state",
+        &full.join("notify"),
+        enospc,
+    );
+    says(
+        &out,
+        "write the dispatch record",
+        &full.join("dispatch/handled"),
+        enospc,
+    );
+    says(&out, "write", &full.join("results"), enospc);
+    says(&out, "copy", &full.join("tmp"), enospc);
 }
