@@ -137,7 +137,9 @@ pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
 
 /// [`open`], with the cache read-only unless `writable` (asked with the manifest) says
 /// otherwise: a read-only cache creates, cleans and writes nothing under the cache root
-/// (untrusted runs, `--no-save`, commands that only read).
+/// (`--no-save`, commands that only read). Under an untrusted GitHub event
+/// ([`crate::github::events::Event::untrusted`], or an event file that cannot be read)
+/// every command's cache is read-only, whatever `writable` says.
 pub fn open_with(
     r: &Resolve,
     writable: impl FnOnce(&Manifest) -> bool,
@@ -158,7 +160,11 @@ pub fn open_with(
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to
     // the `cache` commands (issue 8: `ci` used the defaults whatever the manifest said).
-    let cache = if writable(&manifest) {
+    let trusted = crate::github::events::Event::from_env().is_ok_and(|e| {
+        e.untrusted(&crate::github::chain::repo_names(&manifest))
+            .is_none()
+    });
+    let cache = if trusted && writable(&manifest) {
         Cache::open(&root).with_context(|| format!("open cache root {}", root.display()))?
     } else {
         Cache::open_read_only(&root)

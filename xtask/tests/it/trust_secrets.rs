@@ -357,6 +357,20 @@ fn an_untrusted_run_writes_nothing_under_the_cache_root_and_is_not_the_chains_fa
             "{ev} created the cache root {}\n{out}",
             fresh.display()
         );
+        // Nor does any other command under that event (`plan` opens the cache too).
+        let p = t.join(format!("plan-{i}.json"));
+        fs::write(&p, payload.to_string()).unwrap();
+        let o = xtask()
+            .env("GITHUB_EVENT_NAME", ev)
+            .env("GITHUB_EVENT_PATH", &p)
+            .args(["plan", "--manifest"])
+            .arg(&m)
+            .arg("--cache-dir")
+            .arg(&fresh)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(!fresh.exists(), "`plan` under {ev} created the cache root");
     }
 
     fs::write(&lib, &good).unwrap();
