@@ -70,20 +70,65 @@ const SECRET_WORDS: &[&str] = &[
     "SIGNING_KEY",
 ];
 
+/// `_`-separated parts of a name that mark it as a secret (compared in upper case):
+/// `GITHUB_PAT`, `DEPLOY_KEY`, `SMTP_PASS`, ...
+const SECRET_PARTS: &[&str] = &["PAT", "KEY", "PASS"];
+
 /// Whether the variable `name` is withheld from steps by its name alone: one of
-/// [`WITHHELD`], a `AWS_`/`ACTIONS_` variable, or a name holding a secret word (`TOKEN`,
-/// `SECRET`, `PASSWORD`, `WEBHOOK`, `CREDENTIAL`, `API_KEY`, ...; any case).
+/// [`WITHHELD`], a `AWS_`/`ACTIONS_` variable, a name holding a secret word (`TOKEN`,
+/// `SECRET`, `PASSWORD`, `WEBHOOK`, `CREDENTIAL`, `API_KEY`, ...) or a secret part
+/// (`PAT`, `KEY`, `PASS` between `_`s); any case.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     WITHHELD.contains(&upper.as_str())
         || WITHHELD_PREFIXES.iter().any(|p| upper.starts_with(p))
         || SECRET_WORDS.iter().any(|w| upper.contains(w))
+        || upper.split('_').any(|part| SECRET_PARTS.contains(&part))
 }
 
-/// The variables of the environment `inherited` (names) that steps must not inherit:
-/// [`WITHHELD`], the manifest's own secret variables (`named`, see
+/// Prefixes of well-known credentials (secret scanners' list): GitHub tokens (`ghp_`,
+/// `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Slack tokens (`xoxb-`, `xoxp-`,
+/// `xoxa-`, `xoxe-`), Slack and Discord webhook URLs.
+const SECRET_VALUE_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxe-",
+    "https://hooks.slack.com/",
+    "https://discord.com/api/webhooks/",
+    "https://discordapp.com/api/webhooks/",
+];
+
+/// Whether a variable's `value` is a credential whatever its name: a well-known token or
+/// webhook URL ([`SECRET_VALUE_PREFIXES`]), an AWS access key id (`AKIA`/`ASIA` and 16
+/// more capitals or digits), or a URL that carries a password (`scheme://user:pass@host`,
+/// e.g. a database URL or a proxy with credentials).
+pub fn is_secret_value(value: &str) -> bool {
+    let v = value.trim();
+    let aws_key_id = v.len() == 20
+        && (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let url_password = v.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    });
+    aws_key_id || url_password || SECRET_VALUE_PREFIXES.iter().any(|p| v.starts_with(p))
+}
+
+/// The variables of the environment `inherited` (name and value) that steps must not
+/// inherit: [`WITHHELD`], the manifest's own secret variables (`named`, see
 /// [`crate::engine::manifest::Manifest::secret_env_names`], withheld even when their name
-/// looks harmless), and every inherited name [`is_secret_name`] matches. Sorted.
+/// looks harmless), every inherited name [`is_secret_name`] matches and every variable
+/// whose value [`is_secret_value`] matches. Sorted; names only (no value is kept).
 ///
 /// A step gets one of them only when the manifest passes it (`pass-env`, see
 /// [`step_env_remove`]) or sets it to a literal value in `env`. Rule from issue 13: a
@@ -91,20 +136,26 @@ pub fn is_secret_name(name: &str) -> bool {
 /// saved cache entries that read-only runs and the remote cache restore.
 pub fn withheld_env<S: AsRef<str>>(
     named: &[S],
-    inherited: impl IntoIterator<Item = String>,
+    inherited: impl IntoIterator<Item = (String, String)>,
 ) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = WITHHELD.iter().map(|s| (*s).to_owned()).collect();
     out.extend(named.iter().map(|s| s.as_ref().to_owned()));
-    out.extend(inherited.into_iter().filter(|n| is_secret_name(n)));
+    out.extend(
+        inherited
+            .into_iter()
+            .filter(|(n, v)| is_secret_name(n) || is_secret_value(v))
+            .map(|(n, _)| n),
+    );
     out
 }
 
-/// [`withheld_env`] for `manifest` and this process's environment (a name that is not
-/// UTF-8 is no secret of ours: it is inherited).
+/// [`withheld_env`] for `manifest` and this process's environment (values read lossily;
+/// a name that is not UTF-8 cannot be named in a removal list and is inherited).
 pub fn withheld_env_of(manifest: &crate::engine::manifest::Manifest) -> BTreeSet<String> {
     withheld_env(
         &manifest.secret_env_names(),
-        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned()))),
     )
 }
 
@@ -499,39 +550,48 @@ mod tests {
     /// variables and anything named like a secret are withheld; ordinary variables are not.
     #[test]
     fn secrets_are_withheld_by_name_and_by_the_manifest() {
-        let inherited = [
-            "PATH",
-            "HOME",
-            "RUSTFLAGS",
-            "CARGO_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "SSH_AUTH_SOCK",
-            "MY_CHAIN_PAT",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-            "CARGO_REGISTRY_TOKEN",
-            "npm_token",
-            "DB_PASSWORD",
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "AZURE_STORAGE_KEY",
-            "TEAMS_WEBHOOK",
-            "OPENAI_API_KEY",
-        ]
-        .map(str::to_owned);
-        let w = withheld_env(&["MY_CHAIN_PAT", "HOOK_URL"], inherited.clone());
-        for kept in [
-            "PATH",
-            "HOME",
-            "RUSTFLAGS",
-            "CARGO_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "SSH_AUTH_SOCK",
-        ] {
-            assert!(!w.contains(kept), "{kept} withheld");
+        let kept = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/root"),
+            ("RUSTFLAGS", "-D warnings"),
+            ("CARGO_HOME", "/root/.cargo"),
+            ("RUSTUP_TOOLCHAIN", "stable"),
+            ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
+            ("CARGO_REGISTRIES_CRATES_IO_PROTOCOL", "sparse"),
+            ("GIT_URL", "ssh://git@github.com/o/r"),
+            ("PATCH_LEVEL", "3"),
+        ];
+        let gone = [
+            ("MY_CHAIN_PAT", "x"),
+            ("AWS_SESSION_TOKEN", "x"),
+            ("AWS_PROFILE", "ci"),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "x"),
+            ("CARGO_REGISTRY_TOKEN", "x"),
+            ("npm_token", "x"),
+            ("DB_PASSWORD", "x"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
+            ("AZURE_STORAGE_KEY", "x"),
+            ("TEAMS_WEBHOOK", "x"),
+            ("OPENAI_API_KEY", "x"),
+            ("GITHUB_PAT", "x"),
+            ("DEPLOY_KEY", "x"),
+            ("SMTP_PASS", "x"),
+            // Secret by value, whatever the name.
+            ("UPSTREAM", "ghp_0123456789abcdef0123456789abcdef0123"),
+            ("NOTIFY_TO", "https://hooks.slack.com/services/T0/B0/x"),
+            ("X_ID", "AKIAABCDEFGHIJKLMNOP"),
+            ("DATABASE_URL", "postgres://ci:hunter2@db:5432/x"),
+        ];
+        let inherited = kept
+            .iter()
+            .chain(&gone)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let w = withheld_env(&["MY_CHAIN_PAT", "HOOK_URL"], inherited);
+        for (k, _) in kept {
+            assert!(!w.contains(k), "{k} withheld");
         }
-        for gone in inherited.iter().skip(6) {
-            assert!(w.contains(gone), "{gone} not withheld");
+        for (k, _) in gone {
+            assert!(w.contains(k), "{k} not withheld");
         }
         // Named by the manifest, or always withheld, even when not set.
         for gone in [

@@ -20,7 +20,8 @@ use super::support::{self, xtask};
 
 /// Secrets in the environment of `ci`, each with a recognisable value: what the
 /// manifest names (`CHAIN_PAT` as `[chain] token-env`, `TEAM_HOOK` as a webhook), what
-/// GitHub, the `gh` CLI and AWS use, and one that is a secret by its name only.
+/// GitHub, the `gh` CLI and AWS use, ones that are secrets by their name only, and ones
+/// that are secrets by their value only.
 const SECRETS: &[(&str, &str)] = &[
     ("GITHUB_TOKEN", "ghp_WITHHELDgithubTOKEN000000000001"),
     ("GH_TOKEN", "gho_WITHHELDghTOKEN0002"),
@@ -34,6 +35,17 @@ const SECRETS: &[(&str, &str)] = &[
         "http://user:WITHHELDendpoint0008@127.0.0.1:9",
     ),
     ("DEPLOY_API_TOKEN", "WITHHELDdeployTOKEN0009"),
+    ("GITHUB_PAT", "WITHHELDpat0011"),
+    // Secrets by their value, whatever the name.
+    ("UPSTREAM_HINT", "ghp_WITHHELDbyVALUE00000000000000000012"),
+    (
+        "NOTIFY_TO",
+        "https://hooks.slack.com/services/T0/B0/WITHHELDslack0013",
+    ),
+    (
+        "DATABASE_URL",
+        "postgres://ci:WITHHELDdbPASS0014@127.0.0.1:9/x",
+    ),
 ];
 
 /// The one secret the manifest passes to one step (`pass-env`).
