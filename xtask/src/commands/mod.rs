@@ -21,6 +21,7 @@ pub mod report;
 pub mod stress;
 pub mod workflows;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -61,11 +62,13 @@ pub fn finish(outcome: std::thread::Result<Result<ExitCode>>) -> ExitCode {
     match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(EXIT_COULD_NOT_RUN)
         }
         Err(_) => {
-            eprintln!(
+            // Not `eprintln!`: it panics when stderr is gone, and this runs after a panic.
+            let _ = writeln!(
+                std::io::stderr(),
                 "error: stopped by the internal error above (exit {EXIT_COULD_NOT_RUN}): the run's result is unknown, not green"
             );
             ExitCode::from(EXIT_COULD_NOT_RUN)
@@ -74,12 +77,14 @@ pub fn finish(outcome: std::thread::Result<Result<ExitCode>>) -> ExitCode {
 }
 
 /// Print a panic as an internal error: its message, thread and place, how to report it,
-/// and with `RUST_BACKTRACE=1` the backtrace.
+/// and with `RUST_BACKTRACE=1` the backtrace. Never panics itself (a closed stderr is
+/// ignored: a panic in a panic hook would abort).
 pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
-    eprintln!("{}", internal_error(info));
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", internal_error(info));
     let bt = std::backtrace::Backtrace::capture();
     if bt.status() == std::backtrace::BacktraceStatus::Captured {
-        eprintln!("{bt}");
+        let _ = writeln!(err, "{bt}");
     }
 }
 
