@@ -51,24 +51,27 @@ pub fn main() -> ExitCode {
     crate::engine::toolchain::take_inherited();
     std::panic::set_hook(Box::new(panic_hook));
     let args = <Xtask as clap::Parser>::parse();
-    finish(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || run(args),
-    )))
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(args)));
+    finish(outcome, &mut std::io::stderr())
 }
 
-/// The exit code of a finished command: its own, 2 with the error for one that could not
-/// run, 2 for a panic (already printed by [`panic_hook`]).
-pub fn finish(outcome: std::thread::Result<Result<ExitCode>>) -> ExitCode {
+/// The exit code of a finished command: its own, 2 with the error (printed on `err`)
+/// for one that could not run, 2 for a panic (already printed by [`panic_hook`]; this
+/// adds that the result is unknown). Writing to `err` never panics: a closed stderr is
+/// ignored, and this runs after a panic.
+pub fn finish(
+    outcome: std::thread::Result<Result<ExitCode>>,
+    err: &mut dyn std::io::Write,
+) -> ExitCode {
     match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(err, "error: {e:#}");
             ExitCode::from(EXIT_COULD_NOT_RUN)
         }
         Err(_) => {
-            // Not `eprintln!`: it panics when stderr is gone, and this runs after a panic.
             let _ = writeln!(
-                std::io::stderr(),
+                err,
                 "error: stopped by the internal error above (exit {EXIT_COULD_NOT_RUN}): the run's result is unknown, not green"
             );
             ExitCode::from(EXIT_COULD_NOT_RUN)
@@ -203,13 +206,24 @@ fn affected_refs(flag: Option<&str>) -> Result<Option<(String, String)>> {
 mod tests {
     use super::*;
 
-    /// A panic is exit 2 with the message, never 101 and never 0; errors stay exit 2 and
-    /// codes pass through.
+    /// A panic is exit 2 saying the result is unknown, never 101 and never 0; an error
+    /// is exit 2 with its message; a command's own code passes through.
     #[test]
     fn a_panic_is_an_internal_error_with_exit_code_2() {
+        let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
         let caught = std::panic::catch_unwind(|| -> Result<ExitCode> { panic!("boom") });
-        assert_eq!(finish(caught), ExitCode::from(2));
-        assert_eq!(finish(Ok(Err(anyhow::anyhow!("no")))), ExitCode::from(2));
-        assert_eq!(finish(Ok(Ok(ExitCode::from(7)))), ExitCode::from(7));
+        let mut out = Vec::new();
+        assert_eq!(finish(caught, &mut out), ExitCode::from(2));
+        assert!(text(out).contains("internal error above (exit 2)"));
+        let mut out = Vec::new();
+        let e = Ok(Err(anyhow::anyhow!("no manifest")));
+        assert_eq!(finish(e, &mut out), ExitCode::from(2));
+        assert_eq!(text(out), "error: no manifest\n");
+        let mut out = Vec::new();
+        assert_eq!(
+            finish(Ok(Ok(ExitCode::from(7))), &mut out),
+            ExitCode::from(7)
+        );
+        assert!(out.is_empty());
     }
 }
