@@ -56,7 +56,7 @@ struct Record {
 pub enum Claim {
     /// Not a dispatch with an id: nothing to dedupe.
     NotADispatch,
-    /// This run handles it (and, when asked, recorded that it does).
+    /// This run handles it: no other run recorded the id.
     Ours,
     /// Another run handled it already: do nothing (the reason, for the log).
     Duplicate(String),
@@ -247,7 +247,8 @@ pub fn gate(event: &Event, cache_root: &Path, record: bool) -> Result<Handled, E
         }
         Err(e) => {
             eprintln!(
-                "error: {e:#}: fix the permissions under the cache root, or run with --no-save"
+                "error: {e:#}: fix the permissions of {} (or remove it: a duplicate dispatch may then run again)",
+                records_dir(cache_root).display()
             );
             Err(ExitCode::from(2))
         }
