@@ -24,6 +24,15 @@
 //! only workspace crates (`cargo doc --no-deps`), else `doc/<crate>` and
 //! `doc/src/<crate>`.
 //!
+//! Run outputs never go into an entry (issue 13): an entry holds cargo's build state
+//! only, so at the target root (and in each `<triple>/` dir) everything but the profile
+//! dirs, `doc/` and `CACHEDIR.TAG` is dropped — nextest's `nextest/` (its JUnit report,
+//! which holds every failing test's output), `tmp/` (`CARGO_TARGET_TMPDIR`, where
+//! integration tests write), `criterion/`, coverage data (`tarpaulin/`, `*.profraw`,
+//! `llvm-cov-target/`'s reports), `package/`, our own run dirs (`bllvm-ci/`) and any file
+//! a tool or test leaves there. A test's output can hold what it printed, and an entry is
+//! restored by runs (and, through the remote cache, runners) that never ran that test.
+//!
 //! With these rules, an exact hit whose build recompiled only workspace crates saves as
 //! `unchanged`: every kept file is byte for byte (and mtime for mtime) the restored one.
 
@@ -123,6 +132,7 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
     if target.join(".rustc_info.json").is_file() {
         drop.insert(PathBuf::from(".rustc_info.json"));
     }
+    drop_run_outputs(target, &profiles, &mut drop);
     let docs = [PathBuf::from("doc")]
         .into_iter()
         .chain(profiles.iter().filter_map(|p| {
@@ -134,6 +144,39 @@ pub fn target_prune(target: &Path, members: &[String]) -> TargetPrune {
         prune_doc(target, &doc, &crates, &mut drop);
     }
     TargetPrune { drop }
+}
+
+/// Names kept at the target root (and in a `<triple>/` dir) besides the profile dirs:
+/// rustdoc's output (pruned on its own by [`prune_doc`]) and the cache-dir tag.
+const KEPT_AT_ROOT: &[&str] = &["doc", "CACHEDIR.TAG"];
+
+/// Drop every entry of the target root, and of each dir holding profile dirs (a
+/// `<triple>/`), that is not a profile dir or one of [`KEPT_AT_ROOT`]: run outputs (see
+/// the module docs). `profiles` are the target's profile dirs ([`profile_dirs`]).
+fn drop_run_outputs(target: &Path, profiles: &[PathBuf], drop: &mut BTreeSet<PathBuf>) {
+    let parents: BTreeSet<PathBuf> = profiles
+        .iter()
+        .filter_map(|p| p.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .collect();
+    for dir in std::iter::once(PathBuf::new()).chain(parents.iter().cloned()) {
+        // Every name, UTF-8 or not (`names` skips the others): what is not understood
+        // is dropped, never saved.
+        let Ok(rd) = fs::read_dir(target.join(&dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let rel = dir.join(&n);
+            let kept = n.to_str().is_some_and(|n| KEPT_AT_ROOT.contains(&n))
+                || profiles.contains(&rel)
+                || (dir.as_os_str().is_empty() && parents.contains(&rel));
+            if !kept {
+                drop.insert(rel);
+            }
+        }
+    }
 }
 
 /// What to drop from the profile dir `prof` (relative to `target`): everything but
@@ -209,6 +252,7 @@ fn prune_doc(target: &Path, doc: &Path, crates: &BTreeSet<String>, drop: &mut BT
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn drops_workspace_units_keeps_dependencies() {
@@ -273,5 +317,60 @@ mod tests {
         let plan = target_prune(tg, &["my-lib".to_owned()]);
         assert!(plan.skips(Path::new("doc/static.files")));
         assert!(plan.skips(Path::new("doc/my_lib/index.html")));
+    }
+
+    /// Issue 13: run outputs (nextest's JUnit with a failing test's output, test scratch
+    /// files, coverage data, run dirs) never go into an entry, at the root or in a
+    /// `<triple>/` dir, whatever their name; cargo's build state and rustdoc's output stay.
+    #[test]
+    fn run_outputs_never_go_into_an_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let tg = t.path();
+        let files = [
+            "CACHEDIR.TAG",
+            "debug/.fingerprint/itoa-bbbb/lib-itoa.json",
+            "debug/deps/libitoa-bbbb.rlib",
+            "doc/itoa/index.html",
+            "x86_64-unknown-linux-gnu/release/deps/libitoa-ffff.rlib",
+            "nextest/bllvm-ci/junit.xml",
+            "tmp/it/scratch.txt",
+            "criterion/bench/new/estimates.json",
+            "tarpaulin/coverage.json",
+            "default_1234.profraw",
+            "bllvm-ci/runs/1/r/test.log",
+            "package/x-0.1.0.crate",
+            "junit.xml",
+            "some-new-tool/out.txt",
+            "x86_64-unknown-linux-gnu/nextest/junit.xml",
+            "x86_64-unknown-linux-gnu/stray.txt",
+            "llvm-cov-target/debug/deps/libitoa-cccc.rlib",
+            "llvm-cov-target/report.lcov",
+        ];
+        for f in files {
+            let p = tg.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, b"x").unwrap();
+        }
+        // A name that is not UTF-8 is dropped too.
+        let odd = std::ffi::OsStr::from_bytes(b"out-\xff.txt");
+        fs::write(tg.join(odd), b"x").unwrap();
+        let plan = target_prune(tg, &["my-lib".to_owned()]);
+        let kept: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| !plan.skips(Path::new(f)))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "CACHEDIR.TAG",
+                "debug/.fingerprint/itoa-bbbb/lib-itoa.json",
+                "debug/deps/libitoa-bbbb.rlib",
+                "doc/itoa/index.html",
+                "x86_64-unknown-linux-gnu/release/deps/libitoa-ffff.rlib",
+                "llvm-cov-target/debug/deps/libitoa-cccc.rlib",
+            ]
+        );
+        assert!(plan.skips(Path::new(odd)));
     }
 }

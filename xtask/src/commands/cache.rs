@@ -343,7 +343,12 @@ fn warm_steps(r: &crate::engine::plan::RepoPlan, profile: &str) -> Result<()> {
             step.name,
             args.join(" ")
         );
-        let st = std::process::Command::new("cargo")
+        let mut cargo = std::process::Command::new("cargo");
+        // Build scripts run: without the secrets the repo's steps go without (issue 13).
+        for k in &r.env_remove {
+            cargo.env_remove(k);
+        }
+        let st = cargo
             .args(&args)
             .current_dir(&r.dir)
             .envs(r.env.iter().chain(step.env.iter()))

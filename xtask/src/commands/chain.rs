@@ -7,6 +7,7 @@
 //! Exit codes: 0 all sent or skipped; 2 the run could not start; 3 to 7 the first failed
 //! dispatch's kind (see `flags::ChainArgs`).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,13 +37,16 @@ struct Planned {
 
 /// Plan the targets, send them, print the report; the exit code is the first failure's.
 pub fn run(args: &ChainArgs) -> Result<ExitCode> {
-    let (manifest, opts, cache) = super::open(&args.resolve)?;
+    // `chain` only reads the cache (to resolve the graph): it never writes under the
+    // cache root but its dispatch record, and never from an untrusted run.
+    let (manifest, opts, cache) = super::open_with(&args.resolve, |_| false)?;
     let resolved = crate::engine::plan::resolve(&manifest, &opts, &cache)?;
     let event = Event::from_env()?;
     let chain_id = propagate::chain_id(args.chain_id.as_deref(), event.incoming().as_ref());
+    let blocked = blocked(&event, &manifest, cache.root())?;
     let planned = match &args.release {
-        Some(set) => plan_release(args, &manifest, &resolved.plan, &event, set, &chain_id)?,
-        None => plan_propagation(args, &manifest, &resolved.plan, &event, &chain_id)?,
+        Some(set) => plan_release(args, &manifest, &resolved.plan, set, &chain_id, blocked)?,
+        None => plan_propagation(args, &manifest, &resolved.plan, &event, &chain_id, blocked)?,
     };
     drop(resolved);
     let api_url = args
@@ -89,9 +93,9 @@ fn plan_release(
     args: &ChainArgs,
     manifest: &Manifest,
     plan: &Plan,
-    event: &Event,
     set: &str,
     chain_id: &str,
+    blocked: Option<String>,
 ) -> Result<Planned> {
     let versions_path = args
         .versions
@@ -107,7 +111,7 @@ fn plan_release(
         chain_id,
     )
     .with_context(|| format!("release set `{set}` from {}", versions_path.display()))?;
-    if let Some(why) = blocked(event, manifest) {
+    if let Some(why) = blocked {
         for t in &mut targets {
             t.skip = Some(why.clone());
         }
@@ -128,6 +132,7 @@ fn plan_propagation(
     plan: &Plan,
     event: &Event,
     chain_id: &str,
+    blocked: Option<String>,
 ) -> Result<Planned> {
     let Some(from) = args.from.clone() else {
         bail!("say which repo's dependents to dispatch: pass --from REPO (or --release VERSION)");
@@ -155,7 +160,7 @@ fn plan_propagation(
         chain_id: chain_id.to_owned(),
         incoming: event.incoming(),
         max_hops: manifest.chain.max_hops,
-        blocked: blocked(event, manifest),
+        blocked,
     };
     Ok(Planned {
         targets: propagate::plan_targets(manifest, &plan.graph, &req)?,
@@ -165,12 +170,24 @@ fn plan_propagation(
     })
 }
 
-/// Why nothing may be dispatched from this event: a pull request never dispatches, and an
-/// untrusted `repository_dispatch` never propagates (issue 8).
-fn blocked(event: &Event, manifest: &Manifest) -> Option<String> {
-    (!event.may_dispatch())
-        .then(|| format!("{} events never dispatch", event.name()))
-        .or_else(|| event.untrusted_source(&send::repo_names(manifest)))
+/// Why nothing may be dispatched from this event: a pull request or a run in a fork never
+/// dispatches, an untrusted `repository_dispatch` never propagates (issue 8), and a
+/// dispatch another run already handled is not propagated twice (issue 13, see
+/// [`crate::github::dedupe`]).
+///
+/// Errors: the dispatch records under `cache_root` cannot be read.
+fn blocked(event: &Event, manifest: &Manifest, cache_root: &Path) -> Result<Option<String>> {
+    if !event.may_dispatch() {
+        let fork = if event.in_fork() { " in a fork" } else { "" };
+        return Ok(Some(format!(
+            "{} events{fork} never dispatch",
+            event.name()
+        )));
+    }
+    if let Some(why) = event.untrusted_source(&send::repo_names(manifest)) {
+        return Ok(Some(why));
+    }
+    crate::github::dedupe::check(event, cache_root)
 }
 
 /// The dispatch client, with the token from `[chain] token-env` or `GITHUB_TOKEN` (only

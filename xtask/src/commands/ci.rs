@@ -11,12 +11,12 @@ use crate::engine::run::RunOptions;
 use crate::engine::steps::{self, ExecContext};
 use crate::engine::{release_build, testing};
 use crate::flags::CiArgs;
-use crate::github::{chain, events};
+use crate::github::{chain, dedupe, events};
 use crate::job::{self, preflight, Job};
 use crate::support::exec::Echo;
 use crate::support::signals;
 
-use super::open;
+use super::open_with;
 
 /// `cargo xtask ci`: exit 0 when every selected repo passed, 1 when one failed, 2 when the
 /// run could not start (including a checkout in use with `--no-wait`), 128 + the signal
@@ -28,7 +28,9 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // The GitHub event shapes the run: pull requests never save caches, a release
     // runs the full chain, a workflow_dispatch may pick repos (see `events`).
     let event = events::Event::from_env()?;
-    let (manifest, mut opts, cache) = open(&a.resolve)?;
+    let (manifest, mut opts, cache) = open_with(&a.resolve, |m| {
+        !a.no_save && event.untrusted(&chain::repo_names(m)).is_none()
+    })?;
     if let Some(code) = preflight::gate(&manifest, &a.resolve, cache.root()) {
         return Ok(code);
     }
@@ -44,6 +46,10 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
     // from a fork cannot poison what trusted runs restore. The remote cache (if
     // configured) is read-only then too.
     let may_save = !a.no_save && event.may_save() && untrusted.is_none();
+    let _dispatch = match dedupe::gate(&event, cache.root(), may_save) {
+        Ok(handled) => handled,
+        Err(code) => return Ok(code),
+    };
     let cache = if may_save {
         cache
     } else {

@@ -21,6 +21,7 @@ pub mod report;
 pub mod stress;
 pub mod workflows;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -30,8 +31,20 @@ use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::flags::{Cmd, Resolve, Xtask};
 
+/// Exit code of a run that could not start, and of an internal error (a panic: a bug),
+/// whatever was under way. Never 0, so a bug can never read as a green run, and not 1,
+/// which says a repo failed and names it: an internal error names none.
+pub const EXIT_COULD_NOT_RUN: u8 = 2;
+
 /// The program: drop the inherited `RUSTUP_TOOLCHAIN` (see [`crate::engine::toolchain`]),
 /// parse the command line, run it, and map an error to exit code 2.
+///
+/// A panic anywhere (a bug; nothing read from disk or the network may cause one) never
+/// reaches the user as Rust's panic message and exit code 101: [`panic_hook`] prints
+/// `error: internal error: ...` with where it happened, and the program exits with
+/// [`EXIT_COULD_NOT_RUN`]. Unwinding drops what the run holds first (a stripped
+/// manifest is restored, a generated lockfile removed). A panic on another thread (a
+/// webhook sender) is reported the same way by the thread that joins it.
 ///
 /// Call from `main` before any thread exists: it changes the process environment.
 pub fn main() -> ExitCode {
@@ -39,14 +52,65 @@ pub fn main() -> ExitCode {
         return code;
     }
     crate::engine::toolchain::take_inherited();
+    std::panic::set_hook(Box::new(panic_hook));
     let args = <Xtask as clap::Parser>::parse();
-    match run(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(args)));
+    finish(outcome, &mut std::io::stderr())
+}
+
+/// The exit code of a finished command: its own, 2 with the error (printed on `err`)
+/// for one that could not run, 2 for a panic (already printed by [`panic_hook`]; this
+/// adds that the result is unknown). Writing to `err` never panics: a closed stderr is
+/// ignored, and this runs after a panic.
+pub fn finish(
+    outcome: std::thread::Result<Result<ExitCode>>,
+    err: &mut dyn std::io::Write,
+) -> ExitCode {
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            let _ = writeln!(err, "error: {e:#}");
+            ExitCode::from(EXIT_COULD_NOT_RUN)
+        }
+        Err(_) => {
+            let _ = writeln!(
+                err,
+                "error: stopped by the internal error above (exit {EXIT_COULD_NOT_RUN}): the run's result is unknown, not green"
+            );
+            ExitCode::from(EXIT_COULD_NOT_RUN)
         }
     }
+}
+
+/// Print a panic as an internal error: its message, thread and place, how to report it,
+/// and with `RUST_BACKTRACE=1` the backtrace. Never panics itself (a closed stderr is
+/// ignored: a panic in a panic hook would abort).
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", internal_error(info));
+    let bt = std::backtrace::Backtrace::capture();
+    if bt.status() == std::backtrace::BacktraceStatus::Captured {
+        let _ = writeln!(err, "{bt}");
+    }
+}
+
+/// `error: internal error in thread `main`: <message> (at <file>:<line>:<col>) ...`.
+fn internal_error(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    let place = info
+        .location()
+        .map(|l| format!(" (at {}:{}:{})", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!(
+        "error: internal error in thread `{}`: {message}{place}: this is a bug in bllvm-ci; please report it with the command line (RUST_BACKTRACE=1 shows where it happened)",
+        thread.name().unwrap_or("unnamed")
+    )
 }
 
 /// Run one parsed command line; `Err` is a run that could not start (exit 2).
@@ -79,6 +143,18 @@ pub fn run(args: Xtask) -> Result<ExitCode> {
 
 /// Load the manifest, turn the flags into plan options, and open the cache.
 pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
+    open_with(r, |_| true)
+}
+
+/// [`open`], with the cache read-only unless `writable` (asked with the manifest) says
+/// otherwise: a read-only cache creates, cleans and writes nothing under the cache root
+/// (`--no-save`, commands that only read). Under an untrusted GitHub event
+/// ([`crate::github::events::Event::untrusted`], or an event file that cannot be read)
+/// every command's cache is read-only, whatever `writable` says.
+pub fn open_with(
+    r: &Resolve,
+    writable: impl FnOnce(&Manifest) -> bool,
+) -> Result<(Manifest, PlanOptions, Cache)> {
     let manifest = Manifest::load(&r.common.manifest)?;
     let opts = PlanOptions {
         root: r.common.root.clone(),
@@ -96,8 +172,16 @@ pub fn open(r: &Resolve) -> Result<(Manifest, PlanOptions, Cache)> {
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to
     // the `cache` commands (issue 8: `ci` used the defaults whatever the manifest said).
-    let cache = Cache::open(&root)
-        .with_context(|| format!("open cache root {}", root.display()))?
+    let trusted = crate::github::events::Event::from_env().is_ok_and(|e| {
+        e.untrusted(&crate::github::chain::repo_names(&manifest))
+            .is_none()
+    });
+    let cache = if trusted && writable(&manifest) {
+        Cache::open(&root).with_context(|| format!("open cache root {}", root.display()))?
+    } else {
+        Cache::open_read_only(&root)
+    };
+    let cache = cache
         .with_policy(crate::cache::retention::Policy::from(&manifest.cache))
         // On a CI runner (`CI=true`, set by GitHub Actions and most CI systems) target dirs
         // move in and out of the cache in O(1); elsewhere they are copied and stay put.
@@ -120,4 +204,30 @@ fn affected_refs(flag: Option<&str>) -> Result<Option<(String, String)>> {
         (Some(b), Some(h)) => Some((b, h)),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic is exit 2 saying the result is unknown, never 101 and never 0; an error
+    /// is exit 2 with its message; a command's own code passes through.
+    #[test]
+    fn a_panic_is_an_internal_error_with_exit_code_2() {
+        let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
+        let caught = std::panic::catch_unwind(|| -> Result<ExitCode> { panic!("boom") });
+        let mut out = Vec::new();
+        assert_eq!(finish(caught, &mut out), ExitCode::from(2));
+        assert!(text(out).contains("internal error above (exit 2)"));
+        let mut out = Vec::new();
+        let e = Ok(Err(anyhow::anyhow!("no manifest")));
+        assert_eq!(finish(e, &mut out), ExitCode::from(2));
+        assert_eq!(text(out), "error: no manifest\n");
+        let mut out = Vec::new();
+        assert_eq!(
+            finish(Ok(Ok(ExitCode::from(7))), &mut out),
+            ExitCode::from(7)
+        );
+        assert!(out.is_empty());
+    }
 }

@@ -73,6 +73,10 @@ pub struct Defaults {
     /// Environment for every step of every repo (a repo's `env` wins).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secret variables of our own environment passed on to every step of every repo
+    /// (see [`Repo::pass_env`]); empty by default: steps see no secret.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// Default step timeout in seconds, for steps that set none.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
@@ -87,6 +91,7 @@ impl Default for Defaults {
             profile: default_profile(),
             incremental: false,
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
             timeout: default_timeout(),
         }
     }
@@ -368,6 +373,11 @@ pub struct Repo {
     pub features: BTreeMap<String, Vec<String>>,
     /// Environment for every step (merged over `[defaults] env`).
     pub env: BTreeMap<String, String>,
+    /// Variables of our own environment that every step of the repo may see although
+    /// they are secrets (`pass-env`, merged with `[defaults] pass-env`), sorted. Steps
+    /// never see a secret otherwise: see [`crate::engine::steps::withheld_env`] for which
+    /// inherited variables are withheld.
+    pub pass_env: Vec<String>,
     /// Toolchain override (`RUSTUP_TOOLCHAIN`), over the default.
     pub toolchain: Option<String>,
     /// Dependency mode, over the default.
@@ -406,6 +416,9 @@ pub struct Step {
     pub timeout_secs: u64,
     /// Extra environment for this step only.
     pub env: BTreeMap<String, String>,
+    /// Secret variables passed to this step only (`pass-env` of a step table), on top of
+    /// the repo's [`Repo::pass_env`].
+    pub pass_env: Vec<String>,
 }
 
 /// The built-in steps, in their default order, with their cargo arguments and whether
@@ -449,6 +462,7 @@ fn builtin_step(name: &str, timeout: u64) -> Option<Step> {
             features: *features,
             timeout_secs: timeout,
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
         })
 }
 
@@ -491,6 +505,8 @@ struct RawRepo {
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
+    pass_env: Vec<Spanned<String>>,
+    #[serde(default)]
     toolchain: Option<String>,
     #[serde(default)]
     deps: Option<DepsMode>,
@@ -524,6 +540,8 @@ struct RawStepTable {
     timeout: Option<u64>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    pass_env: Vec<String>,
 }
 
 /// A manifest error at a position in the file; `Display` reads
@@ -592,6 +610,10 @@ impl Manifest {
                 "`timeout` must be at least 1 second".into(),
             ));
         }
+        for n in &defaults.pass_env {
+            check_var_name("[defaults] pass-env", n)
+                .map_err(|m| loc.err(text.find("pass-env").unwrap_or(0), m))?;
+        }
         let mut seen = Seen::default();
         let repos = raw
             .repo
@@ -631,6 +653,24 @@ impl Manifest {
                     .join(", ")
             ),
         }
+    }
+
+    /// The variables of our environment the manifest names as secrets: the dispatch
+    /// token's (`[chain] token-env`) and the webhook URLs' (`[notify]`). Steps never see
+    /// them unless `pass-env` passes one (nor `GITHUB_TOKEN` and the other secrets of
+    /// [`crate::engine::steps::withheld_env`]).
+    pub fn secret_env_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = [
+            self.chain.token_env.as_deref(),
+            self.notify.slack_webhook_env.as_deref(),
+            self.notify.discord_webhook_env.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Absolute-or-relative path of the checkout of `repo` under `root`.
@@ -709,6 +749,7 @@ fn repo_from_raw(r: &RawRepo, defaults: &Defaults, seen: &mut Seen, loc: &Locato
         steps: repo_steps(r, defaults.timeout, loc)?,
         features: r.features.clone(),
         env: repo_env(r, defaults, loc)?,
+        pass_env: repo_pass_env(r, defaults, loc)?,
         toolchain: r.toolchain.clone().or_else(|| defaults.toolchain.clone()),
         deps: r.deps.unwrap_or(defaults.deps),
         toolchains: r.toolchains.clone(),
@@ -749,6 +790,39 @@ fn repo_env(r: &RawRepo, defaults: &Defaults, loc: &Locator) -> Result<BTreeMap<
     let mut env = defaults.env.clone();
     env.extend(r.env.clone());
     Ok(env)
+}
+
+/// A repo's `pass-env`: `[defaults] pass-env` and its own, sorted and without
+/// duplicates; every name must be an environment variable name.
+fn repo_pass_env(r: &RawRepo, defaults: &Defaults, loc: &Locator) -> Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    names.extend(defaults.pass_env.iter().cloned());
+    for n in &r.pass_env {
+        check_var_name(
+            &format!("repo `{}`: pass-env", r.name.get_ref()),
+            n.get_ref(),
+        )
+        .map_err(|m| loc.err(n.span().start, m))?;
+        names.insert(n.get_ref().clone());
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Whether `name` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`), as `what`
+/// in the error.
+fn check_var_name(what: &str, name: &str) -> std::result::Result<(), String> {
+    let mut cs = name.chars();
+    let ok = cs
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: `{name}` is not an environment variable name (letters, digits, `_`; not starting with a digit)"
+        ))
+    }
 }
 
 /// Every `after` names another repo of the manifest.
@@ -848,6 +922,7 @@ fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step
                     features: true,
                     timeout_secs: timeout,
                     env: BTreeMap::new(),
+                    pass_env: Vec::new(),
                 },
                 (None, Some(cmd)) => {
                     let Some((prog, rest)) = cmd.split_first() else {
@@ -860,6 +935,7 @@ fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step
                         features: false,
                         timeout_secs: timeout,
                         env: BTreeMap::new(),
+                        pass_env: Vec::new(),
                     }
                 }
                 (None, None) => builtin_step(&t.name, timeout).ok_or_else(|| {
@@ -873,6 +949,12 @@ fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step
                 step.features = f;
             }
             step.env = t.env.clone();
+            for n in &t.pass_env {
+                check_var_name(&format!("step `{}`: pass-env", t.name), n)?;
+            }
+            step.pass_env = t.pass_env.clone();
+            step.pass_env.sort();
+            step.pass_env.dedup();
             Ok(step)
         }
     }
@@ -979,5 +1061,40 @@ kind = "docs"
     fn line_col_counts_chars() {
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab", 1), (1, 2));
+    }
+
+    /// `pass-env` at every level: `[defaults]` and the repo's merge, a step adds its own;
+    /// names are checked; the manifest's own secret variables are listed.
+    #[test]
+    fn pass_env_merges_and_is_checked() {
+        let m = parse(
+            r#"
+[defaults]
+pass-env = ["A_TOKEN"]
+[chain]
+token-env = "CHAIN_PAT"
+[notify]
+slack-webhook-env = "HOOK"
+[[repo]]
+name = "a"
+github = "o/a"
+pass-env = ["B_SECRET", "A_TOKEN"]
+steps = ["build", { name = "pub", command = ["sh"], pass-env = ["CARGO_REGISTRY_TOKEN"] }]
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.repos[0].pass_env, ["A_TOKEN", "B_SECRET"]);
+        assert!(m.repos[0].steps[0].pass_env.is_empty());
+        assert_eq!(m.repos[0].steps[1].pass_env, ["CARGO_REGISTRY_TOKEN"]);
+        assert_eq!(m.secret_env_names(), ["CHAIN_PAT", "HOOK"]);
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        for bad in [
+            format!("[defaults]\npass-env = [\"1X\"]\n{repo}"),
+            format!("{repo}pass-env = [\"A=B\"]\n"),
+            format!("{repo}steps = [{{ name = \"x\", command = [\"sh\"], pass-env = [\"\"] }}]\n"),
+        ] {
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(e.contains("not an environment variable name"), "{bad}: {e}");
+        }
     }
 }

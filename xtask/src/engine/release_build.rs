@@ -663,6 +663,7 @@ fn run_cargo(
         program: "cargo".into(),
         args: b.args.clone(),
         env: env.clone(),
+        env_remove: ctx.repo.env_remove.clone(),
         dir: ctx.repo.dir.clone(),
         timeout_secs: b.timeout,
         json_diagnostics: false,

@@ -102,6 +102,7 @@ fn spawn(
         args: step.args.clone(),
         dir: step.dir.clone(),
         env: step.env.clone(),
+        env_remove: step.env_remove.clone(),
         timeout: Duration::from_secs(step.timeout_secs),
         json_diagnostics: step.json_diagnostics,
     };

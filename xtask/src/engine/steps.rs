@@ -11,18 +11,182 @@
 //!    errors become annotations (the log still shows the human text);
 //! 4. a coverage step's `--output-dir <run dir>/<repo>/coverage`;
 //! 5. the environment: the repo's (manifest `env`, toolchain override, `CARGO_INCREMENTAL`),
-//!    `CARGO_BUILD_JOBS` when repos share the machine, then the step's own `env`.
+//!    `CARGO_BUILD_JOBS` when repos share the machine, then the step's own `env`;
+//! 6. the secrets of our own environment the step may not see ([`withheld_env`]: the
+//!    dispatch token, webhook URLs, cloud and remote-cache credentials, anything named
+//!    like a secret), removed from what it inherits unless `pass-env` passes them.
 //!
 //! Items 2–5 depend on the machine and the run, not on the repo's inputs, so they are not
 //! part of the fingerprint (see [`crate::engine::fingerprint`]): a repo is `cached` the
 //! same on a laptop and in Actions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::engine::coverage;
 use crate::engine::manifest::Step;
 use crate::engine::testing;
+
+/// Variables no step inherits, whatever the manifest names: GitHub's tokens (the
+/// workflow's `GITHUB_TOKEN`, the `gh` CLI's), the Actions runtime's tokens and URLs, and
+/// the conventional webhook variables. The manifest's own secret variables
+/// ([`Manifest::secret_env_names`]) and every name [`is_secret_name`] matches come on top.
+///
+/// [`Manifest::secret_env_names`]: crate::engine::manifest::Manifest::secret_env_names
+pub const WITHHELD: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    crate::cache::settings::ACCESS_KEY_ENV,
+    crate::cache::settings::SECRET_KEY_ENV,
+    crate::cache::settings::ENDPOINT_ENV,
+];
+
+/// Prefixes of withheld variables: every AWS setting (credentials, session tokens,
+/// profiles: the remote cache's and any other) and the Actions runtime's (`ACTIONS_RUNTIME_TOKEN`,
+/// `ACTIONS_ID_TOKEN_REQUEST_*`, the cache service URLs).
+const WITHHELD_PREFIXES: &[&str] = &["AWS_", "ACTIONS_"];
+
+/// Parts of a variable name that mark it as a secret (compared in upper case), as
+/// secret scanners name them: `CARGO_REGISTRY_TOKEN`, `NPM_TOKEN`, `DB_PASSWORD`,
+/// `GOOGLE_APPLICATION_CREDENTIALS`, `AZURE_STORAGE_KEY`, `MY_WEBHOOK`, ...
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "WEBHOOK",
+    "CREDENTIAL",
+    "PRIVATE_KEY",
+    "API_KEY",
+    "APIKEY",
+    "ACCESS_KEY",
+    "ACCOUNT_KEY",
+    "STORAGE_KEY",
+    "SIGNING_KEY",
+];
+
+/// `_`-separated parts of a name that mark it as a secret (compared in upper case):
+/// `GITHUB_PAT`, `DEPLOY_KEY`, `SMTP_PASS`, ...
+const SECRET_PARTS: &[&str] = &["PAT", "KEY", "PASS"];
+
+/// Whether the variable `name` is withheld from steps by its name alone: one of
+/// [`WITHHELD`], a `AWS_`/`ACTIONS_` variable, a name holding a secret word (`TOKEN`,
+/// `SECRET`, `PASSWORD`, `WEBHOOK`, `CREDENTIAL`, `API_KEY`, ...) or a secret part
+/// (`PAT`, `KEY`, `PASS` between `_`s); any case.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    WITHHELD.contains(&upper.as_str())
+        || WITHHELD_PREFIXES.iter().any(|p| upper.starts_with(p))
+        || SECRET_WORDS.iter().any(|w| upper.contains(w))
+        || upper.split('_').any(|part| SECRET_PARTS.contains(&part))
+}
+
+/// Prefixes of well-known credentials (secret scanners' list): GitHub tokens (`ghp_`,
+/// `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Slack tokens (`xoxb-`, `xoxp-`,
+/// `xoxa-`, `xoxe-`), Slack and Discord webhook URLs.
+const SECRET_VALUE_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxe-",
+    "https://hooks.slack.com/",
+    "https://discord.com/api/webhooks/",
+    "https://discordapp.com/api/webhooks/",
+];
+
+/// Whether a variable's `value` is a credential whatever its name: a well-known token or
+/// webhook URL ([`SECRET_VALUE_PREFIXES`]), an AWS access key id (`AKIA`/`ASIA` and 16
+/// more capitals or digits), or a URL that carries a password (`scheme://user:pass@host`,
+/// e.g. a database URL or a proxy with credentials).
+pub fn is_secret_value(value: &str) -> bool {
+    let v = value.trim();
+    let aws_key_id = v.len() == 20
+        && (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let url_password = v.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    });
+    aws_key_id || url_password || SECRET_VALUE_PREFIXES.iter().any(|p| v.starts_with(p))
+}
+
+/// The variables of the environment `inherited` (name and value) that steps must not
+/// inherit: [`WITHHELD`], the manifest's own secret variables (`named`, see
+/// [`crate::engine::manifest::Manifest::secret_env_names`], withheld even when their name
+/// looks harmless), every inherited name [`is_secret_name`] matches and every variable
+/// whose value [`is_secret_value`] matches. Sorted; names only (no value is kept).
+///
+/// A step gets one of them only when the manifest passes it (`pass-env`, see
+/// [`step_env_remove`]) or sets it to a literal value in `env`. Rule from issue 13: a
+/// step's output (a failing test's, a build script's) reaches logs, JUnit reports and
+/// saved cache entries that read-only runs and the remote cache restore.
+pub fn withheld_env<S: AsRef<str>>(
+    named: &[S],
+    inherited: impl IntoIterator<Item = (String, String)>,
+) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = WITHHELD.iter().map(|s| (*s).to_owned()).collect();
+    out.extend(named.iter().map(|s| s.as_ref().to_owned()));
+    out.extend(
+        inherited
+            .into_iter()
+            .filter(|(n, v)| is_secret_name(n) || is_secret_value(v))
+            .map(|(n, _)| n),
+    );
+    out
+}
+
+/// [`withheld_env`] for `manifest` and this process's environment (values read lossily;
+/// a name that is not UTF-8 cannot be named in a removal list and is inherited).
+pub fn withheld_env_of(manifest: &crate::engine::manifest::Manifest) -> BTreeSet<String> {
+    withheld_env(
+        &manifest.secret_env_names(),
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned()))),
+    )
+}
+
+/// What a repo's steps remove from their inherited environment: `withheld` less the
+/// repo's `pass-env` and the variables its `env` sets (a literal value in the manifest
+/// is not a secret of ours). Sorted.
+pub fn repo_env_remove(
+    withheld: &BTreeSet<String>,
+    pass_env: &[String],
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    withheld
+        .iter()
+        .filter(|n| !pass_env.contains(n) && !env.contains_key(*n))
+        .cloned()
+        .collect()
+}
+
+/// What one step removes: its repo's list (see [`repo_env_remove`]) less the step's own
+/// `pass-env` and the variables its environment sets.
+pub fn step_env_remove(
+    repo_remove: &[String],
+    pass_env: &[String],
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    repo_remove
+        .iter()
+        .filter(|n| !pass_env.contains(n) && !env.contains_key(*n))
+        .cloned()
+        .collect()
+}
 
 /// How the steps of a run are prepared: the parts of a command that come from the run and
 /// the machine rather than from the manifest.
@@ -83,6 +247,9 @@ pub struct PreparedStep {
     pub args: Vec<String>,
     /// Environment added to the inherited one, final.
     pub env: BTreeMap<String, String>,
+    /// Inherited variables removed before `env` is added: the secrets the step was not
+    /// given ([`step_env_remove`]), sorted.
+    pub env_remove: Vec<String>,
     /// Working directory (the checkout).
     pub dir: PathBuf,
     /// Kill the command with its process group after this many seconds.
@@ -129,6 +296,8 @@ pub struct RepoSteps<'a> {
     pub profile: &'a str,
     /// The repo's environment for every step.
     pub env: &'a BTreeMap<String, String>,
+    /// Inherited variables every step of the repo goes without ([`repo_env_remove`]).
+    pub env_remove: &'a [String],
 }
 
 /// Prepare every manifest step of a repo (see the module docs).
@@ -184,6 +353,7 @@ fn prepare_one(
         env.insert("CARGO_BUILD_JOBS".into(), j.to_string());
     }
     env.extend(step.env.clone());
+    let env_remove = step_env_remove(repo.env_remove, &step.pass_env, &env);
     PreparedStep {
         log: log_dir.join(format!("{}.log", sub.name)),
         name: sub.name,
@@ -191,6 +361,7 @@ fn prepare_one(
         program: step.program.clone(),
         args,
         env,
+        env_remove,
         dir: repo.dir.to_path_buf(),
         timeout_secs: step.timeout_secs,
         json_diagnostics,
@@ -247,6 +418,7 @@ mod tests {
             features,
             timeout_secs: 60,
             env: BTreeMap::from([("STEP_ONLY".into(), "1".into())]),
+            pass_env: Vec::new(),
         }
     }
 
@@ -262,6 +434,7 @@ mod tests {
                 features: *f,
                 timeout_secs: 1,
                 env: BTreeMap::new(),
+                pass_env: Vec::new(),
             })
             .unwrap();
         let args = step_args(&step, &["a".into(), "b".into()], "release");
@@ -294,6 +467,7 @@ mod tests {
             features: &[],
             profile: "dev",
             env: &repo_env,
+            env_remove: &[],
         };
         let cx = ExecContext {
             run_dir: PathBuf::from("/runs/1"),
@@ -337,6 +511,7 @@ mod tests {
             features: &[],
             profile: "dev",
             env: &env,
+            env_remove: &[],
         };
         let cx = ExecContext {
             run_dir: PathBuf::from("/runs/1"),
@@ -369,5 +544,97 @@ mod tests {
         if let Some(why) = &p.blocked {
             assert!(why.contains(coverage::INSTALL), "{why}");
         }
+    }
+
+    /// Issue 13: the manifest's secret variables, GitHub's tokens, AWS and Actions
+    /// variables and anything named like a secret are withheld; ordinary variables are not.
+    #[test]
+    fn secrets_are_withheld_by_name_and_by_the_manifest() {
+        let kept = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/root"),
+            ("RUSTFLAGS", "-D warnings"),
+            ("CARGO_HOME", "/root/.cargo"),
+            ("RUSTUP_TOOLCHAIN", "stable"),
+            ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
+            ("CARGO_REGISTRIES_CRATES_IO_PROTOCOL", "sparse"),
+            ("GIT_URL", "ssh://git@github.com/o/r"),
+            ("PATCH_LEVEL", "3"),
+        ];
+        let gone = [
+            ("MY_CHAIN_PAT", "x"),
+            ("AWS_SESSION_TOKEN", "x"),
+            ("AWS_PROFILE", "ci"),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "x"),
+            ("CARGO_REGISTRY_TOKEN", "x"),
+            ("npm_token", "x"),
+            ("DB_PASSWORD", "x"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
+            ("AZURE_STORAGE_KEY", "x"),
+            ("TEAMS_WEBHOOK", "x"),
+            ("OPENAI_API_KEY", "x"),
+            ("GITHUB_PAT", "x"),
+            ("DEPLOY_KEY", "x"),
+            ("SMTP_PASS", "x"),
+            // Secret by value, whatever the name.
+            ("UPSTREAM", "ghp_0123456789abcdef0123456789abcdef0123"),
+            ("NOTIFY_TO", "https://hooks.slack.com/services/T0/B0/x"),
+            ("X_ID", "AKIAABCDEFGHIJKLMNOP"),
+            ("DATABASE_URL", "postgres://ci:hunter2@db:5432/x"),
+        ];
+        let inherited = kept
+            .iter()
+            .chain(&gone)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let w = withheld_env(&["MY_CHAIN_PAT", "HOOK_URL"], inherited);
+        for (k, _) in kept {
+            assert!(!w.contains(k), "{k} withheld");
+        }
+        for (k, _) in gone {
+            assert!(w.contains(k), "{k} not withheld");
+        }
+        // Named by the manifest, or always withheld, even when not set.
+        for gone in [
+            "HOOK_URL",
+            "GITHUB_TOKEN",
+            "GH_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(w.contains(gone), "{gone} not withheld");
+        }
+        // `pass-env` and a literal value in the manifest's `env` give one back.
+        let repo_env = BTreeMap::from([("DB_PASSWORD".to_owned(), "literal".to_owned())]);
+        let repo = repo_env_remove(&w, &["MY_CHAIN_PAT".to_owned()], &repo_env);
+        assert!(!repo.contains(&"MY_CHAIN_PAT".to_owned()));
+        assert!(!repo.contains(&"DB_PASSWORD".to_owned()));
+        assert!(repo.contains(&"GITHUB_TOKEN".to_owned()));
+        let step = step_env_remove(&repo, &["GITHUB_TOKEN".to_owned()], &BTreeMap::new());
+        assert!(!step.contains(&"GITHUB_TOKEN".to_owned()));
+        assert!(step.contains(&"GH_TOKEN".to_owned()));
+    }
+
+    /// The prepared command carries the removal, less the step's own `pass-env`.
+    #[test]
+    fn prepared_steps_withhold_what_was_not_passed() {
+        let env = BTreeMap::new();
+        let remove = ["GITHUB_TOKEN".to_owned(), "SECRET_X".to_owned()];
+        let r = RepoSteps {
+            repo: "r",
+            dir: Path::new("/co/r"),
+            target_dir: Path::new("/co/r/target"),
+            features: &[],
+            profile: "dev",
+            env: &env,
+            env_remove: &remove,
+        };
+        let mut given = step_of("publish", &["publish"], false);
+        given.pass_env = vec!["SECRET_X".into()];
+        let p = prepare(
+            &[step_of("build", &["build"], true), given],
+            &r,
+            &ExecContext::default(),
+        );
+        assert_eq!(p[0].env_remove, ["GITHUB_TOKEN", "SECRET_X"]);
+        assert_eq!(p[1].env_remove, ["GITHUB_TOKEN"]);
     }
 }

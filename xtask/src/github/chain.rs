@@ -67,10 +67,13 @@ pub async fn send_all(
         } else if let Some(f) = &failed {
             Status::Skipped(format!("not sent: the dispatch to `{f}` before it failed"))
         } else {
-            let value = serde_json::to_value(&t.payload).expect("payload serializes");
-            match payload::validate(&t.github, &t.event_type, &value) {
+            let value = serde_json::to_value(&t.payload).map_err(|e| DispatchError::Invalid {
+                repo: t.github.clone(),
+                reason: format!("client_payload cannot be written as JSON: {e}"),
+            });
+            match value.and_then(|v| payload::validate(&t.github, &t.event_type, &v).map(|()| v)) {
                 Err(e) => Status::Failed(e),
-                Ok(()) => match client {
+                Ok(value) => match client {
                     None => Status::DryRun,
                     Some(c) => match c.dispatch(&t.github, &t.event_type, &value).await {
                         Ok(n) => Status::Sent(n),
@@ -241,6 +244,8 @@ impl Report {
                 }
             })
             .collect();
+        // Strings, numbers and the payload (itself a JSON object): nothing here can fail
+        // to serialize; should it, the report says so rather than panicking.
         serde_json::to_value(JsonReport {
             schema_version: SCHEMA_VERSION,
             chain_id: &self.chain_id,
@@ -249,7 +254,9 @@ impl Report {
             exit_code: self.exit_code(),
             targets,
         })
-        .expect("report serializes")
+        .unwrap_or_else(
+            |e| serde_json::json!({ "schema_version": SCHEMA_VERSION, "error": e.to_string() }),
+        )
     }
 }
 

@@ -10,6 +10,14 @@
 //! | `workflow_dispatch` | runs the `only` input's repos, if given | saved | trigger from the `trigger` input (default `push`) |
 //! | none (a laptop) | runs | saved | trigger `push` |
 //!
+//! A run is untrusted ([`Event::untrusted`]) when it may not save: a pull request, a run
+//! in a fork (`repository.fork` in the payload), a push to a branch other than the
+//! default one, an event not listed above, and a `repository_dispatch` whose payload is
+//! missing, malformed or names a source outside the chain. An untrusted run writes
+//! nothing under the cache root (no entry, result, metrics history, notification state
+//! or dispatch record), dispatches nothing, and its failure is not the chain's: it sends
+//! no notification and a later success is no "recovery".
+//!
 //! Reading only: this module never runs anything and never talks to the API.
 
 use std::path::Path;
@@ -57,6 +65,10 @@ pub struct Incoming {
     /// The release set, when propagating a release.
     #[serde(default)]
     pub release_set: Option<String>,
+    /// `<chain_id>:<hop>:<target>`, the same on every retry of one dispatch: the
+    /// receiving run acts on one id once (see [`crate::github::dedupe`]).
+    #[serde(default)]
+    pub dispatch_id: Option<String>,
 }
 
 /// The event of this run.
@@ -115,6 +127,9 @@ impl Event {
     /// not say which branch is the default, the push is trusted). Other events
     /// (`merge_group`, ...) are not in the list and do not save.
     pub fn may_save(&self) -> bool {
+        if self.in_fork() {
+            return false;
+        }
         match &self.kind {
             EventKind::PullRequest => false,
             EventKind::Push => {
@@ -136,9 +151,43 @@ impl Event {
         }
     }
 
-    /// Whether the chain may be propagated: never from a pull request.
+    /// Whether the chain may be propagated: never from a pull request, nor from a run in
+    /// a fork (its dispatches would carry the fork's code into the chain).
     pub fn may_dispatch(&self) -> bool {
-        self.kind != EventKind::PullRequest
+        self.kind != EventKind::PullRequest && !self.in_fork()
+    }
+
+    /// Whether the run belongs to a fork: the payload's repository (or, for a pull
+    /// request, its head repository) says `"fork": true`.
+    pub fn in_fork(&self) -> bool {
+        let fork = |p: &str| self.payload.pointer(p).and_then(serde_json::Value::as_bool);
+        fork("/repository/fork") == Some(true) || fork("/pull_request/head/repo/fork") == Some(true)
+    }
+
+    /// Why this run is not trusted to speak for the chain, or `None` when it is (see the
+    /// module docs): `repos` are the chain's repo names, the sources a
+    /// `repository_dispatch` may claim. The one rule `ci`, `chain` and the notifications
+    /// apply.
+    pub fn untrusted(&self, repos: &[&str]) -> Option<String> {
+        if let Some(why) = self.untrusted_source(repos) {
+            return Some(why);
+        }
+        if self.may_save() {
+            return None;
+        }
+        Some(if self.kind == EventKind::PullRequest {
+            format!("{} event", self.name())
+        } else if self.in_fork() {
+            format!("{} event in a fork", self.name())
+        } else if self.kind == EventKind::Push {
+            let r#ref = self.payload.get("ref").and_then(|v| v.as_str());
+            format!(
+                "push to {}, not the default branch",
+                r#ref.unwrap_or("another branch")
+            )
+        } else {
+            format!("{} event (not one that may save)", self.name())
+        })
     }
 
     /// Why a `repository_dispatch` is not to be trusted: its `client_payload` is missing
@@ -345,5 +394,53 @@ mod tests {
         assert_eq!(only, ["bllvm-spec"]);
         let e = Event::parse(Some("push"), Some("{}")).unwrap();
         assert!(e.shape_only(&mut only).is_none());
+    }
+
+    /// Issue 13: pull requests, forks, other branches, unlisted events and unknown
+    /// dispatch sources are untrusted, with the reason; the trusted events are not.
+    #[test]
+    fn untrusted_runs_are_named_with_their_reason() {
+        let repos = ["a", "b"];
+        let ev = |name: &str, payload: &str| Event::parse(Some(name), Some(payload)).unwrap();
+        for (name, payload, want) in [
+            ("pull_request", r#"{"number": 1}"#, "pull_request event"),
+            ("pull_request_target", "{}", "pull_request event"),
+            ("push", r#"{"repository": {"fork": true}}"#, "in a fork"),
+            (
+                "push",
+                r#"{"ref": "refs/heads/x", "repository": {"default_branch": "main"}}"#,
+                "push to refs/heads/x",
+            ),
+            ("merge_group", "{}", "merge_group event"),
+            ("repository_dispatch", "{}", "without a client_payload"),
+            (
+                "repository_dispatch",
+                r#"{"client_payload": {"source": "evil"}}"#,
+                "unknown source `evil`",
+            ),
+        ] {
+            let why = ev(name, payload).untrusted(&repos);
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains(want)),
+                "{name} {payload}: {why:?}"
+            );
+        }
+        assert!(!ev("push", r#"{"repository": {"fork": true}}"#).may_dispatch());
+        for (name, payload) in [
+            (
+                "push",
+                r#"{"ref": "refs/heads/main", "repository": {"default_branch": "main"}}"#,
+            ),
+            ("release", "{}"),
+            ("schedule", "{}"),
+            ("workflow_dispatch", "{}"),
+            (
+                "repository_dispatch",
+                r#"{"client_payload": {"source": "a", "dispatch_id": "c:1:b"}}"#,
+            ),
+        ] {
+            assert_eq!(ev(name, payload).untrusted(&repos), None, "{name}");
+        }
+        assert_eq!(Event::parse(None, None).unwrap().untrusted(&repos), None);
     }
 }

@@ -3,6 +3,7 @@
 //! downstream propagation, release sets, and workflow generation.
 
 pub mod chain;
+pub mod dedupe;
 pub mod dispatch;
 pub mod events;
 pub mod propagate;

@@ -311,6 +311,7 @@ pub(crate) mod tests {
             path: vec!["sdk".into(), "proto".into()],
             event: Some("push".into()),
             release_set: None,
+            dispatch_id: None,
         };
         let t = plan_targets(
             &m,

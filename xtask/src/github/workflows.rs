@@ -18,7 +18,9 @@
 //!
 //! Every job has minimal `permissions` (`contents: read`: dispatches use the token the
 //! manifest names, not the workflow token), a `timeout-minutes`, and the workflows have
-//! `concurrency` groups. The YAML is written as text, not through a YAML library: the
+//! `concurrency` groups, keyed on a `repository_dispatch`'s `dispatch_id` so one dispatch
+//! delivered twice never runs twice at once (the later delivery cancels the earlier; see
+//! [`concurrency`] and `github/dedupe.rs`). The YAML is written as text, not through a YAML library: the
 //! files are small and fixed in shape, and text keeps the comments.
 
 use std::fmt::Write as _;
@@ -131,10 +133,7 @@ on:
 permissions:
   contents: read
 
-concurrency:
-  group: chain-ci-${{{{ github.event_name }}}}-${{{{ github.ref }}}}
-  cancel-in-progress: ${{{{ github.event_name == 'pull_request' }}}}
-
+{concurrency}
 env:
   CARGO_TERM_COLOR: always
 
@@ -194,8 +193,28 @@ jobs:
         types = types_list(chain),
         orch = ORCHESTRATOR_DIR,
         token = token,
+        concurrency = concurrency("chain-ci", ""),
     );
     s
+}
+
+/// The `concurrency` block: one group per event, ref and `repository_dispatch`
+/// `dispatch_id` (`or` appended as the expression's fallback, e.g. ` || github.run_id`),
+/// so different dispatches never replace each other's pending runs, and one dispatch
+/// delivered twice never runs twice at once: the second delivery cancels the first
+/// (GitHub can only cancel the running one or queue the new one, and a queued duplicate
+/// would run again on a runner whose cache root starts empty). A first run cancelled
+/// that way records nothing, so the duplicate acts, once (`github/dedupe.rs`). Pull
+/// requests cancel their older runs too; pushes queue.
+fn concurrency(prefix: &str, or: &str) -> String {
+    format!(
+        "# One group per dispatch_id: a dispatch delivered twice (retried after a timeout) never\n\
+         # runs twice at once; the later delivery cancels the earlier, so one runs to the end,\n\
+         # and `ci` does nothing for an id a finished run already handled.\n\
+         concurrency:\n  \
+         group: {prefix}-${{{{ github.event_name }}}}-${{{{ github.ref }}}}-${{{{ github.event.client_payload.dispatch_id{or} }}}}\n  \
+         cancel-in-progress: ${{{{ github.event_name == 'pull_request' || github.event_name == 'repository_dispatch' }}}}\n"
+    )
 }
 
 /// The webhook variables the manifest's `[notify]` names reach the `ci` job's run step
@@ -274,10 +293,7 @@ on:
 permissions:
   contents: read
 
-concurrency:
-  group: bllvm-chain-${{{{ github.event_name }}}}-${{{{ github.ref }}}}-${{{{ github.event.client_payload.chain_id || github.run_id }}}}
-  cancel-in-progress: ${{{{ github.event_name == 'pull_request' }}}}
-
+{concurrency}
 env:
   CARGO_TERM_COLOR: always
   CHAIN_REPO: ${{{{ github.event.repository.name }}}}
@@ -315,6 +331,7 @@ jobs:
         token = token,
         orchestrator = chain.orchestrator,
         token_note = token_note(token),
+        concurrency = concurrency("bllvm-chain", " || github.run_id"),
     );
     s
 }
@@ -408,5 +425,28 @@ mod tests {
         assert!(template.contains("cargo xtask chain --from \"$CHAIN_REPO\""));
         assert!(template.contains("if: ${{ github.event_name != 'pull_request' }}"));
         assert!(files[0].1.contains("cargo xtask ci --keep-going --comment"));
+    }
+
+    /// Issue 13: a dispatch delivered twice never runs twice at once: both workflows key
+    /// their concurrency group on `dispatch_id`, and the later delivery cancels the
+    /// earlier (which then records nothing, so exactly one acts).
+    #[test]
+    fn concurrency_is_keyed_on_the_dispatch_id() {
+        for (name, text) in generate(&manifest("")) {
+            let group = text
+                .lines()
+                .skip_while(|l| *l != "concurrency:")
+                .nth(1)
+                .unwrap_or_default();
+            assert!(
+                group.starts_with("  group: ")
+                    && group.contains("github.event.client_payload.dispatch_id"),
+                "{name}: {group}"
+            );
+            assert!(
+                text.contains("cancel-in-progress: ${{ github.event_name == 'pull_request' || github.event_name == 'repository_dispatch' }}"),
+                "{name}"
+            );
+        }
     }
 }

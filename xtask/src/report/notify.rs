@@ -14,6 +14,11 @@
 //! State: the last status of each chain (manifest and variant) is kept in
 //! `<cache root>/notify/state.json`, so a success after a failure can be announced. Runs
 //! restricted with `--only` share that state with full runs.
+//!
+//! Only trusted runs speak for the chain ([`crate::github::events::Event::untrusted`]):
+//! an untrusted run (a pull request, a fork, an unknown dispatch source, ...) sends
+//! nothing and records nothing, so its failure is never announced as the chain's and a
+//! later success is never a "recovery" from it (issue 13).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -361,13 +366,21 @@ impl State {
     /// Write the state atomically (temporary file, then rename).
     pub fn save(&self, cache_root: &Path) -> Result<()> {
         let path = state_path(cache_root);
-        let dir = path.parent().expect("state path has a parent");
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let dir = cache_root.join("notify");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("create the notification state dir {}", dir.display()))?;
         let tmp = dir.join(format!("state.json.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("replace {}", path.display()))?;
-        Ok(())
+        let written = std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("write the notification state {}", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("rename {} over {}", tmp.display(), path.display()))
+            });
+        if written.is_err() {
+            // A full disk leaves a partial temporary file: never keep it.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
@@ -491,8 +504,30 @@ pub fn after_run_with(
     lines
 }
 
+/// Why the run of this process may not notify or record its status (see the module
+/// docs): the GitHub event's reason, or an event file that cannot be read (failing
+/// closed). `None` for a trusted run.
+pub fn untrusted_run(manifest: &Manifest) -> Option<String> {
+    match crate::github::events::Event::from_env() {
+        Ok(e) => e.untrusted(&crate::github::chain::repo_names(manifest)),
+        Err(e) => Some(format!("the GitHub event cannot be read ({e:#})")),
+    }
+}
+
+/// The line printed instead of notifying for an untrusted run.
+fn not_sent(why: &str) -> String {
+    format!("notify: nothing sent or recorded: {why}, whose outcome is not the chain's")
+}
+
 /// After `ci`, with the process environment: print what [`after_run_with`] returns.
+/// An untrusted run (see the module docs) notifies nothing and records nothing.
 pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
+    if let Some(why) = untrusted_run(manifest) {
+        if any_configured(manifest) {
+            eprintln!("{}", not_sent(&why));
+        }
+        return;
+    }
     for l in after_run_with(
         manifest,
         &Outcome::from_summary(summary),
@@ -506,7 +541,14 @@ pub fn after_run(manifest: &Manifest, summary: &RunSummary, cache_root: &Path) {
 
 /// When `ci` cannot start (a fatal preflight problem): notify as for a failed run whose
 /// reason is the first fatal problem, with the process environment; print what was done.
+/// An untrusted run notifies and records nothing.
 pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache_root: &Path) {
+    if let Some(why) = untrusted_run(manifest) {
+        if any_configured(manifest) {
+            eprintln!("{}", not_sent(&why));
+        }
+        return;
+    }
     let outcome = Outcome {
         run_id: "preflight".into(),
         variant: variant.to_owned(),
@@ -527,6 +569,11 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
     ) {
         eprintln!("{l}");
     }
+}
+
+/// Whether `[notify]` names a webhook variable (set or not).
+fn any_configured(manifest: &Manifest) -> bool {
+    manifest.notify.slack_webhook_env.is_some() || manifest.notify.discord_webhook_env.is_some()
 }
 
 /// Whether a webhook is configured in `[notify]` and its variable set in `env`.

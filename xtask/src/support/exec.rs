@@ -33,6 +33,8 @@ pub struct StepCommand {
     pub dir: PathBuf,
     /// Environment added to the inherited one.
     pub env: BTreeMap<String, String>,
+    /// Inherited variables removed before `env` is added (secrets the step was not given).
+    pub env_remove: Vec<String>,
     /// Kill after this long.
     pub timeout: Duration,
     /// The command prints cargo's `--message-format=json`: show each diagnostic's
@@ -357,9 +359,13 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 fn spawn(cmd: &StepCommand) -> Result<Child> {
+    // The inherited environment without what the step was not given (secrets).
+    let inherited = std::env::vars_os().filter(|(k, _)| !cmd.env_remove.iter().any(|r| k == &**r));
     let mut c = Command::new(&cmd.program);
     c.args(&cmd.args)
         .current_dir(&cmd.dir)
+        .env_clear()
+        .envs(inherited)
         .envs(&cmd.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -551,6 +557,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             dir: std::env::temp_dir(),
             env: BTreeMap::new(),
+            env_remove: Vec::new(),
             timeout,
             json_diagnostics: false,
         }

@@ -62,3 +62,22 @@ fn plan_v_names_the_toolchain_source_and_the_exact_commands() {
     );
     assert!(text.contains("RUSTUP_TOOLCHAIN=stable"), "{text}");
 }
+
+#[test]
+fn plan_v_names_the_secrets_a_step_goes_without_never_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask()
+        .args(["plan", "-v", "--only", "bllvm-muhash"])
+        .args(["--manifest", sample(), "--cache-dir"])
+        .arg(dir.path())
+        .env("AWS_SECRET_ACCESS_KEY", "plan-v-secret-value")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("env withheld:") && text.contains("AWS_SECRET_ACCESS_KEY"),
+        "{text}"
+    );
+    assert!(!text.contains("plan-v-secret-value"), "{text}");
+}

@@ -235,6 +235,10 @@ fn render_steps(r: &RepoPlan) -> String {
             let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s += &format!("        env: {}\n", env.join(" "));
         }
+        if !p.env_remove.is_empty() {
+            // Names only: the values are secrets the step was not given.
+            s += &format!("        env withheld: {}\n", p.env_remove.join(" "));
+        }
         if let Some(why) = &p.blocked {
             s += &format!("        blocked: {why}\n");
         }

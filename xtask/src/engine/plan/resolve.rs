@@ -478,6 +478,8 @@ fn plan_repo(
         upstream_fps,
     ));
     let target_dir = meta.map(|m| m.target_directory.clone());
+    let withheld = steps::withheld_env_of(c.manifest);
+    let env_remove = steps::repo_env_remove(&withheld, &r.pass_env, &env);
     let prepared = steps::prepare(
         &r.steps,
         &RepoSteps {
@@ -489,6 +491,7 @@ fn plan_repo(
             features: &features,
             profile: &c.profile,
             env: &env,
+            env_remove: &env_remove,
         },
         &c.opts.exec,
     );
@@ -517,6 +520,7 @@ fn plan_repo(
         steps: r.steps.clone(),
         prepared,
         env,
+        env_remove,
         versions: meta.map(|m| m.versions.clone()).unwrap_or_default(),
         unused_patches: meta.map(|m| m.unused_patches.clone()).unwrap_or_default(),
         stripped_patches: c.stripped.get(name).cloned().unwrap_or_default(),

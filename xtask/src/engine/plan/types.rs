@@ -129,6 +129,10 @@ pub struct RepoPlan {
     /// Environment for every step (manifest env plus what the run adds).
     #[serde(skip)]
     pub env: BTreeMap<String, String>,
+    /// Inherited secrets every command of the repo goes without (the release build's
+    /// too; see `steps::repo_env_remove`).
+    #[serde(skip)]
+    pub env_remove: Vec<String>,
     /// Version of each workspace member package.
     pub versions: BTreeMap<String, String>,
     /// `[patch]` entries cargo reported unused.

@@ -10,7 +10,16 @@
 //!   `x-ratelimit-reset`, else one minute, if that is at most `max_wait`; otherwise fail
 //!   at once with [`DispatchError::RateLimited`].
 //!
-//! Never retried: 204 (done), 401, other 403, 404, 422 and any other status.
+//! Never retried: any 2xx (done: GitHub answers 204, but a 200 or 202 from a proxy or a
+//! GitHub Enterprise server is the same success), 401, other 403, 404, 422 and any other
+//! status.
+//!
+//! The request goes through octocrab's raw `_post` and the answer is judged here, never
+//! by octocrab's `create_dispatch`, which treats any status but 204 as an error and
+//! panics on a 2xx (`map_github_error(..).unwrap_err()`): a 200 used to end `chain` with
+//! exit 101 before the remaining targets were tried. The answer's body is read for its
+//! `message` only, at most [`MAX_ANSWER_BYTES`], and what is shown of it is cut and
+//! stripped of control characters and of the token (an answer is untrusted input).
 
 use std::time::Duration;
 
@@ -43,6 +52,23 @@ impl Default for RetryPolicy {
 pub struct Client {
     octo: Octocrab,
     policy: RetryPolicy,
+    /// Kept to redact it from any answer shown (a hostile server may echo it).
+    token: Token,
+}
+
+/// The most of an error answer's body read, in bytes; the rest is not read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The most characters of an answer's message shown.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A non-2xx answer, as far as it is needed to decide what to do.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    /// GitHub's `message`, else the body's text, else the status's reason; cleaned.
+    message: String,
 }
 
 /// Media type GitHub recommends for REST requests (sent as `Accept`).
@@ -73,12 +99,13 @@ impl Client {
                 attempts: policy.attempts.max(1),
                 ..policy
             },
+            token: token.clone(),
         })
     }
 
     /// Send one `repository_dispatch` to `github` (`owner/name`): `POST
-    /// /repos/{owner}/{repo}/dispatches` with `{event_type, client_payload}`, expecting
-    /// 204. Returns the number of attempts it took.
+    /// /repos/{owner}/{repo}/dispatches` with `{event_type, client_payload}`. Any 2xx
+    /// answer is success (GitHub's is 204). Returns the number of attempts it took.
     ///
     /// The payload must already be validated ([`super::payload::validate`]).
     pub async fn dispatch(
@@ -87,22 +114,18 @@ impl Client {
         event_type: &str,
         payload: &serde_json::Value,
     ) -> Result<u32, DispatchError> {
-        let (owner, name) = github.split_once('/').unwrap_or((github, ""));
+        let route = format!("/repos/{github}/dispatches");
+        let body = serde_json::json!({ "event_type": event_type, "client_payload": payload });
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= self.policy.attempts;
-            let res = self
-                .octo
-                .repos(owner, name)
-                .create_dispatch(event_type)
-                .client_payload(payload.clone())
-                .send()
-                .await;
+            let res = self.octo._post(route.as_str(), Some(&body)).await;
             let wait = match res {
-                Ok(()) => return Ok(attempt),
-                Err(octocrab::Error::GitHub { source, .. }) => {
-                    self.after_status(github, &source, attempt, last)?
+                Ok(r) if r.status().is_success() => return Ok(attempt),
+                Ok(r) => {
+                    let answer = self.answer(r).await;
+                    self.after_status(github, &answer, attempt, last)?
                 }
                 Err(_) if !last => self.backoff(attempt),
                 Err(e) => {
@@ -123,11 +146,11 @@ impl Client {
     fn after_status(
         &self,
         github: &str,
-        source: &octocrab::GitHubError,
+        source: &Answer,
         attempt: u32,
         last: bool,
     ) -> Result<Duration, DispatchError> {
-        let status = source.status_code.as_u16();
+        let status = source.status;
         let repo = github.to_owned();
         if let Some(wait_secs) = rate_limit_wait(source) {
             if wait_secs > self.policy.max_wait.as_secs() || last {
@@ -167,6 +190,29 @@ impl Client {
         })
     }
 
+    /// Read a non-2xx answer: its status, headers and message (see the module docs). A
+    /// body that cannot be read leaves the status's reason as the message.
+    async fn answer(
+        &self,
+        r: http::Response<
+            http_body_util::combinators::BoxBody<hyper::body::Bytes, octocrab::Error>,
+        >,
+    ) -> Answer {
+        use http_body_util::BodyExt;
+        let (parts, body) = r.into_parts();
+        let bytes = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        let reason = parts.status.canonical_reason().unwrap_or("no reason given");
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            message: answer_message(&bytes, reason, self.token.expose()),
+        }
+    }
+
     /// The octocrab client, for the other REST calls of this module (PR comments).
     pub(crate) fn octocrab(&self) -> &Octocrab {
         &self.octo
@@ -185,13 +231,12 @@ impl Client {
 /// When the answer is a rate limit (429, or 403 with `retry-after`,
 /// `x-ratelimit-remaining: 0` or a message saying "rate limit"), the seconds to wait:
 /// `retry-after`, else until `x-ratelimit-reset`, else one minute. `None` otherwise.
-fn rate_limit_wait(source: &octocrab::GitHubError) -> Option<u64> {
-    let status = source.status_code.as_u16();
+fn rate_limit_wait(source: &Answer) -> Option<u64> {
+    let status = source.status;
     let header = |n: &str| {
         source
             .headers
-            .as_ref()
-            .and_then(|h| h.get(n))
+            .get(n)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .map(str::to_owned)
@@ -211,6 +256,39 @@ fn rate_limit_wait(source: &octocrab::GitHubError) -> Option<u64> {
     })
 }
 
+/// What an error answer says, for people: GitHub's JSON `message`, else the body's text,
+/// else `reason`; the `token` replaced by `***`, control characters by spaces, at most
+/// [`MAX_MESSAGE_CHARS`] characters.
+fn answer_message(body: &[u8], reason: &str, token: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct GitHubError {
+        message: Option<String>,
+    }
+    let text = match serde_json::from_slice::<GitHubError>(body) {
+        Ok(GitHubError { message: Some(m) }) => m,
+        _ => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let text = if text.trim().is_empty() {
+        reason.to_owned()
+    } else {
+        text
+    };
+    let text = if token.len() >= 4 {
+        text.replace(token, "***")
+    } else {
+        text
+    };
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect();
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 /// The error and its causes on one line (octocrab's `Display` alone hides the cause).
 fn transport_message(e: &octocrab::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -223,4 +301,30 @@ fn transport_message(e: &octocrab::Error) -> String {
         cur = c.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_cut_cleaned_and_never_shows_the_token() {
+        let tok = "ghp_secretTOKEN123";
+        assert_eq!(
+            answer_message(br#"{"message": "Not Found"}"#, "Not Found", tok),
+            "Not Found"
+        );
+        assert_eq!(answer_message(b"", "Bad Gateway", tok), "Bad Gateway");
+        let echoed = format!("you sent Bearer {tok}\n\x1b[31mred");
+        let m = answer_message(echoed.as_bytes(), "x", tok);
+        assert!(
+            !m.contains(tok) && !m.contains('\n') && !m.contains('\x1b'),
+            "{m}"
+        );
+        let long = "x".repeat(10_000);
+        assert_eq!(
+            answer_message(long.as_bytes(), "x", tok).chars().count(),
+            MAX_MESSAGE_CHARS + 1
+        );
+    }
 }
