@@ -117,11 +117,15 @@ pub fn expand(
 
 /// Write our nextest tool config (profile [`PROFILE`]: no fail-fast, JUnit report).
 ///
+/// The report lists skipped tests too (`report-skipped = "all"`, nextest 0.9.143 and
+/// later; by default nextest leaves them out of the JUnit XML, so `skipped` would always
+/// read 0). An older nextest warns about the key and ignores it.
+///
 /// Errors: the file cannot be written.
 pub fn write_tool_config(path: &Path) -> std::io::Result<()> {
     std::fs::write(
         path,
-        format!("[profile.{PROFILE}]\nfail-fast = false\n\n[profile.{PROFILE}.junit]\npath = \"junit.xml\"\n"),
+        format!("[profile.{PROFILE}]\nfail-fast = false\n\n[profile.{PROFILE}.junit]\npath = \"junit.xml\"\nreport-skipped = \"all\"\n"),
     )
 }
 

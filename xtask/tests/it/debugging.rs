@@ -3,7 +3,7 @@
 
 use predicates::prelude::*;
 
-use crate::support::xtask;
+use crate::support::{self, xtask};
 
 /// A cargo log as a failed `build` step writes it: a real compile error, with cargo's
 /// colours on.
@@ -175,7 +175,8 @@ kind = "docs"
         "a set webhook is not a problem:\n{stderr}"
     );
     assert!(!has("spec"), "a docs repo needs no Cargo.toml:\n{stderr}");
-    if which("rustup") {
+    // Pins are checked through rustup: without it, a counted skip (under CI a failure).
+    if support::find_tool(&support::RUSTUP, &["rustup"]).is_some() {
         assert!(
             has("error [toolchain] a: the toolchain pinned by"),
             "{stderr}"
@@ -184,10 +185,6 @@ kind = "docs"
         assert!(
             stderr.contains("fix: install it (`rustup toolchain install 1.0.0"),
             "{stderr}"
-        );
-    } else {
-        println!(
-            "rustup is not on PATH: rust-toolchain.toml pins are not checked, skipping that part"
         );
     }
     assert!(
@@ -207,11 +204,6 @@ fn preflight_passes_on_the_sample_chain() {
         .assert()
         .success()
         .stderr(predicates::str::contains("preflight: ok"));
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// A webhook on 127.0.0.1 that answers 200 to up to `n` requests and sends each JSON body
@@ -410,18 +402,18 @@ fn ci_records_metrics_notifies_failure_then_recovery_and_report_shows_the_runs()
     screenshot_if_chromium(&page);
 }
 
-/// Render the report in headless Chromium when it is installed, and check a PNG came out;
-/// says so and skips that part otherwise (CI installs chromium; a laptop may not have it).
+/// Render the report in headless Chromium and check a PNG came out. Without Chromium (or
+/// when it hangs): a counted skip, and under CI a failure with the install command
+/// (`.ci/run` installs it; a laptop may not have it).
 fn screenshot_if_chromium(page: &std::path::Path) {
-    let Some(bin) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| which(b))
-    else {
-        println!("chromium is not installed: skipping the headless rendering of the report");
+    let Some(bin) = support::find_tool(
+        &support::CHROMIUM,
+        &["chromium", "chromium-browser", "google-chrome"],
+    ) else {
         return;
     };
     let png = page.with_extension("png");
-    let st = std::process::Command::new(bin)
+    let st = std::process::Command::new(&bin)
         .args([
             "--headless",
             "--no-sandbox",
@@ -445,12 +437,19 @@ fn screenshot_if_chromium(page: &std::path::Path) {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            println!("{bin} did not finish within 120 s: skipping the headless rendering");
+            support::skip(
+                &support::CHROMIUM,
+                &format!("{} did not finish within 120 s", bin.display()),
+            );
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert!(st.success(), "{bin} failed to render the report");
+    assert!(
+        st.success(),
+        "{} failed to render the report",
+        bin.display()
+    );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
 }

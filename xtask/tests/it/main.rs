@@ -22,6 +22,7 @@ mod support;
 mod testing;
 mod tidy;
 mod toolchain;
+mod tools;
 mod trust_secrets;
 
 /// Without the `remote` feature the remote cache's tests are not compiled at all; under CI
@@ -30,7 +31,7 @@ mod trust_secrets;
 #[test]
 fn the_remote_cache_tests_are_compiled_under_ci() {
     assert!(
-        std::env::var_os("CI").is_none(),
+        !support::under_ci(),
         "the remote cache tests need the S3 backend: run `cargo test --workspace --locked --features remote`"
     );
 }

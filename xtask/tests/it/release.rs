@@ -1,8 +1,8 @@
 //! Release outputs (issue 9, parts 1-3): `ci --release` artifacts with `SHA256SUMS` that
 //! the real `sha256sum -c` accepts and a release manifest listing every repo, reused from
 //! the builds store when nothing changed; `--verify-deterministic` catching a build script
-//! that embeds the time while the sample node passes; the `coverage` step with and without
-//! cargo-tarpaulin.
+//! that embeds the time while the sample node passes. (The `coverage` step's tests, which
+//! need cargo-tarpaulin, are in tools.rs.)
 
 use std::fs;
 use std::path::Path;
@@ -338,82 +338,6 @@ fn verify_deterministic_catches_a_build_script_that_embeds_the_time() {
     assert_ne!(fs::read(&first).unwrap(), fs::read(&second).unwrap());
     // The first build's checksums are still valid for what was collected.
     sha256sum_check(&run.join("artifacts/clock"));
-}
-
-#[test]
-fn coverage_step_writes_a_report_or_names_the_install_command() {
-    let t = tempfile::tempdir().unwrap();
-    let manifest = write_chain(
-        t.path(),
-        &[("cov", &[])],
-        &[("cov", "steps = [\"coverage\"]")],
-    );
-    fs::write(
-        t.path().join("cov/src/lib.rs"),
-        "//! Fixture.\n\n/// Half of it is tested.\npub fn pick(x: u32) -> u32 {\n    if x > 10 {\n        x * 2\n    } else {\n        x + 1\n    }\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn small() {\n        assert_eq!(super::pick(1), 2);\n    }\n}\n",
-    )
-    .unwrap();
-    // A relative run dir, as `cargo xtask ci` uses by default: the reports must still
-    // land in it, not in the checkout tarpaulin runs in.
-    let out = xtask()
-        .current_dir(t.path())
-        .args([
-            "ci",
-            "--quiet",
-            "--run-dir",
-            "run",
-            "--cache-dir",
-            "cache",
-            "--manifest",
-        ])
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let run = t.path().join("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let present = Command::new("cargo")
-        .args(["tarpaulin", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let s = summary(&run);
-    let cov = repo(&s, "cov");
-    if present {
-        assert!(out.status.success(), "coverage run failed:\n{stdout}");
-        let c = &cov["coverage"];
-        let pct = c["line_percent"].as_f64().unwrap();
-        assert!(
-            pct > 0.0 && pct < 100.0,
-            "half the branches are tested: {c}"
-        );
-        assert!(c["lines"].as_u64().unwrap() > 0);
-        let lcov = fs::read_to_string(run.join("cov/coverage/lcov.info")).unwrap();
-        assert!(lcov.contains("SF:") && lcov.contains("lib.rs"), "{lcov}");
-        assert!(run.join("cov/coverage/cobertura.xml").is_file());
-        assert!(run.join("coverage/lcov.info").is_file(), "the run's total");
-        assert_eq!(
-            json(&run.join("coverage/total.json"))["line_percent"],
-            c["line_percent"]
-        );
-        assert!(
-            stdout.contains("coverage: "),
-            "the summary prints the total:\n{stdout}"
-        );
-        let metrics = json(&run.join("build-metrics.json"));
-        assert_eq!(metrics["coverage_line_percent"], c["line_percent"]);
-    } else {
-        eprintln!(
-            "cargo-tarpaulin is not installed here: checking the missing-tool message instead of a report"
-        );
-        assert_eq!(out.status.code(), Some(1), "{stdout}");
-        assert_eq!(cov["status"], "failed");
-        let why = cov["reason"].as_str().unwrap();
-        assert!(why.contains("needs cargo-tarpaulin"), "{why}");
-        assert!(
-            why.contains("cargo install cargo-tarpaulin --locked"),
-            "{why}"
-        );
-        assert!(cov.get("coverage").is_none());
-    }
 }
 
 #[test]

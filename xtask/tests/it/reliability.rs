@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
@@ -127,8 +126,10 @@ fn every_kind_of_damage_is_detected_discarded_and_rebuilt() {
 #[test]
 fn saves_into_a_full_filesystem_warn_and_publish_nothing() {
     let s = stress("full-disk", &["--full-disk", "1"]);
+    // The scenario mounts its own tmpfs (or runs itself again under `unshare`); when it
+    // could not: a counted skip, or under CI a failure saying what to enable.
     if let Some(why) = s["skipped"].as_str() {
-        eprintln!("full-disk scenario skipped: {why}");
+        support::skip(&support::TMPFS, why);
         return;
     }
     for case in ["guard", "enospc-bytes", "enospc-inodes"] {
@@ -150,7 +151,7 @@ fn dev_commands_need_the_dev_feature_and_say_so() {
         return;
     }
     assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
+        !support::under_ci(),
         "the suite runs with the dev feature (README): `cargo test --workspace --locked --features remote,dev`"
     );
     for args in [
@@ -171,28 +172,6 @@ fn dev_commands_need_the_dev_feature_and_say_so() {
 // ---------------------------------------------------------------------------------------
 // Fixtures
 
-/// A small tmpfs for a test, unmounted on drop. `None` where mounting is not allowed.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let ok = StdCommand::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = StdCommand::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// What every fixture manifest of this suite appends: the cache's disk guard and the
 /// preflight disk floor off, so a test's outcome never depends on how full the machine's
 /// disk happens to be (both are tested on their own, on a tmpfs).
@@ -211,7 +190,17 @@ fn solo_chain(root: &Path) -> PathBuf {
 
 /// `ci --quiet` on `manifest` with its own cache root, run dir and `envs`.
 fn ci(manifest: &Path, cache: &Path, run_dir: &Path, envs: &[(&str, &str)]) -> (i32, String) {
-    let mut c = xtask();
+    ci_with(xtask(), manifest, cache, run_dir, envs)
+}
+
+/// [`ci`] with the xtask command `c` (e.g. one that sees a test's tmpfs).
+fn ci_with(
+    mut c: Command,
+    manifest: &Path,
+    cache: &Path,
+    run_dir: &Path,
+    envs: &[(&str, &str)],
+) -> (i32, String) {
     c.args(["ci", "--quiet", "--manifest"])
         .arg(manifest)
         .arg("--cache-dir")
@@ -256,18 +245,19 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
     // preflight disk floor off too (it refuses to start a run on a nearly full cache
     // filesystem, which is its own check, not the cache's).
     let m = solo_chain(&tmp.path().join("chain"));
-    let Some(_fs) = Tmpfs::mount(&tmp.path().join("fs"), "1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+    // Without a tmpfs: a counted skip, or under CI a failure saying what to enable.
+    let Some(tmpfs) = support::Tmpfs::mount(&tmp.path().join("fs"), "1m") else {
         return;
     };
     let cache = tmp.path().join("fs/cache");
+    let filler = tmpfs.view(&tmp.path().join("fs/filler"));
     // Fill it up: write until the filesystem says it is full.
     {
         use std::io::Write;
-        let mut f = fs::File::create(tmp.path().join("fs/filler")).unwrap();
+        let mut f = fs::File::create(&filler).unwrap();
         while f.write_all(&[0u8; 4096]).is_ok() {}
     }
-    let (code, out) = ci(&m, &cache, &tmp.path().join("run1"), &[]);
+    let (code, out) = ci_with(tmpfs.xtask(), &m, &cache, &tmp.path().join("run1"), &[]);
     assert_eq!(code, 0, "{out}");
     let s = support::summary(&tmp.path().join("run1"));
     assert_eq!(support::repo(&s, "solo")["status"], "ok", "{s:#}");
@@ -276,17 +266,19 @@ fn a_full_cache_filesystem_leaves_the_build_result_unchanged() {
         "no warning says the cache's disk is full:\n{out}"
     );
     assert_eq!(
-        entries(&cache),
+        entries(&tmpfs.view(&cache)),
         Vec::<String>::new(),
         "a partial entry was published"
     );
     assert_eq!(
-        fs::read_dir(cache.join("tmp")).unwrap().count(),
+        fs::read_dir(tmpfs.view(&cache.join("tmp")))
+            .unwrap()
+            .count(),
         0,
         "tmp/ leftovers"
     );
     // The same build with room: same result, and now an entry.
-    fs::remove_file(tmp.path().join("fs/filler")).unwrap();
+    fs::remove_file(&filler).unwrap();
     let roomy = tmp.path().join("cache2");
     let (code2, out2) = ci(&m, &roomy, &tmp.path().join("run2"), &[]);
     assert_eq!(code2, code, "{out2}");
