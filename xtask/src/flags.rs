@@ -95,6 +95,15 @@ pub struct Resolve {
     pub affected: Option<String>,
 }
 
+/// A count that must be at least 1 (`--jobs 0` would run nothing, or hang).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `--deps` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DepsArg {
@@ -144,14 +153,14 @@ pub struct CiArgs {
     #[arg(long)]
     pub verify_deterministic: bool,
     /// Run every cell of the variant × toolchain matrix (repos' `toolchains` and `variants`), each as its own job.
-    #[arg(long, conflicts_with = "cell")]
+    #[arg(long, conflicts_with_all = ["cell", "variant"])]
     pub matrix: bool,
     /// Run one matrix cell (`<toolchain|default>-<variant>`, as `cargo xtask matrix` lists them).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "variant")]
     pub cell: Option<String>,
     /// Repos of one level run at once, N at a time (cargo's own jobs are shared out so the
     /// machine is not oversubscribed). Default 1.
-    #[arg(short, long, default_value_t = 1, value_name = "N")]
+    #[arg(short, long, default_value_t = 1, value_name = "N", value_parser = at_least_one)]
     pub jobs: usize,
     /// On pull_request events, post (or update) one PR comment with the run summary (GITHUB_TOKEN with pull-requests: write).
     #[arg(long)]
@@ -235,7 +244,7 @@ pub struct CheckoutArgs {
     #[arg(long, default_value = "https://github.com", value_name = "URL")]
     pub git_base: String,
     /// Shallow clone depth (default: full history).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub depth: Option<u32>,
 }
 
@@ -401,7 +410,7 @@ pub enum BenchCmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Repetitions of each side (medians are reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:noop -->` section).
         #[arg(long, value_name = "FILE")]
@@ -425,7 +434,7 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1200)]
         mib: u64,
         /// Repetitions of each measurement (medians are reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:cache -->` section).
         #[arg(long, value_name = "FILE")]
@@ -443,7 +452,7 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         mib: u64,
         /// Repetitions of each measurement (medians are reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:remote -->` section).
         #[arg(long, value_name = "FILE")]
@@ -580,7 +589,7 @@ pub struct NotifyArgs {
     #[command(flatten)]
     pub common: Common,
     /// Seconds one webhook call may take, over the manifest's `[notify] timeout`.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 }
 
@@ -597,7 +606,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
     /// How many of the latest runs to show.
-    #[arg(long, default_value_t = 30, value_name = "N")]
+    #[arg(long, default_value_t = 30, value_name = "N", value_parser = at_least_one)]
     pub last: usize,
     /// Write a self-contained HTML page with SVG charts to FILE instead of printing text.
     #[arg(long, value_name = "FILE")]

@@ -637,6 +637,44 @@ impl Manifest {
     pub fn checkout_dir(root: &Path, repo: &Repo) -> PathBuf {
         root.join(&repo.path)
     }
+
+    /// Every variant name the manifest knows, sorted: `[defaults] variant`, every key of a
+    /// repo's `[repo.features]` and every name in a repo's `variants`. A repo that does not
+    /// list a known variant builds its default features in it.
+    pub fn known_variants(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = std::iter::once(self.defaults.variant.as_str())
+            .chain(self.repos.iter().flat_map(|r| {
+                r.features
+                    .keys()
+                    .map(String::as_str)
+                    .chain(r.variants.iter().map(String::as_str))
+            }))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Check a variant name given on the command line against [`Manifest::known_variants`]:
+    /// an unknown one (a typo) would silently build default features under a new key.
+    ///
+    /// Errors: `variant` is not known; the message lists the known ones.
+    pub fn check_variant(&self, variant: &str) -> Result<()> {
+        let known = self.known_variants();
+        if !known.contains(&variant) {
+            bail!(
+                "unknown variant `{variant}`: {} knows {} (the default is `{}`)\nfix: pass one of them to --variant, or add `{variant}` to a repo's `[repo.features]` or `variants`",
+                self.path.display(),
+                known
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.defaults.variant
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The manifest's text and file name, to turn a byte offset into a [`ManifestError`] with
@@ -905,6 +943,40 @@ kind = "docs"
         assert_eq!(names, ["fmt-check", "clippy", "build", "test", "doc"]);
         assert!(m.repos[1].steps.is_empty());
         assert_eq!(m.root, PathBuf::from("ci/../.."));
+    }
+
+    #[test]
+    fn variants_are_the_default_the_features_keys_and_the_matrix_lists() {
+        let m = parse(
+            r#"
+[defaults]
+variant = "base"
+[[repo]]
+name = "a"
+github = "o/a"
+variants = ["msrv-check"]
+[repo.features]
+experimental = ["x"]
+[[repo]]
+name = "b"
+github = "o/b"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.known_variants(), ["base", "experimental", "msrv-check"]);
+        for ok in ["base", "experimental", "msrv-check"] {
+            m.check_variant(ok).unwrap();
+        }
+        let e = format!("{:#}", m.check_variant("experimentl").unwrap_err());
+        assert!(
+            e.contains("unknown variant `experimentl`")
+                && e.contains("`base`, `experimental`, `msrv-check`"),
+            "{e}"
+        );
+        // A manifest where no repo lists variants knows only its default.
+        let plain = parse("[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n").unwrap();
+        assert_eq!(plain.known_variants(), ["base"]);
+        assert!(plain.check_variant("experimental").is_err());
     }
 
     #[test]

@@ -180,28 +180,19 @@ pub fn explain(r: &RepoPlan, results: &Results) -> String {
                 "  changed since the last recorded run ({}, {}):\n",
                 last.run_id, last.status
             );
-            for name in r.fingerprint.changed_inputs(&last.inputs) {
-                let old = last
-                    .inputs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.as_str());
-                let new = r
-                    .fingerprint
-                    .inputs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.as_str());
-                match (old, new) {
-                    (Some(o), Some(n)) => {
-                        s += &format!(
-                            "    {name}: {} -> {}\n",
-                            o.replace('\n', "; "),
-                            n.replace('\n', "; ")
-                        )
-                    }
-                    _ => s += &format!("    {name}\n"),
-                }
+            for ch in r.fingerprint.changes(&last.inputs) {
+                // An absent environment variable reads as unset; any other absent input
+                // was not an input on that side.
+                let absent = if ch.name.starts_with("env ") {
+                    "(unset)"
+                } else {
+                    "(not an input)"
+                };
+                let show = |v: &Option<String>| {
+                    v.as_deref()
+                        .map_or_else(|| absent.to_owned(), |v| v.replace('\n', "; "))
+                };
+                s += &format!("    {}: {} -> {}\n", ch.name, show(&ch.old), show(&ch.new));
             }
         }
     }
