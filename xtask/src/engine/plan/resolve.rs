@@ -641,3 +641,7 @@ fn finish_plan(
         graph: c.graph,
     }
 }
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;
