@@ -21,6 +21,7 @@ mod support;
 mod testing;
 mod tidy;
 mod toolchain;
+mod trust_inputs;
 
 /// Without the `remote` feature the remote cache's tests are not compiled at all; under CI
 /// that must fail rather than pass without them.
