@@ -441,3 +441,327 @@ fn a_toolchain_flag_that_is_not_installed_is_blamed_on_the_flag() {
         );
     }
 }
+
+// ---- 4. a step that fails is never reported as success ---------------------------------
+
+/// A directory of links to every program on `PATH` except `hidden`, and an empty
+/// `$CARGO_HOME`: run under them, cargo finds no `cargo-<hidden>` subcommand (it looks in
+/// `$CARGO_HOME/bin`, then `PATH`). Everything else (cargo, rustc, rustup, git, sh) works.
+fn without_tools(t: &Path, hidden: &[&str]) -> (PathBuf, PathBuf) {
+    let bin = t.join("path-without-tools");
+    let home = t.join("empty-cargo-home");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(home.join("bin")).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let to = bin.join(&name);
+            if hidden.iter().any(|h| name == *h) || to.symlink_metadata().is_ok() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(e.path(), &to);
+        }
+    }
+    (bin, home)
+}
+
+/// Whether `cargo <sub> --version` runs here; under CI a missing tool fails the test with
+/// its install command, elsewhere the caller skips that part and says so.
+fn tool(sub: &str, install: &str) -> bool {
+    let ok = Command::new("cargo")
+        .args([sub, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cargo-{sub} is not installed: install it with `{install}`"
+        );
+        eprintln!("cargo-{sub} is not installed ({install}): skipping the part that needs it");
+    }
+    ok
+}
+
+/// How a fixture is run: with every tool this machine has, or with nextest hidden.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tools {
+    All,
+    NoNextest,
+}
+
+/// Run the one-crate chain `lib_rs` (with `manifest_extra`) and check that it fails at the
+/// step `step` (every step before it passed) with `code`, the repo `failed`, exit 1.
+fn fails_exactly(lib_rs: &str, manifest_extra: &str, tools: Tools, step: &str, code: Option<i64>) {
+    let t = tempfile::tempdir().unwrap();
+    let m = one_crate(t.path(), lib_rs, manifest_extra);
+    support::git_commit_all(&t.path().join("r"));
+    let run_dir = t.path().join("run");
+    let mut c = ci(&m, &t.path().join("cache"), &run_dir, &[]);
+    if tools == Tools::NoNextest {
+        let (bin, home) = without_tools(t.path(), &["cargo-nextest"]);
+        c.env("PATH", bin).env("CARGO_HOME", home);
+    }
+    let out = run(&mut c);
+    let s = summary(&run_dir);
+    let r = repo(&s, "r");
+    assert_eq!(out.code, 1, "{tools:?} {step}: {}\n{r}", out.text());
+    assert_eq!(r["status"], "failed", "{r}");
+    let steps = r["steps"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!(last["name"], step, "{r}");
+    assert_eq!(last["code"].as_i64(), code, "{r}");
+    for s in &steps[..steps.len() - 1] {
+        assert_eq!(s["code"], 0, "only `{step}` fails: {r}");
+    }
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("step `{step}`")),
+        "{r}"
+    );
+    assert!(out.stdout.contains("result: FAILED"), "{}", out.text());
+}
+
+const UNFORMATTED: &str = "//! Fixture crate.\n\n/// A value.\npub fn value()->u32{1}\n";
+
+const CLIPPY_LINT: &str =
+    "//! Fixture crate.\n\n/// Whether `v` is empty.\npub fn empty(v: &[u32]) -> bool {\n    v.len() == 0\n}\n";
+
+// Clippy checks with `--cfg clippy`; a build does not.
+const BUILD_ONLY_ERROR: &str =
+    "//! Fixture crate.\n\n#[cfg(not(clippy))]\ncompile_error!(\"fails the build step only\");\n";
+
+const FAILING_TEST: &str = "//! Fixture crate.\n\n/// A value.\npub fn value() -> u32 {\n    1\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn fails() {\n        assert_eq!(super::value(), 2);\n    }\n}\n";
+
+const FAILING_DOCTEST: &str = "//! Fixture crate.\n\n/// A value.\n///\n/// ```\n/// assert_eq!(r::value(), 2);\n/// ```\npub fn value() -> u32 {\n    1\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn passes() {\n        assert_eq!(super::value(), 1);\n    }\n}\n";
+
+// Rustdoc's lints run in `cargo doc` only.
+const BROKEN_DOC_LINK: &str = "//! Fixture crate.\n\n#![deny(rustdoc::broken_intra_doc_links)]\n\n/// A value, unlike [`Missing`].\npub fn value() -> u32 {\n    1\n}\n";
+
+// A test binary that dies on a signal (SIGABRT).
+const ABORTING_TEST: &str = "//! Fixture crate.\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn dies_on_a_signal() {\n        std::process::abort();\n    }\n}\n";
+
+#[test]
+fn a_failing_fmt_check_fails_the_repo() {
+    fails_exactly(UNFORMATTED, "", Tools::All, "fmt-check", Some(1));
+}
+
+#[test]
+fn a_failing_clippy_fails_the_repo() {
+    fails_exactly(CLIPPY_LINT, "", Tools::All, "clippy", Some(101));
+}
+
+#[test]
+fn a_failing_build_fails_the_repo() {
+    fails_exactly(BUILD_ONLY_ERROR, "", Tools::All, "build", Some(101));
+}
+
+#[test]
+fn a_failing_test_fails_the_repo_with_and_without_nextest() {
+    fails_exactly(FAILING_TEST, "", Tools::NoNextest, "test", Some(101));
+    if tool("nextest", "cargo install cargo-nextest --locked") {
+        fails_exactly(FAILING_TEST, "", Tools::All, "test", Some(100));
+    }
+}
+
+#[test]
+fn a_failing_doctest_fails_the_repo_with_and_without_nextest() {
+    // Without nextest, `cargo test` runs the doctests itself.
+    fails_exactly(FAILING_DOCTEST, "", Tools::NoNextest, "test", Some(101));
+    if tool("nextest", "cargo install cargo-nextest --locked") {
+        fails_exactly(FAILING_DOCTEST, "", Tools::All, "test-doc", Some(101));
+    }
+}
+
+#[test]
+fn a_failing_doc_fails_the_repo() {
+    fails_exactly(BROKEN_DOC_LINK, "", Tools::All, "doc", Some(101));
+}
+
+#[test]
+fn a_test_binary_killed_by_a_signal_fails_the_repo() {
+    fails_exactly(ABORTING_TEST, "", Tools::NoNextest, "test", Some(101));
+    if tool("nextest", "cargo install cargo-nextest --locked") {
+        fails_exactly(ABORTING_TEST, "", Tools::All, "test", Some(100));
+    }
+    // The step's own process killed by a signal has no exit code: a failure too.
+    fails_exactly(
+        "//! Fixture crate.\n",
+        "steps = [{ name = \"killed\", command = [\"sh\", \"-c\", \"kill -KILL $$\"] }]",
+        Tools::All,
+        "killed",
+        None,
+    );
+}
+
+#[test]
+fn coverage_without_tarpaulin_fails_the_repo_with_the_install_command() {
+    let t = tempfile::tempdir().unwrap();
+    let m = one_crate(
+        t.path(),
+        "//! Fixture crate.\n",
+        "steps = [\"build\", \"coverage\"]",
+    );
+    support::git_commit_all(&t.path().join("r"));
+    let run_dir = t.path().join("run");
+    let (bin, home) = without_tools(t.path(), &["cargo-tarpaulin"]);
+    let out = run(ci(&m, &t.path().join("cache"), &run_dir, &[])
+        .env("PATH", bin)
+        .env("CARGO_HOME", home));
+    assert_eq!(out.code, 1, "{}", out.text());
+    let s = summary(&run_dir);
+    let r = repo(&s, "r");
+    assert_eq!(r["status"], "failed", "{r}");
+    let steps = r["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["code"], 0, "{r}");
+    assert_eq!(steps[1]["name"], "coverage", "{r}");
+    assert!(steps[1]["code"].is_null(), "never started: {r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cargo install cargo-tarpaulin --locked"),
+        "{r}"
+    );
+}
+
+// ---- 5. registry mode strips the sibling patches and restores the manifest ------------
+
+/// A chain of `up` and `down`, where `down` depends on `up = "0.1"` from crates.io and
+/// patches it to the sibling checkout. "crates.io" is a vendored directory source (a
+/// `.cargo/config.toml` in the chain root replaces it), so registry mode builds offline; its
+/// `up` says `registry`, the sibling's says `sibling`. `down`'s steps record the manifest
+/// cargo saw and `cargo metadata`'s view of `up`, and its test asserts where `up` came from
+/// (`EXPECT_ORIGIN`).
+fn registry_chain(root: &Path, seen: &Path) -> PathBuf {
+    let vendor = root.join("vendor/up");
+    fs::create_dir_all(vendor.join("src")).unwrap();
+    fs::write(
+        vendor.join("Cargo.toml"),
+        "[package]\nname = \"up\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(
+        vendor.join("src/lib.rs"),
+        "//! The registry's up.\n\n/// Where this crate comes from.\npub fn origin() -> &'static str {\n    \"registry\"\n}\n",
+    )
+    .unwrap();
+    fs::write(
+        vendor.join(".cargo-checksum.json"),
+        "{\"files\":{},\"package\":null}",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join(".cargo")).unwrap();
+    fs::write(
+        root.join(".cargo/config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"vendored\"\n\n[source.vendored]\ndirectory = \"{}\"\n",
+            root.join("vendor").display()
+        ),
+    )
+    .unwrap();
+    let record = format!(
+        "cp Cargo.toml {seen}/seen.toml && cargo metadata --format-version 1 --offline > {seen}/metadata.json",
+        seen = seen.display()
+    );
+    let down_steps = format!(
+        "steps = [\"build\", {{ name = \"record\", command = [\"sh\", \"-c\", {record:?}] }}, \"test\"]"
+    );
+    let m = write_chain(
+        root,
+        &[("up", &[]), ("down", &[])],
+        &[("down", &down_steps)],
+    );
+    fs::write(
+        root.join("up/src/lib.rs"),
+        "//! The sibling up.\n\n/// Where this crate comes from.\npub fn origin() -> &'static str {\n    \"sibling\"\n}\n",
+    )
+    .unwrap();
+    let toml = root.join("down/Cargo.toml");
+    let text = fs::read_to_string(&toml).unwrap().replacen(
+        "[dependencies]\n",
+        "[dependencies]\nup = \"0.1\"\n",
+        1,
+    );
+    fs::write(
+        &toml,
+        text + "\n[patch.crates-io]\nup = { path = \"../up\" }\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("down/src/lib.rs"),
+        "//! Fixture crate.\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn up_comes_from_the_expected_place() {\n        assert_eq!(up::origin(), env!(\"EXPECT_ORIGIN\"));\n    }\n}\n",
+    )
+    .unwrap();
+    m
+}
+
+#[test]
+fn registry_mode_builds_with_the_sibling_patch_stripped_and_restores_the_manifest() {
+    let t = tempfile::tempdir().unwrap();
+    let seen = t.path().join("seen");
+    fs::create_dir_all(&seen).unwrap();
+    let m = registry_chain(t.path(), &seen);
+    let down_toml = t.path().join("down/Cargo.toml");
+    let original = fs::read(&down_toml).unwrap();
+    let cache = t.path().join("cache");
+
+    let p = run(plan(&m, &cache, &[]).args(["--deps", "registry"]));
+    assert_eq!(p.code, 0, "{}", p.text());
+    assert!(
+        p.stdout.contains("registry mode: removed patches up"),
+        "{}",
+        p.text()
+    );
+    assert_eq!(
+        fs::read(&down_toml).unwrap(),
+        original,
+        "plan restores it too"
+    );
+
+    let run_dir = t.path().join("run");
+    let out =
+        run(ci(&m, &cache, &run_dir, &["--deps", "registry"]).env("EXPECT_ORIGIN", "registry"));
+    assert_eq!(out.code, 0, "{}", out.text());
+    assert_eq!(status(&run_dir, "down"), "ok");
+    // The manifest cargo built with had no sibling patch...
+    let seen_toml = fs::read_to_string(seen.join("seen.toml")).unwrap();
+    assert!(
+        seen_toml.contains("up = \"0.1\"") && !seen_toml.contains("../up"),
+        "{seen_toml}"
+    );
+    // ...so `up` came from the registry, not from the sibling checkout.
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(seen.join("metadata.json")).unwrap()).unwrap();
+    let up = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "up")
+        .unwrap();
+    assert!(
+        up["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("registry+")),
+        "{up}"
+    );
+    // And the checkout is as it was: the manifest byte for byte, no backup, no lockfile.
+    assert_eq!(fs::read(&down_toml).unwrap(), original);
+    assert!(!t.path().join("down/Cargo.toml.orig.bllvm-ci").exists());
+    assert!(!t.path().join("down/Cargo.lock").exists());
+
+    // The same chain in patched mode builds against the sibling: the fixture tells them
+    // apart.
+    let run_dir = t.path().join("patched");
+    let out = run(ci(&m, &cache, &run_dir, &[]).env("EXPECT_ORIGIN", "sibling"));
+    assert_eq!(out.code, 0, "{}", out.text());
+    assert!(fs::read_to_string(seen.join("seen.toml"))
+        .unwrap()
+        .contains("../up"));
+    assert_eq!(fs::read(&down_toml).unwrap(), original);
+}
