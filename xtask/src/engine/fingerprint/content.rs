@@ -287,8 +287,14 @@ mod tests {
         commit_all(d);
         let clean = content_hash(d, &[]).unwrap();
         git(d, &["update-index", "--assume-unchanged", "a.rs"]);
+        let flagged = content_hash(d, &[]).unwrap();
         std::fs::write(d.join("a.rs"), "fn a() { 2; }").unwrap();
-        assert_ne!(content_hash(d, &[]).unwrap(), clean);
+        let edited = content_hash(d, &[]).unwrap();
+        assert_ne!(edited, clean);
+        assert_ne!(
+            edited, flagged,
+            "git diff does not see it; the content hash does"
+        );
         let st = Command::new("mkfifo").arg(d.join("pipe")).status().unwrap();
         assert!(st.success());
         // Returns (does not block on the FIFO) and counts it.
