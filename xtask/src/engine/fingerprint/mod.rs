@@ -222,6 +222,9 @@ mod tests {
         }
     }
 
+    /// One change to the inputs, named.
+    type Edit = fn(&mut Owned);
+
     /// Owned values a [`RepoInputs`] borrows, so each test can change one.
     #[derive(Clone)]
     struct Owned {
@@ -278,7 +281,7 @@ mod tests {
         let base = Owned::base();
         let fp = base.fingerprint();
         assert_eq!(fp, base.fingerprint(), "a fingerprint is deterministic");
-        let changes: Vec<(&str, fn(&mut Owned))> = vec![
+        let changes: Vec<(&str, Edit)> = vec![
             ("content", |o| o.content = "git:abd".into()),
             ("lockfile", |o| o.lock = Some("33".repeat(32))),
             ("no lockfile", |o| o.lock = None),

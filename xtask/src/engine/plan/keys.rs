@@ -106,6 +106,9 @@ mod tests {
             .remove(0)
     }
 
+    /// One change to the inputs, named.
+    type Edit = fn(&mut Owned);
+
     /// Owned values a [`TargetInputs`] borrows, so each test can change one.
     #[derive(Clone)]
     struct Owned {
@@ -157,7 +160,7 @@ mod tests {
             k,
             "feature order and duplicates do not matter"
         );
-        let changes: Vec<(&str, fn(&mut Owned))> = vec![
+        let changes: Vec<(&str, Edit)> = vec![
             ("repo", |o| o.repo = repo("sdk")),
             ("variant", |o| o.variant = "experimental".into()),
             ("features", |o| o.features.push("c".into())),

@@ -202,13 +202,17 @@ fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
     )
 }
 
+/// The manifests registry mode stripped (restored when dropped), and the patch names
+/// removed from each repo.
+type Stripped = (Vec<StrippedManifest>, BTreeMap<String, Vec<String>>);
+
 /// Registry mode: strip sibling patches before anything reads the manifests. Also puts
 /// back what a killed run left stripped.
 fn strip_registry_patches(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
-) -> Result<(Vec<StrippedManifest>, BTreeMap<String, Vec<String>>)> {
+) -> Result<Stripped> {
     let all_dirs: Vec<PathBuf> = manifest
         .repos
         .iter()
