@@ -52,7 +52,9 @@ pub enum Cmd {
     Stress(StressArgs),
 }
 
-/// Flags shared by `ci`, `plan` and `checkout`.
+/// Flags shared by the commands that resolve a plan (`ci`, `plan`, `graph`, `logs`,
+/// `chain`, `preflight`, `cache key`, `cache warm`). Commands that would ignore `--only`
+/// or `--variant` do not take them: a flag that is accepted must change the run.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Chain manifest to read.
@@ -237,9 +239,12 @@ pub struct LogsArgs {
 /// `cargo xtask checkout`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckoutArgs {
-    /// Shared flags.
-    #[command(flatten)]
-    pub common: Common,
+    /// Chain manifest to read.
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Directory the checkouts go under (default: the manifest's `root`, itself `..` by default).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
     /// Base URL repos are cloned from, as `<base>/<owner>/<name>.git` (a mirror or a dir of bare repos).
     #[arg(long, default_value = "https://github.com", value_name = "URL")]
     pub git_base: String,
@@ -585,9 +590,9 @@ pub struct PreflightArgs {
 /// says why, never with the URL); 2 no webhook is configured and set.
 #[derive(Debug, Clone, Args)]
 pub struct NotifyArgs {
-    /// Shared flags (the manifest's `[notify]` table names the webhook variables).
-    #[command(flatten)]
-    pub common: Common,
+    /// Chain manifest whose `[notify]` table names the webhook variables.
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
     /// Seconds one webhook call may take, over the manifest's `[notify] timeout`.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,

@@ -403,6 +403,15 @@ fn flags_naming_what_does_not_exist_are_errors_that_list_what_does() {
         2
     );
 
+    // Commands that would ignore `--only` and `--variant` do not take them.
+    for cmd in ["checkout", "notify"] {
+        for flag in ["--only", "--variant"] {
+            let out = run(xtask().args([cmd, flag, "a", "--manifest"]).arg(&m));
+            assert_eq!(out.code, 2, "{cmd} {flag}: {}", out.text());
+            assert!(out.stderr.contains("unexpected argument"), "{}", out.text());
+        }
+    }
+
     // A chain whose repos list no variant knows only its default.
     let plain = t.path().join("plain");
     let pm = write_chain(&plain, &[("x", &[])], &[]);
