@@ -101,7 +101,7 @@ fn rustflags_turning_on_a_compile_error_make_a_recorded_success_run_and_fail() {
     // `plan --explain` names the variable and both values, and hides a secret's value.
     let explain = run(plan(&m, &cache, &["--explain", "r"])
         .env("RUSTFLAGS", "--cfg x")
-        .env("CARGO_REGISTRY_TOKEN", "hunter2-do-not-print"));
+        .env("RUST_SIGNING_API_TOKEN", "hunter2-do-not-print"));
     assert_eq!(explain.code, 0, "{}", explain.text());
     assert!(
         explain.stdout.contains("env RUSTFLAGS: (unset) -> --cfg x"),
@@ -111,16 +111,16 @@ fn rustflags_turning_on_a_compile_error_make_a_recorded_success_run_and_fail() {
     assert!(
         explain
             .stdout
-            .contains("env CARGO_REGISTRY_TOKEN: (unset) -> sha256:"),
+            .contains("env RUST_SIGNING_API_TOKEN: (unset) -> sha256:"),
         "{}",
         explain.text()
     );
     let verbose =
-        run(plan(&m, &cache, &["-v"]).env("CARGO_REGISTRY_TOKEN", "hunter2-do-not-print"));
+        run(plan(&m, &cache, &["-v"]).env("RUST_SIGNING_API_TOKEN", "hunter2-do-not-print"));
     assert!(
         verbose
             .stdout
-            .contains("env CARGO_REGISTRY_TOKEN = sha256:"),
+            .contains("env RUST_SIGNING_API_TOKEN = sha256:"),
         "{}",
         verbose.text()
     );
@@ -128,7 +128,7 @@ fn rustflags_turning_on_a_compile_error_make_a_recorded_success_run_and_fail() {
 
     let flagged = run(ci(&m, &cache, &t.path().join("run3"), &[])
         .env("RUSTFLAGS", "--cfg x")
-        .env("CARGO_REGISTRY_TOKEN", "hunter2-do-not-print"));
+        .env("RUST_SIGNING_API_TOKEN", "hunter2-do-not-print"));
     assert_eq!(flagged.code, 1, "{}", flagged.text());
     let run3 = t.path().join("run3");
     assert_eq!(status(&run3, "r"), "failed");

@@ -24,8 +24,12 @@
 //!   `RUSTUP_*` (which toolchain runs: its identity is `rustc -vV`), `RUST_RECURSION_COUNT`,
 //!   `CARGO_HOME` (its config file is an input of its own, and the target key has the
 //!   path);
-//! - presentation and network politeness: `CARGO_TERM_*`, `RUST_BACKTRACE`,
-//!   `RUST_LIB_BACKTRACE`, `CARGO_LOG`, `CARGO_HTTP_DEBUG`, `CARGO_NET_RETRY`;
+//! - presentation: `CARGO_TERM_*`, `RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`, `CARGO_LOG`;
+//! - transport and credentials, which decide how cargo reaches a registry, never what it
+//!   builds (the lockfile pins every package's checksum): `CARGO_NET_*` (`OFFLINE`,
+//!   `RETRY`, `GIT_FETCH_WITH_CLI`, …), `CARGO_HTTP_*`, and a registry's token or
+//!   credential provider (`CARGO_REGISTRY_TOKEN`, `CARGO_REGISTRIES_<NAME>_TOKEN`, any
+//!   `CARGO_REGISTR…CREDENTIAL…`) — rotating a token must not re-run the chain;
 //! - where the output goes, not what it is: `CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR`.
 //!
 //! **Config files**, as cargo discovers them ("Hierarchical structure" in the cargo
@@ -144,8 +148,6 @@ const EXCLUDED: &[&str] = &[
     "RUST_BACKTRACE",
     "RUST_LIB_BACKTRACE",
     "CARGO_LOG",
-    "CARGO_HTTP_DEBUG",
-    "CARGO_NET_RETRY",
     "CARGO_TARGET_DIR",
     "CARGO_BUILD_TARGET_DIR",
 ];
@@ -157,12 +159,19 @@ const EXCLUDED_PREFIXES: &[&str] = &[
     "CARGO_CFG_",
     "CARGO_FEATURE_",
     "CARGO_TERM_",
+    "CARGO_NET_",
+    "CARGO_HTTP_",
     "RUSTUP_",
 ];
 
 /// Whether the variable `name` is an input of a build (see the module docs).
 pub fn is_build_var(name: &str) -> bool {
     if EXCLUDED.contains(&name) || EXCLUDED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return false;
+    }
+    if name.starts_with("CARGO_REGISTR")
+        && (name.ends_with("_TOKEN") || name.contains("CREDENTIAL"))
+    {
         return false;
     }
     let base = name
@@ -247,7 +256,7 @@ mod tests {
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
             "CARGO_PROFILE_DEV_DEBUG",
             "CARGO_INCREMENTAL",
-            "CARGO_NET_OFFLINE",
+            "CARGO_REGISTRIES_MY_INDEX",
             "RUSTC_WRAPPER",
             "RUSTC",
             "RUSTC_BOOTSTRAP",
@@ -290,6 +299,12 @@ mod tests {
             "CARGO_TARGET_DIR",
             "RUST_BACKTRACE",
             "BLLVM_CI_CACHE_DIR",
+            "CARGO_NET_OFFLINE",
+            "CARGO_NET_RETRY",
+            "CARGO_HTTP_TIMEOUT",
+            "CARGO_REGISTRY_TOKEN",
+            "CARGO_REGISTRIES_MY_TOKEN",
+            "CARGO_REGISTRY_GLOBAL_CREDENTIAL_PROVIDERS",
         ] {
             assert!(!is_build_var(name), "{name} must not be an input");
         }
@@ -304,7 +319,7 @@ mod tests {
                 ("RUSTFLAGS", "--cfg x"),
                 ("PATH", "/bin"),
                 ("CARGO_INCREMENTAL", "1"),
-                ("CARGO_REGISTRY_TOKEN", "hunter2-secret"),
+                ("RUSTC_API_TOKEN", "hunter2-secret"),
             ]),
             t.path(),
             &repo_env,
@@ -316,7 +331,7 @@ mod tests {
             b.vars,
             vec![
                 (
-                    "CARGO_REGISTRY_TOKEN".to_owned(),
+                    "RUSTC_API_TOKEN".to_owned(),
                     format!("sha256:{}", &sha256_hex("hunter2-secret")[..16])
                 ),
                 ("RUSTFLAGS".to_owned(), "--cfg x".to_owned()),

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::types::{Action, EdgeView, Plan, RepoPlan};
 use crate::cache::CacheKey;
+use crate::engine::fingerprint::build_env::shown_value;
 use crate::engine::manifest::RepoKind;
 use crate::engine::results::Results;
 
@@ -223,7 +224,11 @@ fn render_steps(r: &RepoPlan) -> String {
             p.timeout_secs
         );
         if !p.env.is_empty() {
-            let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let env: Vec<String> = p
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shown_value(k, v)))
+                .collect();
             s += &format!("        env: {}\n", env.join(" "));
         }
         if let Some(why) = &p.blocked {

@@ -174,7 +174,10 @@ fn the_run_the_runner_and_jobs_change_no_key_and_no_fingerprint() {
         .with("RUSTUP_TOOLCHAIN", "nightly")
         .with("CARGO_PKG_NAME", "xtask")
         .with("CARGO_MANIFEST_DIR", "/work/xtask")
-        .with("CARGO_TARGET_DIR", "/tmp/t");
+        .with("CARGO_TARGET_DIR", "/tmp/t")
+        .with("CARGO_NET_OFFLINE", "true")
+        .with("CARGO_HTTP_TIMEOUT", "60")
+        .with("CARGO_REGISTRY_TOKEN", "rotated");
     // The repo's environment sets CARGO_INCREMENTAL=0: the inherited value is overridden.
     ci = ci.with("CARGO_INCREMENTAL", "1");
     let b = plan(&m, t.path(), &in_ci, &ci);
@@ -248,4 +251,51 @@ fn each_machine_input_alone_changes_the_fingerprint_and_the_key() {
     assert_ne!(ids(&a, "up").0, ids(&p, "up").0);
     assert_ne!(ids(&a, "down").0, ids(&p, "down").0);
     assert_eq!(ids(&a, "up").1, ids(&p, "up").1);
+}
+
+#[test]
+fn a_path_dependency_outside_the_chain_is_an_input_and_one_inside_is_not() {
+    let t = tempfile::tempdir().unwrap();
+    let m = chain(t.path());
+    // `up` depends on a crate that no repo of the chain holds.
+    let outside = t.path().join("outside/helper");
+    std::fs::create_dir_all(outside.join("src")).unwrap();
+    std::fs::write(
+        outside.join("Cargo.toml"),
+        "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(outside.join("src/lib.rs"), "//! Helper.\n").unwrap();
+    let toml = t.path().join("up/Cargo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "[dependencies]\n",
+        "[dependencies]\nhelper = { path = \"../outside/helper\" }\n",
+    );
+    std::fs::write(&toml, text).unwrap();
+    let machine = Machine::new(t.path());
+    let opts = PlanOptions::default();
+    let a = plan(&m, t.path(), &opts, &machine);
+    let up = a.repo("up").unwrap();
+    let dir = std::fs::canonicalize(&outside).unwrap();
+    let name = format!("path dependency {}", dir.display());
+    assert!(
+        input(&up.fingerprint.inputs, &name).is_some(),
+        "{:?}",
+        up.fingerprint.inputs
+    );
+    // `down` reaches `up` as a sibling checkout: covered by `up`'s fingerprint instead.
+    let down = a.repo("down").unwrap();
+    assert!(
+        !down
+            .fingerprint
+            .inputs
+            .iter()
+            .any(|(k, _)| k.starts_with("path dependency") && !k.ends_with("helper")),
+        "{:?}",
+        down.fingerprint.inputs
+    );
+    std::fs::write(outside.join("src/lib.rs"), "//! Helper, edited.\n").unwrap();
+    let b = plan(&m, t.path(), &opts, &machine);
+    assert_ne!(ids(&a, "up").0, ids(&b, "up").0);
+    assert_ne!(ids(&a, "down").0, ids(&b, "down").0);
 }
