@@ -253,16 +253,46 @@ pub fn check_checkouts(manifest: &Manifest, root: &Path) -> Result<()> {
 /// message blames where the choice came from ([`Choice::describe`]: `--toolchain`, the
 /// matrix cell, the manifest, the pin file, rustup's default) and says how to fix it there.
 pub fn rustc_version(dir: &Path, choice: &Choice) -> Result<String> {
-    let out = Command::new("rustc")
+    compiler_version(dir, choice, &BTreeMap::new())
+}
+
+/// [`rustc_version`] of the compiler cargo will really run for a repo whose steps see
+/// `env` (the inherited variables that matter, and the repo's own): `$RUSTC` when `env`
+/// sets it (cargo runs that instead of `rustc`), else `rustc` under the toolchain rule,
+/// with `env` applied (a `RUSTUP_TOOLCHAIN` there is what the steps use).
+///
+/// Errors: as [`rustc_version`]; when `$RUSTC` is set, the message blames it.
+pub fn compiler_version(
+    dir: &Path,
+    choice: &Choice,
+    env: &BTreeMap<String, String>,
+) -> Result<String> {
+    let rustc = env.get("RUSTC").cloned().filter(|v| !v.is_empty());
+    let out = Command::new(rustc.as_deref().unwrap_or("rustc"))
         .arg("-vV")
         .current_dir(dir)
         .envs(choice.env())
+        .envs(env)
         // A probe never downloads a toolchain: a missing one is reported, with the fix.
         .env("RUSTUP_AUTO_INSTALL", "0")
-        .output()
-        .context("run `rustc -vV`: is a Rust toolchain installed and on PATH?")?;
+        .output();
+    let out = match (out, &rustc) {
+        (Ok(o), _) => o,
+        (Err(e), Some(r)) => {
+            bail!("RUSTC={r} cannot run `-vV`: {e}\nfix: point RUSTC at a rustc, or unset it")
+        }
+        (Err(e), None) => {
+            return Err(e).context("run `rustc -vV`: is a Rust toolchain installed and on PATH?")
+        }
+    };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some(r) = &rustc {
+            bail!(
+                "RUSTC={r} cannot run `-vV`: {}\nfix: point RUSTC at a rustc, or unset it",
+                stderr.trim()
+            );
+        }
         bail!(
             "{}: {}\n{}",
             toolchain_blame(choice),

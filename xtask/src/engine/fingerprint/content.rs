@@ -40,7 +40,8 @@ use crate::support::fs::{sha256_file, sha256_hex};
 /// content) when `dir` is not inside a git work tree. See the module docs for what is
 /// never part of it; `exclude` adds directories (absolute, or relative to `dir`).
 ///
-/// Errors: git fails in an unexpected way, or the tree cannot be walked.
+/// Errors: git fails in an unexpected way, the tree cannot be walked, or a file that is
+/// part of the content cannot be read (the caller treats the content as undecidable).
 pub fn content_hash(dir: &Path, exclude: &[PathBuf]) -> Result<String> {
     let git = |args: &[&str]| -> Result<std::process::Output> {
         Command::new("git")
@@ -142,12 +143,14 @@ fn untracked_files(
         if tracked.contains(&rel) {
             continue;
         }
+        // A file that cannot be read makes the content undecidable, not constant: its
+        // changes would be invisible, so the repo must run until it can be read.
         let h = if ft.is_symlink() {
             std::fs::read_link(e.path())
                 .map(|t| format!("symlink:{}", t.display()))
-                .unwrap_or_else(|err| format!("unreadable: {err}"))
+                .with_context(|| format!("read the link {}", e.path().display()))?
         } else if ft.is_file() {
-            sha256_file(e.path()).unwrap_or_else(|err| format!("unreadable: {err}"))
+            sha256_file(e.path()).with_context(|| format!("read {}", e.path().display()))?
         } else {
             "special file".to_owned()
         };

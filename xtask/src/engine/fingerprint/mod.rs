@@ -39,6 +39,11 @@ use crate::cache::key::hash_inputs;
 use crate::engine::manifest::{DepsMode, Step};
 use crate::engine::steps;
 
+/// How an input that could not be computed starts (`error: …`, e.g. the content hash).
+pub const UNDECIDABLE_ERROR: &str = "error:";
+/// How an input whose file could not be read starts (`unreadable: …`).
+pub const UNDECIDABLE_UNREADABLE: &str = "unreadable:";
+
 /// Version of the fingerprint derivation; bump when its inputs change (2: the build
 /// environment, cargo config files, ignored files and path dependencies became inputs).
 pub const FINGERPRINT_VERSION: &str = "2";
@@ -156,6 +161,19 @@ impl Fingerprint {
     /// The first 16 hex characters, for display.
     pub fn short(&self) -> &str {
         &self.hash[..16]
+    }
+
+    /// The first input whose value could not be determined (`content` when the checkout
+    /// could not be hashed, a cargo config file that cannot be read), as `(name, why)`.
+    /// Such a fingerprint cannot promise anything: the repo runs, never `cached`, until
+    /// the input can be read (what cannot be decided fails closed).
+    pub fn undecidable(&self) -> Option<(&str, &str)> {
+        self.inputs
+            .iter()
+            .find(|(_, v)| {
+                v.starts_with(UNDECIDABLE_ERROR) || v.starts_with(UNDECIDABLE_UNREADABLE)
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Every input whose value differs from `old`'s, added and removed ones too, in this
@@ -376,5 +394,26 @@ mod tests {
             ]
         );
         assert!(b.changes(&b.inputs).is_empty());
+    }
+
+    #[test]
+    fn an_input_that_could_not_be_read_makes_the_fingerprint_undecidable() {
+        let mut o = Owned::base();
+        assert_eq!(o.fingerprint().undecidable(), None);
+        o.content = "error: run git: permission denied".into();
+        assert_eq!(
+            o.fingerprint().undecidable(),
+            Some(("content", "error: run git: permission denied"))
+        );
+        let mut o = Owned::base();
+        o.build
+            .configs
+            .push(("/r/.cargo/config.toml".into(), "unreadable: denied".into()));
+        assert!(o
+            .fingerprint()
+            .undecidable()
+            .unwrap()
+            .0
+            .starts_with("cargo config"));
     }
 }

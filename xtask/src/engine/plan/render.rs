@@ -168,6 +168,11 @@ pub fn explain(r: &RepoPlan, results: &Results) -> String {
     if let Action::SkipNotAffected(why) = &r.action {
         s += &format!("  {why}\n");
     }
+    if let Some((name, why)) = r.fingerprint.undecidable() {
+        s += &format!(
+            "  input `{name}` could not be determined ({why}): the repo runs every time until it can\n"
+        );
+    }
     match results.last(&r.name) {
         None => s += "  no recorded run yet: every input is new\n",
         Some(last) if last.fingerprint == r.fingerprint.hash => {

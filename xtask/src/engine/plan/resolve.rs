@@ -105,7 +105,7 @@ pub(super) fn resolve_in(
     metadata::check_checkouts(manifest, &root)?;
     let (guards, stripped) = strip_registry_patches(manifest, opts, &root)?;
     let generated = Mutex::new(Vec::new());
-    let rustcs = probe_compilers(manifest, opts, &root, &generated);
+    let rustcs = probe_compilers(manifest, opts, &root, machine.0, &generated);
     let selected = selected_repos(manifest, opts);
     let (lock_hashes, locked) = lockfiles(manifest, &root, &selected)?;
     let keys = chain_keys(&lock_hashes, locked.has_git);
@@ -248,13 +248,15 @@ fn selected_repos<'a>(manifest: &'a Manifest, opts: &'a PlanOptions) -> BTreeSet
     }
 }
 
-/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV`) and a lockfile
+/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV` of the compiler
+/// cargo will run: `$RUSTC` from `inherited` or the repo's env, else `rustc`) and a lockfile
 /// (generated when the repo commits none; recorded in `generated`). Nothing here needs
 /// the registry when the repo commits its `Cargo.lock`.
 fn probe_compilers(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
+    inherited: &[(String, String)],
     generated: &Mutex<Vec<GeneratedLockfile>>,
 ) -> BTreeMap<String, Result<String>> {
     std::thread::scope(|s| {
@@ -262,17 +264,24 @@ fn probe_compilers(
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
                 let choice = toolchain_of(opts, root, r);
+                // The probes run as the steps will: with the repo's environment, and the
+                // `RUSTC` the steps inherit (cargo runs it instead of `rustc`).
+                let mut repo_env = repo_env(manifest, r, &choice);
+                if let Some((_, v)) = inherited.iter().find(|(k, _)| k == "RUSTC") {
+                    repo_env.entry("RUSTC".into()).or_insert_with(|| v.clone());
+                }
                 s.spawn(move || {
-                    let env = choice.env();
-                    let rustc = metadata::rustc_version(&dir, &choice).and_then(|v| {
-                        if metadata::ensure_lockfile(&dir, &env)? {
-                            generated
-                                .lock()
-                                .expect("lock list")
-                                .push(GeneratedLockfile(dir.join("Cargo.lock")));
-                        }
-                        Ok(v)
-                    });
+                    let env: Vec<(String, String)> = repo_env.clone().into_iter().collect();
+                    let rustc =
+                        metadata::compiler_version(&dir, &choice, &repo_env).and_then(|v| {
+                            if metadata::ensure_lockfile(&dir, &env)? {
+                                generated
+                                    .lock()
+                                    .expect("lock list")
+                                    .push(GeneratedLockfile(dir.join("Cargo.lock")));
+                            }
+                            Ok(v)
+                        });
                     (r.name.clone(), rustc)
                 })
             })
@@ -316,7 +325,10 @@ fn probe_metadata(
         let handles: Vec<_> = cargo_repos(manifest)
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
-                let env = toolchain_of(opts, root, r).env();
+                let env: Vec<(String, String)> =
+                    repo_env(manifest, r, &toolchain_of(opts, root, r))
+                        .into_iter()
+                        .collect();
                 let rustc = rustcs
                     .remove(&r.name)
                     .unwrap_or_else(|| Err(anyhow::anyhow!("not probed")));
@@ -601,7 +613,11 @@ fn decide_action(
         ))
     } else if let Some(reason) = not_affected {
         Action::SkipNotAffected(reason)
-    } else if error.is_none() && !forced && c.results.get(name, &fp.hash).is_some() {
+    } else if error.is_none()
+        && !forced
+        && fp.undecidable().is_none()
+        && c.results.get(name, &fp.hash).is_some()
+    {
         Action::SkipCached
     } else {
         Action::Run

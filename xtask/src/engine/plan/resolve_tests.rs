@@ -299,3 +299,42 @@ fn a_path_dependency_outside_the_chain_is_an_input_and_one_inside_is_not() {
     assert_ne!(ids(&a, "up").0, ids(&b, "up").0);
     assert_ne!(ids(&a, "down").0, ids(&b, "down").0);
 }
+
+#[test]
+fn the_compiler_identity_is_of_the_rustc_cargo_will_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let m = chain(t.path());
+    let base = Machine::new(t.path());
+    let a = plan(&m, t.path(), &PlanOptions::default(), &base);
+    // A `RUSTC` (another compiler build) that cargo would run instead of `rustc`.
+    let wrapper = t.path().join("other-rustc");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nif [ \"$1\" = \"-vV\" ]; then rustc -vV; echo \"local-patch: 1\"; else exec rustc \"$@\"; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = plan(
+        &m,
+        t.path(),
+        &PlanOptions::default(),
+        &base.with("RUSTC", &wrapper.display().to_string()),
+    );
+    let rustc = b.repo("up").unwrap().rustc.clone().unwrap();
+    assert!(rustc.ends_with("local-patch: 1"), "{rustc}");
+    assert_eq!(
+        input(&b.repo("up").unwrap().fingerprint.inputs, "rustc -vV"),
+        Some(rustc.as_str())
+    );
+    assert_ne!(ids(&a, "up"), ids(&b, "up"));
+    // One that cannot run is the repo's error, blamed on RUSTC.
+    let c = plan(
+        &m,
+        t.path(),
+        &PlanOptions::default(),
+        &base.with("RUSTC", "/nonexistent/rustc"),
+    );
+    let e = c.repo("up").unwrap().error.clone().unwrap();
+    assert!(e.contains("RUSTC=/nonexistent/rustc cannot run"), "{e}");
+}
