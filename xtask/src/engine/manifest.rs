@@ -73,6 +73,12 @@ pub struct Defaults {
     /// Environment for every step of every repo (a repo's `env` wins).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// More variable-name prefixes whose variables are build inputs (fingerprint and
+    /// target key), beyond the built-in rule of `engine::fingerprint::build_env`: what the
+    /// repos' build scripts read outside `CARGO*`/`RUST*`/`CC*`/…, e.g. `PROTOC`,
+    /// `OPENSSL_`, `LIBCLANG_PATH` (rust-cache's `env-vars` input, for the same reason).
+    #[serde(default)]
+    pub build_env: Vec<String>,
     /// Default step timeout in seconds, for steps that set none.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
@@ -87,6 +93,7 @@ impl Default for Defaults {
             profile: default_profile(),
             incremental: false,
             env: BTreeMap::new(),
+            build_env: Vec::new(),
             timeout: default_timeout(),
         }
     }
@@ -592,6 +599,18 @@ impl Manifest {
                 "`timeout` must be at least 1 second".into(),
             ));
         }
+        // An empty or odd prefix would make every variable (`GITHUB_SHA`, …) an input, and
+        // no repo could ever be `cached`.
+        if let Some(bad) = defaults
+            .build_env
+            .iter()
+            .find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(loc.err(
+                text.find("build-env").unwrap_or(0),
+                format!("`build-env` entry `{bad}` is not a variable-name prefix (letters, digits and `_`, not empty)"),
+            ));
+        }
         let mut seen = Seen::default();
         let repos = raw
             .repo
@@ -977,6 +996,23 @@ github = "o/b"
         let plain = parse("[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n").unwrap();
         assert_eq!(plain.known_variants(), ["base"]);
         assert!(plain.check_variant("experimental").is_err());
+    }
+
+    #[test]
+    fn build_env_prefixes_must_be_variable_name_prefixes() {
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        let m = parse(&format!(
+            "[defaults]\nbuild-env = [\"PROTOC\", \"OPENSSL_\"]\n{repo}"
+        ))
+        .unwrap();
+        assert_eq!(m.defaults.build_env, ["PROTOC", "OPENSSL_"]);
+        for bad in ["\"\"", "\"A B\"", "\"X=\""] {
+            let e = parse(&format!("[defaults]\nbuild-env = [{bad}]\n{repo}")).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("not a variable-name prefix"),
+                "{e:#}"
+            );
+        }
     }
 
     #[test]

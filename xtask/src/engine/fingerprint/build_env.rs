@@ -32,6 +32,12 @@
 //!   `CARGO_REGISTR…CREDENTIAL…`) — rotating a token must not re-run the chain;
 //! - where the output goes, not what it is: `CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR`.
 //!
+//! Variables a build script reads outside those prefixes (`PROTOC`, `OPENSSL_DIR`,
+//! `LIBCLANG_PATH`, …) are inputs when the manifest's `[defaults] build-env` lists a prefix
+//! of their name (as rust-cache's `env-vars` input does): a fixed list cannot know every
+//! `-sys` crate, and cargo's record of what build scripts declared (`rerun-if-env-changed`
+//! in `target/`) is absent from a fresh checkout, where the plan is made before any restore.
+//!
 //! **Config files**, as cargo discovers them ("Hierarchical structure" in the cargo
 //! book): `.cargo/config.toml` and `.cargo/config` in the checkout and in every parent
 //! directory, then `$CARGO_HOME/config.toml` and `$CARGO_HOME/config`. Each one that
@@ -65,15 +71,19 @@ impl BuildEnv {
     /// `dir` with `cargo_home` as `$CARGO_HOME`. A config file that exists but cannot be
     /// read is an input as `unreadable: <error>` (cargo would fail on it, and fixing it
     /// changes the input).
+    /// `extra` are more name prefixes that are inputs (the manifest's `[defaults]
+    /// build-env`).
     pub fn capture(
         process_env: &[(String, String)],
         dir: &Path,
         repo_env: &BTreeMap<String, String>,
         cargo_home: &Path,
+        extra: &[String],
     ) -> BuildEnv {
+        let wanted = |k: &str| is_build_var(k) || extra.iter().any(|p| k.starts_with(p.as_str()));
         let mut vars: Vec<(String, String)> = process_env
             .iter()
-            .filter(|(k, _)| is_build_var(k) && !repo_env.contains_key(k))
+            .filter(|(k, _)| wanted(k) && !repo_env.contains_key(k))
             .map(|(k, v)| (k.clone(), shown_value(k, v)))
             .collect();
         vars.sort();
@@ -320,16 +330,20 @@ mod tests {
                 ("PATH", "/bin"),
                 ("CARGO_INCREMENTAL", "1"),
                 ("RUSTC_API_TOKEN", "hunter2-secret"),
+                ("PROTOC", "/opt/protoc"),
+                ("OPENSSL_DIR", "/opt/ssl"),
             ]),
             t.path(),
             &repo_env,
             &t.path().join("no-cargo-home"),
+            &["PROTOC".to_owned()],
         );
         let shown = format!("{:?}", b.inputs());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(
             b.vars,
             vec![
+                ("PROTOC".to_owned(), "/opt/protoc".to_owned()),
                 (
                     "RUSTC_API_TOKEN".to_owned(),
                     format!("sha256:{}", &sha256_hex("hunter2-secret")[..16])
@@ -337,7 +351,7 @@ mod tests {
                 ("RUSTFLAGS".to_owned(), "--cfg x".to_owned()),
             ]
         );
-        assert_eq!(b.inputs()[1], ("env RUSTFLAGS".into(), "--cfg x".into()));
+        assert_eq!(b.inputs()[2], ("env RUSTFLAGS".into(), "--cfg x".into()));
     }
 
     #[test]
@@ -352,7 +366,7 @@ mod tests {
         ] {
             std::fs::create_dir_all(d).unwrap();
         }
-        let none = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home);
+        let none = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home, &[]);
         std::fs::write(repo.join(".cargo/config.toml"), "[build]\n").unwrap();
         std::fs::write(t.path().join("root/.cargo/config"), "[build]\n").unwrap();
         std::fs::write(home.join("config.toml"), "[net]\n").unwrap();
@@ -365,11 +379,11 @@ mod tests {
                 home.join("config.toml"),
             ]
         );
-        let before = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home);
+        let before = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home, &[]);
         assert_ne!(none, before);
         for f in &files {
             std::fs::write(f, "[build]\nrustflags = [\"--cfg\", \"x\"]\n").unwrap();
-            let after = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home);
+            let after = BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home, &[]);
             assert_ne!(before, after, "{} must be an input", f.display());
             std::fs::write(
                 f,
@@ -382,7 +396,7 @@ mod tests {
             .unwrap();
             assert_eq!(
                 before,
-                BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home)
+                BuildEnv::capture(&[], &repo, &BTreeMap::new(), &home, &[])
             );
         }
     }

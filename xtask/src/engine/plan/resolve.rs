@@ -433,7 +433,13 @@ fn derive(c: &Chain<'_>, r: &Repo, dir: &Path) -> Derived {
         lock_sha256: (r.kind == RepoKind::Cargo)
             .then(|| sha256_file(&dir.join("Cargo.lock")).ok())
             .flatten(),
-        build: BuildEnv::capture(&c.process_env, dir, &env, &c.cargo_home),
+        build: BuildEnv::capture(
+            &c.process_env,
+            dir,
+            &env,
+            &c.cargo_home,
+            &c.manifest.defaults.build_env,
+        ),
         toolchain,
         env,
     }

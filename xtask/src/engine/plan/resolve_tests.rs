@@ -338,3 +338,29 @@ fn the_compiler_identity_is_of_the_rustc_cargo_will_run() {
     let e = c.repo("up").unwrap().error.clone().unwrap();
     assert!(e.contains("RUSTC=/nonexistent/rustc cannot run"), "{e}");
 }
+
+#[test]
+fn the_manifests_build_env_prefixes_are_inputs_too() {
+    let t = tempfile::tempdir().unwrap();
+    let m = chain(t.path());
+    let base = Machine::new(t.path());
+    let opts = PlanOptions::default();
+    let a = plan(&m, t.path(), &opts, &base);
+    let protoc = base.with("PROTOC", "/opt/protoc-25");
+    assert_eq!(
+        ids(&a, "up"),
+        ids(&plan(&m, t.path(), &opts, &protoc), "up"),
+        "not an input by default"
+    );
+    let text = std::fs::read_to_string(&m.path).unwrap();
+    std::fs::write(
+        &m.path,
+        format!("{text}\n[defaults]\nbuild-env = [\"PROTOC\"]\n"),
+    )
+    .unwrap();
+    let m = Manifest::load(&m.path).unwrap();
+    let b = plan(&m, t.path(), &opts, &base);
+    let c = plan(&m, t.path(), &opts, &protoc);
+    assert_ne!(ids(&b, "up").0, ids(&c, "up").0);
+    assert_ne!(ids(&b, "up").1, ids(&c, "up").1);
+}
