@@ -52,7 +52,9 @@ pub enum Cmd {
     Stress(StressArgs),
 }
 
-/// Flags shared by `ci`, `plan` and `checkout`.
+/// Flags shared by the commands that resolve a plan (`ci`, `plan`, `graph`, `logs`,
+/// `chain`, `preflight`, `cache key`, `cache warm`). Commands that would ignore `--only`
+/// or `--variant` do not take them: a flag that is accepted must change the run.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Chain manifest to read.
@@ -93,6 +95,15 @@ pub struct Resolve {
     /// Only run repos changed between two git refs, and their downstream (BASE..HEAD; or set BLLVM_CI_BASE and BLLVM_CI_HEAD).
     #[arg(long, value_name = "BASE..HEAD")]
     pub affected: Option<String>,
+}
+
+/// A count that must be at least 1 (`--jobs 0` would run nothing, or hang).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--deps` values.
@@ -147,14 +158,14 @@ pub struct CiArgs {
     #[arg(long)]
     pub verify_deterministic: bool,
     /// Run every cell of the variant × toolchain matrix (repos' `toolchains` and `variants`), each as its own job.
-    #[arg(long, conflicts_with = "cell")]
+    #[arg(long, conflicts_with_all = ["cell", "variant"])]
     pub matrix: bool,
     /// Run one matrix cell (`<toolchain|default>-<variant>`, as `cargo xtask matrix` lists them).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "variant")]
     pub cell: Option<String>,
     /// Repos of one level run at once, N at a time (cargo's own jobs are shared out so the
     /// machine is not oversubscribed). Default 1.
-    #[arg(short, long, default_value_t = 1, value_name = "N")]
+    #[arg(short, long, default_value_t = 1, value_name = "N", value_parser = at_least_one)]
     pub jobs: usize,
     /// On pull_request events, post (or update) one PR comment with the run summary (GITHUB_TOKEN with pull-requests: write).
     #[arg(long)]
@@ -231,14 +242,17 @@ pub struct LogsArgs {
 /// `cargo xtask checkout`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckoutArgs {
-    /// Shared flags.
-    #[command(flatten)]
-    pub common: Common,
+    /// Chain manifest to read.
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Directory the checkouts go under (default: the manifest's `root`, itself `..` by default).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
     /// Base URL repos are cloned from, as `<base>/<owner>/<name>.git` (a mirror or a dir of bare repos).
     #[arg(long, default_value = "https://github.com", value_name = "URL")]
     pub git_base: String,
     /// Shallow clone depth (default: full history).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub depth: Option<u32>,
 }
 
@@ -404,7 +418,7 @@ pub enum BenchCmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Repetitions of each side (medians are reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:noop -->` section).
         #[arg(long, value_name = "FILE")]
@@ -428,7 +442,7 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1200)]
         mib: u64,
         /// Repetitions of each measurement (medians are reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:cache -->` section).
         #[arg(long, value_name = "FILE")]
@@ -446,7 +460,7 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         mib: u64,
         /// Repetitions of each measurement (medians are reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         reps: usize,
         /// Write the figures into this Markdown file (replacing its `<!-- bench:remote -->` section).
         #[arg(long, value_name = "FILE")]
@@ -579,11 +593,11 @@ pub struct PreflightArgs {
 /// says why, never with the URL); 2 no webhook is configured and set.
 #[derive(Debug, Clone, Args)]
 pub struct NotifyArgs {
-    /// Shared flags (the manifest's `[notify]` table names the webhook variables).
-    #[command(flatten)]
-    pub common: Common,
+    /// Chain manifest whose `[notify]` table names the webhook variables.
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
     /// Seconds one webhook call may take, over the manifest's `[notify] timeout`.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 }
 
@@ -600,7 +614,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
     /// How many of the latest runs to show.
-    #[arg(long, default_value_t = 30, value_name = "N")]
+    #[arg(long, default_value_t = 30, value_name = "N", value_parser = at_least_one)]
     pub last: usize,
     /// Write a self-contained HTML page with SVG charts to FILE instead of printing text.
     #[arg(long, value_name = "FILE")]

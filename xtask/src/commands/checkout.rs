@@ -10,12 +10,8 @@ use crate::flags::CheckoutArgs;
 
 /// `cargo xtask checkout`.
 pub fn run(a: CheckoutArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.common.manifest)?;
-    let root = a
-        .common
-        .root
-        .clone()
-        .unwrap_or_else(|| manifest.root.clone());
+    let manifest = Manifest::load(&a.manifest)?;
+    let root = a.root.clone().unwrap_or_else(|| manifest.root.clone());
     let sh = xshell::Shell::new()?;
     let cloned = checkout::checkout(&sh, &manifest, &root, &a.git_base, a.depth)?;
     println!("cloned {} repo(s)", cloned.len());

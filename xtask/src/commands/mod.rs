@@ -190,20 +190,25 @@ pub fn open_with(
 }
 
 /// `--affected BASE..HEAD`, else `BLLVM_CI_BASE` and `BLLVM_CI_HEAD` when both are set.
+/// Both ways get the same checks ([`crate::engine::plan::parse_affected`]); one variable
+/// set without the other is an error rather than a run of every repo the caller did not
+/// ask for.
 fn affected_refs(flag: Option<&str>) -> Result<Option<(String, String)>> {
     if let Some(f) = flag {
-        return match f.split_once("..") {
-            Some((b, h)) if !b.is_empty() && !h.is_empty() && !h.starts_with('.') => {
-                Ok(Some((b.to_owned(), h.to_owned())))
-            }
-            _ => anyhow::bail!("`--affected {f}` is not of the form BASE..HEAD (two git refs)"),
-        };
+        return crate::engine::plan::parse_affected(f).map(Some);
     }
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    Ok(match (env("BLLVM_CI_BASE"), env("BLLVM_CI_HEAD")) {
-        (Some(b), Some(h)) => Some((b, h)),
-        _ => None,
-    })
+    match (env("BLLVM_CI_BASE"), env("BLLVM_CI_HEAD")) {
+        (Some(b), Some(h)) => {
+            crate::engine::plan::check_affected_ref("BLLVM_CI_BASE", &b)?;
+            crate::engine::plan::check_affected_ref("BLLVM_CI_HEAD", &h)?;
+            Ok(Some((b, h)))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+            "only one of BLLVM_CI_BASE and BLLVM_CI_HEAD is set: set both (the refs of --affected) or neither"
+        ),
+    }
 }
 
 #[cfg(test)]

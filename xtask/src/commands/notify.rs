@@ -14,7 +14,7 @@ use crate::support::env::process_env;
 /// Exit 0 when every webhook answered, 1 when one failed (the warning says why, never with
 /// the URL), 2 (an error) when none is configured and set.
 pub fn run(a: &NotifyArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.common.manifest)?;
+    let manifest = Manifest::load(&a.manifest)?;
     let env = &process_env;
     if !notify::any_webhook(&manifest, env) {
         anyhow::bail!(

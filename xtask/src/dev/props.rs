@@ -138,6 +138,29 @@ fn inputs() -> impl Strategy<Value = Vec<(String, String)>> {
 }
 
 /// A one-repo manifest, parsed as `ci` reads it, so the repo has every field it needs.
+/// The target key with an empty build environment and a fixed cargo home.
+fn target_key(
+    repo: &crate::engine::manifest::Repo,
+    variant: &str,
+    features: &[String],
+    profile: &str,
+    deps: DepsMode,
+    rustc: &str,
+    lock: &str,
+) -> CacheKey {
+    crate::engine::plan::target_key(&crate::engine::plan::TargetInputs {
+        repo,
+        variant,
+        features,
+        profile,
+        deps,
+        rustc,
+        cargo_home: std::path::Path::new("/cargo-home"),
+        build: &crate::engine::fingerprint::BuildEnv::default(),
+        lock_sha256: lock,
+    })
+}
+
 fn one_repo(name: &str) -> crate::engine::manifest::Repo {
     let text = format!("[[repo]]\nname = \"{name}\"\ngithub = \"o/{name}\"\n");
     Manifest::parse(&text, std::path::Path::new("chain.toml"))
@@ -192,7 +215,7 @@ proptest! {
     ) {
         let repo = one_repo("node");
         let key = |f: &[String], p: &str, d: DepsMode, r: &str, l: &str, v: &str| {
-            crate::engine::plan::target_key(&repo, v, f, p, d, r, l)
+            target_key(&repo, v, f, p, d, r, l)
         };
         let base = key(&features, profile, DepsMode::Patched, &rustc, &lock, "base");
         // Shuffle and duplicate: the same key.
@@ -224,7 +247,7 @@ proptest! {
         let other_repo = one_repo("sdk");
         prop_assert_ne!(
             &base.key,
-            &crate::engine::plan::target_key(&other_repo, "base", &features, profile, DepsMode::Patched, &rustc, &lock).key
+            &target_key(&other_repo, "base", &features, profile, DepsMode::Patched, &rustc, &lock).key
         );
     }
 }

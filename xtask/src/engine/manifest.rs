@@ -77,6 +77,12 @@ pub struct Defaults {
     /// (see [`Repo::pass_env`]); empty by default: steps see no secret.
     #[serde(default)]
     pub pass_env: Vec<String>,
+    /// More variable-name prefixes whose variables are build inputs (fingerprint and
+    /// target key), beyond the built-in rule of `engine::fingerprint::build_env`: what the
+    /// repos' build scripts read outside `CARGO*`/`RUST*`/`CC*`/…, e.g. `PROTOC`,
+    /// `OPENSSL_`, `LIBCLANG_PATH` (rust-cache's `env-vars` input, for the same reason).
+    #[serde(default)]
+    pub build_env: Vec<String>,
     /// Default step timeout in seconds, for steps that set none.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
@@ -92,6 +98,7 @@ impl Default for Defaults {
             incremental: false,
             env: BTreeMap::new(),
             pass_env: Vec::new(),
+            build_env: Vec::new(),
             timeout: default_timeout(),
         }
     }
@@ -614,6 +621,18 @@ impl Manifest {
             check_var_name("[defaults] pass-env", n)
                 .map_err(|m| loc.err(text.find("pass-env").unwrap_or(0), m))?;
         }
+        // An empty or odd prefix would make every variable (`GITHUB_SHA`, …) an input, and
+        // no repo could ever be `cached`.
+        if let Some(bad) = defaults
+            .build_env
+            .iter()
+            .find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(loc.err(
+                text.find("build-env").unwrap_or(0),
+                format!("`build-env` entry `{bad}` is not a variable-name prefix (letters, digits and `_`, not empty)"),
+            ));
+        }
         let mut seen = Seen::default();
         let repos = raw
             .repo
@@ -676,6 +695,44 @@ impl Manifest {
     /// Absolute-or-relative path of the checkout of `repo` under `root`.
     pub fn checkout_dir(root: &Path, repo: &Repo) -> PathBuf {
         root.join(&repo.path)
+    }
+
+    /// Every variant name the manifest knows, sorted: `[defaults] variant`, every key of a
+    /// repo's `[repo.features]` and every name in a repo's `variants`. A repo that does not
+    /// list a known variant builds its default features in it.
+    pub fn known_variants(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = std::iter::once(self.defaults.variant.as_str())
+            .chain(self.repos.iter().flat_map(|r| {
+                r.features
+                    .keys()
+                    .map(String::as_str)
+                    .chain(r.variants.iter().map(String::as_str))
+            }))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Check a variant name given on the command line against [`Manifest::known_variants`]:
+    /// an unknown one (a typo) would silently build default features under a new key.
+    ///
+    /// Errors: `variant` is not known; the message lists the known ones.
+    pub fn check_variant(&self, variant: &str) -> Result<()> {
+        let known = self.known_variants();
+        if !known.contains(&variant) {
+            bail!(
+                "unknown variant `{variant}`: {} knows {} (the default is `{}`)\nfix: pass one of them to --variant, or add `{variant}` to a repo's `[repo.features]` or `variants`",
+                self.path.display(),
+                known
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.defaults.variant
+            );
+        }
+        Ok(())
     }
 }
 
@@ -987,6 +1044,57 @@ kind = "docs"
         assert_eq!(names, ["fmt-check", "clippy", "build", "test", "doc"]);
         assert!(m.repos[1].steps.is_empty());
         assert_eq!(m.root, PathBuf::from("ci/../.."));
+    }
+
+    #[test]
+    fn variants_are_the_default_the_features_keys_and_the_matrix_lists() {
+        let m = parse(
+            r#"
+[defaults]
+variant = "base"
+[[repo]]
+name = "a"
+github = "o/a"
+variants = ["msrv-check"]
+[repo.features]
+experimental = ["x"]
+[[repo]]
+name = "b"
+github = "o/b"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.known_variants(), ["base", "experimental", "msrv-check"]);
+        for ok in ["base", "experimental", "msrv-check"] {
+            m.check_variant(ok).unwrap();
+        }
+        let e = format!("{:#}", m.check_variant("experimentl").unwrap_err());
+        assert!(
+            e.contains("unknown variant `experimentl`")
+                && e.contains("`base`, `experimental`, `msrv-check`"),
+            "{e}"
+        );
+        // A manifest where no repo lists variants knows only its default.
+        let plain = parse("[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n").unwrap();
+        assert_eq!(plain.known_variants(), ["base"]);
+        assert!(plain.check_variant("experimental").is_err());
+    }
+
+    #[test]
+    fn build_env_prefixes_must_be_variable_name_prefixes() {
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        let m = parse(&format!(
+            "[defaults]\nbuild-env = [\"PROTOC\", \"OPENSSL_\"]\n{repo}"
+        ))
+        .unwrap();
+        assert_eq!(m.defaults.build_env, ["PROTOC", "OPENSSL_"]);
+        for bad in ["\"\"", "\"A B\"", "\"X=\""] {
+            let e = parse(&format!("[defaults]\nbuild-env = [{bad}]\n{repo}")).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("not a variable-name prefix"),
+                "{e:#}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use cargo_metadata::{DependencyKind, Metadata};
 
 use crate::engine::graph::{EdgeOrigin, Graph};
 use crate::engine::manifest::{Manifest, RepoKind};
+use crate::engine::toolchain::{Choice, Source};
 
 /// What `cargo metadata` told us about one cargo repo.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct RepoMetadata {
     pub unused_patches: Vec<String>,
     /// Target directory cargo will use for this workspace.
     pub target_directory: PathBuf,
+    /// Directory of every package built from a local path (no `source`): the workspace's
+    /// members and its path dependencies, sorted. The plan hashes those outside the
+    /// chain's checkouts as fingerprint inputs (their sources are read like the repo's).
+    pub path_packages: Vec<PathBuf>,
 }
 
 /// Run `cargo generate-lockfile` when `dir` has no `Cargo.lock` (the real repos commit
@@ -152,6 +157,18 @@ pub fn from_metadata(repo: &str, meta: &Metadata, stderr: &str) -> RepoMetadata 
                 .map_or_else(|| l.trim().to_owned(), str::to_owned)
         })
         .collect();
+    let mut path_packages: Vec<PathBuf> = meta
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .filter_map(|p| {
+            p.manifest_path
+                .parent()
+                .map(|d| d.as_std_path().to_path_buf())
+        })
+        .collect();
+    path_packages.sort();
+    path_packages.dedup();
     RepoMetadata {
         repo: repo.to_owned(),
         members,
@@ -159,6 +176,7 @@ pub fn from_metadata(repo: &str, meta: &Metadata, stderr: &str) -> RepoMetadata 
         resolved,
         unused_patches,
         target_directory: meta.target_directory.clone().into_std_path_buf(),
+        path_packages,
     }
 }
 
@@ -229,36 +247,101 @@ pub fn check_checkouts(manifest: &Manifest, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `rustc -vV` of the toolchain that will build the repo in `dir` (with its
-/// `rust-toolchain.toml` or the `RUSTUP_TOOLCHAIN` override in `env`): the real compiler
-/// identity, not the text of a pin file, so two pins naming the same compiler share keys.
+/// `rustc -vV` of the toolchain that will build the repo in `dir` under `choice` (the one
+/// toolchain rule, [`crate::engine::toolchain`]): the real compiler identity, not the text
+/// of a pin file, so two pins naming the same compiler share keys.
 ///
-/// Errors: rustc cannot run, most often because the pinned toolchain is not installed;
-/// the message says how to fix it.
-pub fn rustc_version(dir: &Path, env: &[(String, String)]) -> Result<String> {
-    let out = Command::new("rustc")
+/// Errors: rustc cannot run, most often because the chosen toolchain is not installed; the
+/// message blames where the choice came from ([`Choice::describe`]: `--toolchain`, the
+/// matrix cell, the manifest, the pin file, rustup's default) and says how to fix it there.
+pub fn rustc_version(dir: &Path, choice: &Choice) -> Result<String> {
+    compiler_version(dir, choice, &BTreeMap::new())
+}
+
+/// [`rustc_version`] of the compiler cargo will really run for a repo whose steps see
+/// `env` (the inherited variables that matter, and the repo's own): `$RUSTC` when `env`
+/// sets it (cargo runs that instead of `rustc`), else `rustc` under the toolchain rule,
+/// with `env` applied (a `RUSTUP_TOOLCHAIN` there is what the steps use).
+///
+/// Errors: as [`rustc_version`]; when `$RUSTC` is set, the message blames it.
+pub fn compiler_version(
+    dir: &Path,
+    choice: &Choice,
+    env: &BTreeMap<String, String>,
+) -> Result<String> {
+    let rustc = env.get("RUSTC").cloned().filter(|v| !v.is_empty());
+    let out = Command::new(rustc.as_deref().unwrap_or("rustc"))
         .arg("-vV")
         .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(choice.env())
+        .envs(env)
         // A probe never downloads a toolchain: a missing one is reported, with the fix.
         .env("RUSTUP_AUTO_INSTALL", "0")
-        .output()
-        .context("run `rustc -vV`: is a Rust toolchain installed and on PATH?")?;
+        .output();
+    let out = match (out, &rustc) {
+        (Ok(o), _) => o,
+        (Err(e), Some(r)) => {
+            bail!("RUSTC={r} cannot run `-vV`: {e}\nfix: point RUSTC at a rustc, or unset it")
+        }
+        (Err(e), None) => {
+            return Err(e).context("run `rustc -vV`: is a Rust toolchain installed and on PATH?")
+        }
+    };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let pin = if env.iter().any(|(k, _)| k == "RUSTUP_TOOLCHAIN") {
-            "the manifest's `toolchain`".to_owned()
-        } else if dir.join("rust-toolchain.toml").exists() || dir.join("rust-toolchain").exists() {
-            format!("{}/rust-toolchain.toml", dir.display())
-        } else {
-            "the default toolchain".to_owned()
-        };
+        if let Some(r) = &rustc {
+            bail!(
+                "RUSTC={r} cannot run `-vV`: {}\nfix: point RUSTC at a rustc, or unset it",
+                stderr.trim()
+            );
+        }
         bail!(
-            "the toolchain pinned by {pin} cannot run `rustc -vV`: {}\nfix: install it (`rustup toolchain install <name>`) or set `toolchain = \"stable\"` for this repo in the manifest (or pass --toolchain)",
-            stderr.trim()
+            "{}: {}\n{}",
+            toolchain_blame(choice),
+            stderr.trim(),
+            toolchain_fix(choice)
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The first words of a toolchain error: which choice cannot run.
+fn toolchain_blame(choice: &Choice) -> String {
+    match &choice.source {
+        Source::Flag(_) => format!(
+            "the toolchain given by {} cannot run `rustc -vV`",
+            choice.describe()
+        ),
+        Source::Cell(_) | Source::Manifest(_) => {
+            format!("{} cannot run `rustc -vV`", choice.describe())
+        }
+        Source::PinFile(_) => format!(
+            "the toolchain pinned by {} cannot run `rustc -vV`",
+            choice.describe()
+        ),
+        Source::Default => "rustup's default toolchain cannot run `rustc -vV`".to_owned(),
+    }
+}
+
+/// How to fix a toolchain that cannot run, where it was chosen.
+fn toolchain_fix(choice: &Choice) -> String {
+    let install = choice.name().map_or_else(
+        || "`rustup toolchain install <name>`".to_owned(),
+        |n| format!("`rustup toolchain install {n}`"),
+    );
+    match &choice.source {
+        Source::Flag(_) => format!("fix: install it ({install}) or pass another --toolchain"),
+        Source::Cell(_) => format!(
+            "fix: install it ({install}), or remove it from the repo's `toolchains` in the manifest"
+        ),
+        Source::Manifest(_) => format!(
+            "fix: install it ({install}), change the repo's `toolchain` in the manifest, or pass --toolchain"
+        ),
+        Source::PinFile(_) => format!(
+            "fix: install it ({install}) or set `toolchain = \"stable\"` for this repo in the manifest (or pass --toolchain)"
+        ),
+        Source::Default => "fix: set a default (`rustup default stable`) or pass --toolchain".to_owned(),
+    }
 }
 
 /// The name of rustup's default toolchain (`rustup default`), if rustup is there.

@@ -235,19 +235,10 @@ fn check_toolchains(
 fn probe_toolchain(r: &Repo, dir: &Path, choice: &Choice) -> Vec<Problem> {
     let pin = choice.describe();
     let effective = choice.override_name();
-    if let Err(e) = run_quiet(dir, "rustc", &["-vV"], effective) {
-        // rustup names the toolchain it looked for: `toolchain 'X' is not installed`.
-        let name = e
-            .split_once("toolchain '")
-            .and_then(|(_, rest)| rest.split_once('\''))
-            .map_or("<name>", |(n, _)| n);
-        return vec![fatal(
-            "toolchain",
-            format!(
-                "{}: the toolchain pinned by {pin} cannot run: {e}\n  fix: install it (`rustup toolchain install {name}` with the components the repo needs), or set `toolchain = \"stable\"` for `{}` in the manifest (or pass --toolchain)",
-                r.name, r.name
-            ),
-        )];
+    // The toolchain rule's own message: it blames where the choice came from.
+    if let Err(e) = crate::engine::metadata::rustc_version(dir, choice) {
+        let e = format!("{e:#}").replace("\nfix:", "\n  fix:");
+        return vec![fatal("toolchain", format!("{}: {e}", r.name))];
     }
     components_needed(r)
         .into_iter()

@@ -975,7 +975,7 @@ fn ci_cell_comment_posts_the_cells_summary() {
     let posts: Vec<String> = env
         .requests()
         .iter()
-        .filter(|r| r.method.to_string() == "POST")
+        .filter(|r| r.method == "POST")
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
         .collect();
     assert_eq!(posts.len(), 1, "{posts:?}");

@@ -23,6 +23,7 @@ mod testing;
 mod tidy;
 mod toolchain;
 mod tools;
+mod trust_inputs;
 mod trust_secrets;
 
 /// Without the `remote` feature the remote cache's tests are not compiled at all; under CI

@@ -13,9 +13,10 @@ mod render;
 mod resolve;
 mod types;
 
-#[cfg(test)]
-pub use keys::target_key;
+pub use affected::{check_ref as check_affected_ref, parse_range as parse_affected};
 pub use keys::ChainKeys;
+#[cfg(test)]
+pub use keys::{target_key, TargetInputs};
 pub use render::explain;
 pub use resolve::{resolve, resolve_with};
 // Kept here for the callers that prepare a one-off command (`cache warm`, `bench noop`).

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::types::{Action, EdgeView, Plan, RepoPlan};
 use crate::cache::CacheKey;
+use crate::engine::fingerprint::build_env::shown_value;
 use crate::engine::manifest::RepoKind;
 use crate::engine::results::Results;
 
@@ -167,6 +168,11 @@ pub fn explain(r: &RepoPlan, results: &Results) -> String {
     if let Action::SkipNotAffected(why) = &r.action {
         s += &format!("  {why}\n");
     }
+    if let Some((name, why)) = r.fingerprint.undecidable() {
+        s += &format!(
+            "  input `{name}` could not be determined ({why}): the repo runs every time until it can\n"
+        );
+    }
     match results.last(&r.name) {
         None => s += "  no recorded run yet: every input is new\n",
         Some(last) if last.fingerprint == r.fingerprint.hash => {
@@ -180,28 +186,19 @@ pub fn explain(r: &RepoPlan, results: &Results) -> String {
                 "  changed since the last recorded run ({}, {}):\n",
                 last.run_id, last.status
             );
-            for name in r.fingerprint.changed_inputs(&last.inputs) {
-                let old = last
-                    .inputs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.as_str());
-                let new = r
-                    .fingerprint
-                    .inputs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.as_str());
-                match (old, new) {
-                    (Some(o), Some(n)) => {
-                        s += &format!(
-                            "    {name}: {} -> {}\n",
-                            o.replace('\n', "; "),
-                            n.replace('\n', "; ")
-                        )
-                    }
-                    _ => s += &format!("    {name}\n"),
-                }
+            for ch in r.fingerprint.changes(&last.inputs) {
+                // An absent environment variable reads as unset; any other absent input
+                // was not an input on that side.
+                let absent = if ch.name.starts_with("env ") {
+                    "(unset)"
+                } else {
+                    "(not an input)"
+                };
+                let show = |v: &Option<String>| {
+                    v.as_deref()
+                        .map_or_else(|| absent.to_owned(), |v| v.replace('\n', "; "))
+                };
+                s += &format!("    {}: {} -> {}\n", ch.name, show(&ch.old), show(&ch.new));
             }
         }
     }
@@ -232,7 +229,11 @@ fn render_steps(r: &RepoPlan) -> String {
             p.timeout_secs
         );
         if !p.env.is_empty() {
-            let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let env: Vec<String> = p
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shown_value(k, v)))
+                .collect();
             s += &format!("        env: {}\n", env.join(" "));
         }
         if !p.env_remove.is_empty() {

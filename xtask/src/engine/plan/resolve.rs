@@ -12,14 +12,14 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use super::affected::affected_repos;
-use super::keys::{chain_keys, target_key, ChainKeys};
+use super::keys::{chain_keys, target_key, ChainKeys, TargetInputs};
 use super::types::{
     default_target_dir, effective_root, Action, CheckoutAccess, EdgeView, GeneratedLockfile, Plan,
     PlanOptions, RepoPlan, Resolved,
 };
 use crate::cache::cargo_home::LockedPackages;
-use crate::cache::Cache;
-use crate::engine::fingerprint::{self, Fingerprint};
+use crate::cache::{Cache, CacheKey};
+use crate::engine::fingerprint::{self, build_env, BuildEnv, Fingerprint, RepoInputs};
 use crate::engine::graph::Graph;
 use crate::engine::manifest::{DepsMode, Manifest, Repo, RepoKind};
 use crate::engine::metadata::{self, RepoMetadata};
@@ -53,14 +53,23 @@ struct Chain<'a> {
     stripped: BTreeMap<String, Vec<String>>,
     affected: Option<(BTreeSet<String>, BTreeMap<String, String>)>,
     results: Results,
+    /// The environment steps inherit (see [`resolve_in`]).
+    process_env: Vec<(String, String)>,
+    /// `$CARGO_HOME` as the steps see it.
+    cargo_home: PathBuf,
+    /// Every checkout of the chain, canonical: path packages under them are not
+    /// `path dependency` inputs (their repo's own fingerprint covers them).
+    checkouts: Vec<PathBuf>,
 }
 
 /// Resolve `manifest` into a plan.
 ///
-/// Errors (the whole run cannot start): missing checkouts (all listed), an `--only` name
-/// that is not in the manifest, a dependency cycle, a package claimed by two repos.
-/// Problems of one repo (its toolchain is not installed, `cargo metadata` fails) do not
-/// stop the plan: they are kept in [`RepoPlan::error`] and that repo fails when run.
+/// Errors (the whole run cannot start): missing checkouts (all listed), a flag that names
+/// something the manifest does not have (an `--only` or `--force` repo, a `--variant`), a
+/// `--toolchain` that cannot run, `--affected` refs that do not resolve in a checkout, a
+/// dependency cycle, a package claimed by two repos. Problems of one repo (its own
+/// toolchain is not installed, `cargo metadata` fails) do not stop the plan: they are kept
+/// in [`RepoPlan::error`] and that repo fails when run.
 pub fn resolve(manifest: &Manifest, opts: &PlanOptions, cache: &Cache) -> Result<Resolved> {
     resolve_with(manifest, opts, cache, &mut |_| {})
 }
@@ -77,10 +86,23 @@ pub fn resolve_with(
     cache: &Cache,
     before_metadata: &mut dyn FnMut(&ChainKeys),
 ) -> Result<Resolved> {
+    let env = build_env::process_env();
+    let cargo_home = crate::cache::cargo_home::cargo_home();
+    resolve_in(manifest, opts, cache, (&env, &cargo_home), before_metadata)
+}
+
+/// [`resolve_with`] in a given environment: `machine` is the environment the steps will
+/// inherit (as `(name, value)` pairs) and their `$CARGO_HOME`. The caller passes this
+/// process's; tests pass others to see what each changes.
+pub(super) fn resolve_in(
+    manifest: &Manifest,
+    opts: &PlanOptions,
+    cache: &Cache,
+    machine: (&[(String, String)], &Path),
+    before_metadata: &mut dyn FnMut(&ChainKeys),
+) -> Result<Resolved> {
     let root = effective_root(manifest, opts);
-    for name in &opts.only {
-        manifest.repo(name)?;
-    }
+    check_flags(manifest, opts)?;
     metadata::check_checkouts(manifest, &root)?;
     // Locks first, then leftovers, then changes; dropped in the reverse order (the
     // changes are undone before the locks go).
@@ -89,7 +111,7 @@ pub fn resolve_with(
     let may_generate = missing_lockfiles(manifest, &root);
     let (guards, stripped) = strip_registry_patches(manifest, opts, &root, &notes)?;
     let generated = Mutex::new(Vec::new());
-    let rustcs = probe_compilers(manifest, opts, &root, &may_generate, &generated);
+    let rustcs = probe_compilers(manifest, opts, &root, &may_generate, machine.0, &generated);
     let selected = selected_repos(manifest, opts);
     let (lock_hashes, locked) = lockfiles(manifest, &root, &selected)?;
     let keys = chain_keys(&lock_hashes, locked.has_git);
@@ -101,18 +123,21 @@ pub fn resolve_with(
         .collect();
     let graph = metadata::build_graph(manifest, &metas)?;
     let levels = graph.levels()?;
-    let affected = opts
-        .affected
-        .as_ref()
-        .map(|(base, head)| affected_repos(manifest, &root, &graph, base, head));
+    let affected = match &opts.affected {
+        Some((base, head)) => Some(affected_repos(manifest, &root, &graph, base, head)?),
+        None => None,
+    };
     let chain = Chain {
-        contents: content_hashes(manifest, &root),
+        contents: content_hashes(manifest, &root, &probes),
         results: Results::new(cache.root()),
         variant: opts
             .variant
             .clone()
             .unwrap_or_else(|| manifest.defaults.variant.clone()),
         profile: manifest.defaults.profile.clone(),
+        checkouts: canonical_checkouts(manifest, &root),
+        process_env: machine.0.to_vec(),
+        cargo_home: machine.1.to_path_buf(),
         manifest,
         opts,
         cache,
@@ -226,6 +251,47 @@ fn sibling_dirs(manifest: &Manifest, root: &Path, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Fail closed on flags that name what the manifest does not have, or that cannot work
+/// here: a flag that is wrong must stop the run, not make it a different run.
+///
+/// Errors: an `--only` or `--force` repo the manifest does not list, an unknown
+/// `--variant` (the known ones listed), an `--affected` ref git would read as an option,
+/// a `--toolchain` that cannot run `rustc -vV` (blamed on `--toolchain`).
+fn check_flags(manifest: &Manifest, opts: &PlanOptions) -> Result<()> {
+    for name in &opts.only {
+        manifest.repo(name).context("--only")?;
+    }
+    for name in opts.force.iter().flatten() {
+        manifest.repo(name).context("--force")?;
+    }
+    if let Some(v) = &opts.variant {
+        manifest.check_variant(v)?;
+    }
+    if let Some((base, head)) = &opts.affected {
+        super::affected::check_ref("the base of --affected", base)?;
+        super::affected::check_ref("the head of --affected", head)?;
+    }
+    // A matrix cell's toolchain is above `--toolchain`; otherwise the flag applies to every
+    // repo, and one that cannot run is the flag's fault, not each repo's.
+    if let (Some(t), None) = (&opts.toolchain, &opts.cell_toolchain) {
+        let choice = Choice::resolve(None, Some(t), None, Path::new("."));
+        metadata::rustc_version(&std::env::temp_dir(), &choice)?;
+    }
+    Ok(())
+}
+
+/// Every checkout of the chain, canonical where it exists.
+fn canonical_checkouts(manifest: &Manifest, root: &Path) -> Vec<PathBuf> {
+    manifest
+        .repos
+        .iter()
+        .map(|r| {
+            let d = Manifest::checkout_dir(root, r);
+            std::fs::canonicalize(&d).unwrap_or(d)
+        })
+        .collect()
+}
+
 /// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
 fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
     Choice::resolve(
@@ -236,6 +302,10 @@ fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
     )
 }
 
+/// The manifests registry mode stripped (restored when dropped), and the patch names
+/// removed from each repo.
+type Stripped = (Vec<StrippedManifest>, BTreeMap<String, Vec<String>>);
+
 /// Registry mode: strip sibling patches before anything reads the manifests. A read-only
 /// command leaves a repo that has a backup (another run's strip, or a killed run's
 /// leftover) as it is. `notes` (what reconciling found) are added to an error: they
@@ -245,7 +315,7 @@ fn strip_registry_patches(
     opts: &PlanOptions,
     root: &Path,
     notes: &[String],
-) -> Result<(Vec<StrippedManifest>, BTreeMap<String, Vec<String>>)> {
+) -> Result<Stripped> {
     let mut guards = Vec::new();
     let mut stripped = BTreeMap::new();
     for r in manifest.repos.iter().filter(|r| r.kind == RepoKind::Cargo) {
@@ -282,32 +352,42 @@ fn selected_repos<'a>(manifest: &'a Manifest, opts: &'a PlanOptions) -> BTreeSet
     }
 }
 
-/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV`) and a lockfile
-/// (generated when the repo commits none and is in `may_generate`, i.e. its checkout is
-/// locked; recorded in `generated`). Nothing here needs the registry when the repo commits
-/// its `Cargo.lock`.
+/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV` of the compiler
+/// cargo will run: `$RUSTC` from `inherited` or the repo's env, else `rustc`) and a
+/// lockfile (generated when the repo commits none and is in `may_generate`, i.e. its
+/// checkout is locked; recorded in `generated`). Nothing here needs the registry when the
+/// repo commits its `Cargo.lock`.
 fn probe_compilers(
     manifest: &Manifest,
     opts: &PlanOptions,
     root: &Path,
     may_generate: &BTreeSet<String>,
+    inherited: &[(String, String)],
     generated: &Mutex<Vec<GeneratedLockfile>>,
 ) -> BTreeMap<String, Result<String>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = cargo_repos(manifest)
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
-                let env = toolchain_of(opts, root, r).env();
+                let choice = toolchain_of(opts, root, r);
+                // The probes run as the steps will: with the repo's environment, and the
+                // `RUSTC` the steps inherit (cargo runs it instead of `rustc`).
+                let mut repo_env = repo_env(manifest, r, &choice);
+                if let Some((_, v)) = inherited.iter().find(|(k, _)| k == "RUSTC") {
+                    repo_env.entry("RUSTC".into()).or_insert_with(|| v.clone());
+                }
                 let generate = may_generate.contains(&r.name);
                 s.spawn(move || {
-                    let rustc = metadata::rustc_version(&dir, &env).and_then(|v| {
-                        if generate {
-                            if let Some(g) = generate_lockfile(&dir, &env)? {
-                                generated.lock().expect("lock list").push(g);
+                    let env: Vec<(String, String)> = repo_env.clone().into_iter().collect();
+                    let rustc =
+                        metadata::compiler_version(&dir, &choice, &repo_env).and_then(|v| {
+                            if generate {
+                                if let Some(g) = generate_lockfile(&dir, &env)? {
+                                    generated.lock().expect("lock list").push(g);
+                                }
                             }
-                        }
-                        Ok(v)
-                    });
+                            Ok(v)
+                        });
                     (r.name.clone(), rustc)
                 })
             })
@@ -370,7 +450,10 @@ fn probe_metadata(
         let handles: Vec<_> = cargo_repos(manifest)
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
-                let env = toolchain_of(opts, root, r).env();
+                let env: Vec<(String, String)> =
+                    repo_env(manifest, r, &toolchain_of(opts, root, r))
+                        .into_iter()
+                        .collect();
                 let rustc = rustcs
                     .remove(&r.name)
                     .unwrap_or_else(|| Err(anyhow::anyhow!("not probed")));
@@ -400,17 +483,27 @@ fn probe_metadata(
     })
 }
 
-/// Content hashes of every checkout, one thread each (git is the slow part).
-fn content_hashes(manifest: &Manifest, root: &Path) -> BTreeMap<String, String> {
+/// Content hashes of every checkout, one thread each (git is the slow part). The target
+/// dir `cargo metadata` reported for a repo is left out of its content.
+fn content_hashes(
+    manifest: &Manifest,
+    root: &Path,
+    probes: &BTreeMap<String, Probe>,
+) -> BTreeMap<String, String> {
     std::thread::scope(|s| {
         let handles: Vec<_> = manifest
             .repos
             .iter()
             .map(|r| {
                 let dir = Manifest::checkout_dir(root, r);
+                let exclude: Vec<PathBuf> = probes
+                    .get(&r.name)
+                    .and_then(|p| p.meta.as_ref().ok())
+                    .map(|m| vec![m.target_directory.clone()])
+                    .unwrap_or_default();
                 s.spawn(move || {
-                    let h =
-                        fingerprint::content_hash(&dir).unwrap_or_else(|e| format!("error: {e:#}"));
+                    let h = fingerprint::content_hash(&dir, &exclude)
+                        .unwrap_or_else(|e| format!("error: {e:#}"));
                     (r.name.clone(), h)
                 })
             })
@@ -436,6 +529,47 @@ fn plan_repos(c: &Chain<'_>) -> Result<Vec<RepoPlan>> {
     Ok(repos)
 }
 
+/// What [`plan_repo`] derives about one repo before its fingerprint and action.
+struct Derived {
+    features: Vec<String>,
+    deps: DepsMode,
+    toolchain: Choice,
+    rustc: Option<String>,
+    error: Option<String>,
+    lock_sha256: Option<String>,
+    env: BTreeMap<String, String>,
+    build: BuildEnv,
+}
+
+/// The repo's toolchain, compiler, lockfile hash, environment and build environment.
+fn derive(c: &Chain<'_>, r: &Repo, dir: &Path) -> Derived {
+    let probe = c.probes.get(r.name.as_str());
+    let toolchain = toolchain_of(c.opts, &c.root, r);
+    let env = repo_env(c.manifest, r, &toolchain);
+    Derived {
+        features: r.variant_features(&c.variant).to_vec(),
+        deps: c.opts.deps.unwrap_or(r.deps),
+        rustc: probe.and_then(|p| p.rustc.as_ref().ok().cloned()),
+        error: probe.and_then(|p| match (&p.rustc, &p.meta) {
+            (Err(e), _) | (_, Err(e)) => Some(format!("{e:#}")),
+            _ => None,
+        }),
+        // The repo's own lockfile: the one cargo reads when it builds in `dir`.
+        lock_sha256: (r.kind == RepoKind::Cargo)
+            .then(|| sha256_file(&dir.join("Cargo.lock")).ok())
+            .flatten(),
+        build: BuildEnv::capture(
+            &c.process_env,
+            dir,
+            &env,
+            &c.cargo_home,
+            &c.manifest.defaults.build_env,
+        ),
+        toolchain,
+        env,
+    }
+}
+
 /// Plan one repo: toolchain, key, environment, fingerprint, prepared steps and action.
 fn plan_repo(
     c: &Chain<'_>,
@@ -446,40 +580,13 @@ fn plan_repo(
     let name = r.name.as_str();
     let dir = Manifest::checkout_dir(&c.root, r);
     let probe = c.probes.get(name);
-    let features = r.variant_features(&c.variant).to_vec();
-    let deps = c.opts.deps.unwrap_or(r.deps);
-    let toolchain = toolchain_of(c.opts, &c.root, r);
     let meta = probe.and_then(|p| p.meta.as_ref().ok());
-    let error = probe.and_then(|p| match (&p.rustc, &p.meta) {
-        (Err(e), _) | (_, Err(e)) => Some(format!("{e:#}")),
-        _ => None,
-    });
-    let rustc = probe.and_then(|p| p.rustc.as_ref().ok().cloned());
-    let lock_sha256 = (r.kind == RepoKind::Cargo)
-        .then(|| sha256_file(&dir.join("Cargo.lock")).ok())
-        .flatten();
-    let cache_key = match (&rustc, &lock_sha256, error.is_none()) {
-        (Some(rustc), Some(lock), true) => Some(target_key(
-            r, &c.variant, &features, &c.profile, deps, rustc, lock,
-        )),
-        _ => None,
-    };
-    let env = repo_env(c.manifest, r, &toolchain);
-    let fp = Fingerprint::new(fingerprint_inputs(
-        c,
-        r,
-        &FingerprintParts {
-            lock_sha256: lock_sha256.as_deref(),
-            rustc: rustc.as_deref(),
-            features: &features,
-            deps,
-            env: &env,
-        },
-        upstream_fps,
-    ));
+    let d = derive(c, r, &dir);
+    let cache_key = repo_key(c, r, &d);
+    let fp = repo_fingerprint(c, r, &d, meta, upstream_fps);
     let target_dir = meta.map(|m| m.target_directory.clone());
     let withheld = steps::withheld_env_of(c.manifest);
-    let env_remove = steps::repo_env_remove(&withheld, &r.pass_env, &env);
+    let env_remove = steps::repo_env_remove(&withheld, &r.pass_env, &d.env);
     let prepared = steps::prepare(
         &r.steps,
         &RepoSteps {
@@ -488,14 +595,14 @@ fn plan_repo(
             target_dir: &target_dir
                 .clone()
                 .unwrap_or_else(|| default_target_dir(&dir)),
-            features: &features,
+            features: &d.features,
             profile: &c.profile,
-            env: &env,
+            env: &d.env,
             env_remove: &env_remove,
         },
         &c.opts.exec,
     );
-    let action = decide_action(c, name, probe, &toolchain, error.as_deref(), &fp);
+    let action = decide_action(c, name, probe, &d.toolchain, d.error.as_deref(), &fp);
     RepoPlan {
         name: name.to_owned(),
         level,
@@ -509,26 +616,93 @@ fn plan_repo(
         selected: c.selected.contains(name),
         kind: r.kind,
         target_dir,
-        toolchain: toolchain.override_name().map(str::to_owned),
-        toolchain_source: toolchain.describe(),
-        rustc,
-        features,
-        deps,
-        lock_sha256,
+        toolchain: d.toolchain.override_name().map(str::to_owned),
+        toolchain_source: d.toolchain.describe(),
         cache_hit: cache_key.as_ref().is_some_and(|k| c.cache.contains(k)),
         cache_key,
         steps: r.steps.clone(),
         prepared,
-        env,
         env_remove,
         versions: meta.map(|m| m.versions.clone()).unwrap_or_default(),
         unused_patches: meta.map(|m| m.unused_patches.clone()).unwrap_or_default(),
         stripped_patches: c.stripped.get(name).cloned().unwrap_or_default(),
-        error,
         fingerprint: fp,
         action,
         dir,
+        rustc: d.rustc,
+        features: d.features,
+        deps: d.deps,
+        lock_sha256: d.lock_sha256,
+        env: d.env,
+        error: d.error,
     }
+}
+
+/// The repo's target key (absent for docs repos and repos that cannot resolve).
+fn repo_key(c: &Chain<'_>, r: &Repo, d: &Derived) -> Option<CacheKey> {
+    match (&d.rustc, &d.lock_sha256, d.error.is_none()) {
+        (Some(rustc), Some(lock), true) => Some(target_key(&TargetInputs {
+            repo: r,
+            variant: &c.variant,
+            features: &d.features,
+            profile: &c.profile,
+            deps: d.deps,
+            rustc,
+            cargo_home: &c.cargo_home,
+            build: &d.build,
+            lock_sha256: lock,
+        })),
+        _ => None,
+    }
+}
+
+/// The repo's fingerprint (see [`crate::engine::fingerprint`] for every input).
+fn repo_fingerprint(
+    c: &Chain<'_>,
+    r: &Repo,
+    d: &Derived,
+    meta: Option<&RepoMetadata>,
+    upstream_fps: &BTreeMap<String, String>,
+) -> Fingerprint {
+    let path_deps = outside_path_deps(c, meta);
+    let upstream: Vec<(String, String)> = c
+        .graph
+        .upstream(&r.name)
+        .into_iter()
+        .map(|up| (up.to_owned(), upstream_fps[up].clone()))
+        .collect();
+    RepoInputs {
+        content: &c.contents[r.name.as_str()],
+        lock_sha256: d.lock_sha256.as_deref(),
+        rustc: d.rustc.as_deref(),
+        features: &d.features,
+        profile: &c.profile,
+        deps: d.deps,
+        env: &d.env,
+        build: &d.build,
+        path_deps: &path_deps,
+        steps: &r.steps,
+        upstream: &upstream,
+    }
+    .fingerprint()
+}
+
+/// `(directory, content hash)` of every path package of the repo's resolve graph that lies
+/// outside every checkout of the chain: its sources are read like the repo's own, and no
+/// other fingerprint covers them.
+fn outside_path_deps(c: &Chain<'_>, meta: Option<&RepoMetadata>) -> Vec<(String, String)> {
+    let Some(meta) = meta else {
+        return Vec::new();
+    };
+    meta.path_packages
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .filter(|p| !c.checkouts.iter().any(|co| p.starts_with(co)))
+        .map(|p| {
+            let h = fingerprint::content_hash(&p, &[]).unwrap_or_else(|e| format!("error: {e:#}"));
+            (p.display().to_string(), h)
+        })
+        .collect()
 }
 
 /// The environment every step of `r` runs with: the manifest's `env`, the toolchain
@@ -541,57 +715,6 @@ fn repo_env(manifest: &Manifest, r: &Repo, toolchain: &Choice) -> BTreeMap<Strin
             .or_insert_with(|| "0".into());
     }
     env
-}
-
-/// The parts of a repo's fingerprint computed by [`plan_repo`].
-struct FingerprintParts<'a> {
-    lock_sha256: Option<&'a str>,
-    rustc: Option<&'a str>,
-    features: &'a [String],
-    deps: DepsMode,
-    env: &'a BTreeMap<String, String>,
-}
-
-/// Every input of a repo's fingerprint, named (see [`crate::engine::fingerprint`]): its
-/// content, lockfile, compiler, features, profile, dependency mode, environment, each
-/// manifest step as written, and each direct upstream's fingerprint.
-fn fingerprint_inputs(
-    c: &Chain<'_>,
-    r: &Repo,
-    p: &FingerprintParts<'_>,
-    upstream_fps: &BTreeMap<String, String>,
-) -> Vec<(String, String)> {
-    let none = || "none".to_owned();
-    let mut inputs: Vec<(String, String)> = vec![
-        ("content".into(), c.contents[r.name.as_str()].clone()),
-        (
-            "lockfile-sha256".into(),
-            p.lock_sha256.map_or_else(none, str::to_owned),
-        ),
-        ("rustc -vV".into(), p.rustc.map_or_else(none, str::to_owned)),
-        // The variant's features, not its name: a repo that lists no features for two
-        // variants builds the same thing under both.
-        ("features".into(), p.features.join(",")),
-        ("profile".into(), c.profile.clone()),
-        ("deps".into(), p.deps.to_string()),
-        ("env".into(), format!("{:?}", p.env)),
-    ];
-    for step in &r.steps {
-        inputs.push((
-            format!("step {}", step.name),
-            format!(
-                "{} {} timeout={} env={:?}",
-                step.program,
-                steps::step_args(step, p.features, &c.profile).join(" "),
-                step.timeout_secs,
-                step.env
-            ),
-        ));
-    }
-    for up in c.graph.upstream(&r.name) {
-        inputs.push((format!("upstream {up}"), upstream_fps[up].clone()));
-    }
-    inputs
 }
 
 /// What `ci` will do with the repo (see [`Action`]).
@@ -625,7 +748,11 @@ fn decide_action(
         ))
     } else if let Some(reason) = not_affected {
         Action::SkipNotAffected(reason)
-    } else if error.is_none() && !forced && c.results.get(name, &fp.hash).is_some() {
+    } else if error.is_none()
+        && !forced
+        && fp.undecidable().is_none()
+        && c.results.get(name, &fp.hash).is_some()
+    {
         Action::SkipCached
     } else {
         Action::Run
@@ -669,3 +796,7 @@ fn finish_plan(
         graph: c.graph,
     }
 }
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;

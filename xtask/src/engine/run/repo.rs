@@ -3,7 +3,7 @@
 //! Every cache problem is a warning; the repo's result depends only on its steps.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::options::RunOptions;
 use super::stages::notes;
@@ -233,7 +233,7 @@ fn absorb_outputs(
 fn save_target(
     r: &RepoPlan,
     store: &Tiered,
-    target_dir: &PathBuf,
+    target_dir: &Path,
     opts: &RunOptions,
     report: &mut RepoReport,
     reporter: &dyn Reporter,
