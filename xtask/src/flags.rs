@@ -552,7 +552,7 @@ pub struct ChainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WorkflowsArgs {
     /// Chain manifest to read.
-    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST)]
+    #[arg(long, default_value = crate::engine::manifest::DEFAULT_MANIFEST, global = true)]
     pub manifest: PathBuf,
     /// Compare the files on disk with what the manifest generates; exit 1 if one differs.
     #[arg(long)]
@@ -560,6 +560,35 @@ pub struct WorkflowsArgs {
     /// Directory the `.github/` files go under (default: the current directory).
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub out: PathBuf,
+    /// What the generated jobs run besides generation (none: generate or --check).
+    #[command(subcommand)]
+    pub action: Option<WorkflowsAction>,
+}
+
+/// The parts of `cargo xtask workflows` the generated jobs call.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WorkflowsAction {
+    /// Print the toolchains a job must install, one a line: the manifest's and the checkouts' rust-toolchain.toml pins.
+    Toolchains {
+        /// Only for this repo (repeatable).
+        #[arg(long = "only", value_name = "REPO")]
+        only: Vec<String>,
+        /// Only for this matrix cell (as `cargo xtask matrix` lists them).
+        #[arg(long, value_name = "NAME")]
+        cell: Option<String>,
+    },
+    /// Turn the fan-out jobs' summary.json artifacts under DIR into one step summary (and PR comment); exit 1 when a repo failed or a summary is missing.
+    Gather {
+        /// Directory holding the downloaded summary artifacts, one directory each.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// An artifact directory that must hold a summary.json (repeatable).
+        #[arg(long, value_name = "NAME")]
+        expect: Vec<String>,
+        /// Post or update the pull request's summary comment.
+        #[arg(long)]
+        comment: bool,
+    },
 }
 
 /// `cargo xtask preflight`. Exit codes: 0 nothing fatal (warnings may be printed); 2 a

@@ -43,6 +43,8 @@ pub struct Manifest {
     pub notify: NotifySettings,
     /// Chain propagation settings (`[chain]`): event types, token variable, hop limit.
     pub chain: ChainSettings,
+    /// Where and how the generated GitHub Actions workflows run (`[workflows]`).
+    pub workflows: WorkflowSettings,
     /// Repositories in manifest order (run order comes from the graph, not from here).
     pub repos: Vec<Repo>,
 }
@@ -249,6 +251,178 @@ fn default_max_hops() -> u32 {
 
 fn default_orchestrator() -> String {
     "BTCDecoded/bllvm-ci".to_owned()
+}
+
+/// The kind of GitHub Actions runner the generated workflows run on (`[workflows] runner`),
+/// which decides where the cache root lives between runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunnerKind {
+    /// GitHub-hosted runners: a fresh VM per job. The cache root is restored and saved
+    /// around the run with `actions/cache` (GitHub's cache service), keyed by
+    /// `cargo xtask cache actions-key`.
+    #[default]
+    Hosted,
+    /// Self-hosted runners with a persistent disk: the cache root is a directory on it
+    /// (`cache-dir`), kept from run to run, where entries move by rename.
+    SelfHosted,
+    /// A fleet sharing an S3-compatible bucket (`[cache.remote]`, or the repository
+    /// variables `BLLVM_CI_CACHE_*` and secrets `AWS_*`), behind each runner's local cache.
+    Remote,
+}
+
+impl RunnerKind {
+    /// The manifest spelling: `hosted`, `self-hosted`, `remote`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerKind::Hosted => "hosted",
+            RunnerKind::SelfHosted => "self-hosted",
+            RunnerKind::Remote => "remote",
+        }
+    }
+}
+
+/// Where and how the workflows `cargo xtask workflows` generates run (`[workflows]`).
+/// Every field is optional.
+///
+/// ```toml
+/// [workflows]
+/// runner = "self-hosted"                       # hosted (default) | self-hosted | remote
+/// labels = ["self-hosted", "linux", "x64"]     # runs-on
+/// cache-dir = "/tmp/runner-cache"              # self-hosted: the persistent cache root
+/// fan-out = true                               # one job per repo, `needs:` from the graph
+/// environment = "bllvm-chain"                  # holds the dispatch token secret
+/// ```
+///
+/// Values are checked when the manifest is read because they are written into YAML and
+/// shell lines: labels are 1-100 characters of letters, digits and `-_.`; `cache-dir` is
+/// an absolute path of letters, digits and `-_./`, set only for `self-hosted` (the other
+/// kinds persist the cache root elsewhere); `environment` is 1-100 characters of letters,
+/// digits and `-_.`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawWorkflowSettings")]
+pub struct WorkflowSettings {
+    /// Runner kind; default `hosted`.
+    pub runner: RunnerKind,
+    /// `runs-on` labels of every job; default `["ubuntu-latest"]`, and
+    /// `["self-hosted", "linux", "x64"]` for `self-hosted`.
+    pub labels: Vec<String>,
+    /// The self-hosted runners' persistent cache root (`BLLVM_CI_CACHE_DIR` of every
+    /// job); `None` for the other kinds. Default `/tmp/runner-cache`, the seeds' path.
+    pub cache_dir: Option<String>,
+    /// One job per repo with `needs:` from the graph and a final summary job, instead of
+    /// one job running the chain repo after repo. The graph is read from the checkouts
+    /// when the workflows are generated; every repo job checks that it still holds.
+    pub fan_out: bool,
+    /// GitHub environment of the jobs that dispatch (`propagate`): the dispatch token is
+    /// an environment secret, so only those jobs (and the environment's protection
+    /// rules) can reach it. Default `bllvm-chain`.
+    pub environment: String,
+}
+
+/// `[workflows]` as written, before [`WorkflowSettings`]'s checks.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWorkflowSettings {
+    #[serde(default)]
+    runner: RunnerKind,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    cache_dir: Option<String>,
+    #[serde(default)]
+    fan_out: bool,
+    #[serde(default)]
+    environment: Option<String>,
+}
+
+/// The self-hosted cache root when the manifest names none: the seeds' runners' path.
+pub const DEFAULT_RUNNER_CACHE_DIR: &str = "/tmp/runner-cache";
+
+/// The environment holding the dispatch token when the manifest names none.
+pub const DEFAULT_DISPATCH_ENVIRONMENT: &str = "bllvm-chain";
+
+/// Whether `s` is 1-100 characters of letters, digits and `-_.` (a runner label or an
+/// environment name as the generated YAML may hold it unquoted).
+fn is_plain_word(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+impl TryFrom<RawWorkflowSettings> for WorkflowSettings {
+    type Error = String;
+
+    fn try_from(r: RawWorkflowSettings) -> std::result::Result<Self, String> {
+        let labels = r.labels.unwrap_or_else(|| match r.runner {
+            RunnerKind::SelfHosted => vec!["self-hosted".into(), "linux".into(), "x64".into()],
+            _ => vec!["ubuntu-latest".into()],
+        });
+        if labels.is_empty() {
+            return Err("[workflows] labels must name at least one runner label".into());
+        }
+        if let Some(bad) = labels.iter().find(|l| !is_plain_word(l)) {
+            return Err(format!(
+                "[workflows] labels: `{bad}` is not a runner label (1 to 100 letters, digits, `-`, `_`, `.`)"
+            ));
+        }
+        let cache_dir = match (r.runner, r.cache_dir) {
+            (RunnerKind::SelfHosted, dir) => {
+                let dir = dir.unwrap_or_else(|| DEFAULT_RUNNER_CACHE_DIR.to_owned());
+                check_runner_cache_dir(&dir)?;
+                Some(dir)
+            }
+            (kind, Some(_)) => {
+                return Err(format!(
+                    "[workflows] cache-dir is the persistent cache root of self-hosted runners; runner = \"{}\" keeps it elsewhere (hosted: actions/cache, remote: the bucket): remove it or set runner = \"self-hosted\"",
+                    kind.as_str()
+                ))
+            }
+            (_, None) => None,
+        };
+        let environment = r
+            .environment
+            .unwrap_or_else(|| DEFAULT_DISPATCH_ENVIRONMENT.to_owned());
+        if !is_plain_word(&environment) {
+            return Err(format!(
+                "[workflows] environment = \"{environment}\": use 1 to 100 letters, digits, `-`, `_`, `.`"
+            ));
+        }
+        Ok(WorkflowSettings {
+            runner: r.runner,
+            labels,
+            cache_dir,
+            fan_out: r.fan_out,
+            environment,
+        })
+    }
+}
+
+/// A self-hosted cache root must be absolute and plain (it is written into YAML and
+/// quoted shell words) and never `/` itself.
+fn check_runner_cache_dir(dir: &str) -> std::result::Result<(), String> {
+    let plain = dir
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let parts_ok = dir.split('/').all(|p| p != "..");
+    if !dir.starts_with('/') || dir.trim_end_matches('/').is_empty() || !plain || !parts_ok {
+        return Err(format!(
+            "[workflows] cache-dir = \"{dir}\": use an absolute path other than `/`, of letters, digits and `-_./`, without `..` (e.g. \"{DEFAULT_RUNNER_CACHE_DIR}\")"
+        ));
+    }
+    Ok(())
+}
+
+impl Default for WorkflowSettings {
+    fn default() -> Self {
+        WorkflowSettings {
+            runner: RunnerKind::Hosted,
+            labels: vec!["ubuntu-latest".to_owned()],
+            cache_dir: None,
+            fan_out: false,
+            environment: DEFAULT_DISPATCH_ENVIRONMENT.to_owned(),
+        }
+    }
 }
 
 /// Checks `cargo xtask preflight` (and `ci`, before it resolves anything) makes
@@ -491,6 +665,8 @@ struct RawManifest {
     #[serde(default)]
     chain: ChainSettings,
     #[serde(default)]
+    workflows: WorkflowSettings,
+    #[serde(default)]
     repo: Vec<RawRepo>,
 }
 
@@ -654,6 +830,7 @@ impl Manifest {
             preflight: raw.preflight,
             notify: raw.notify,
             chain: raw.chain,
+            workflows: raw.workflows,
             repos,
         })
     }

@@ -240,7 +240,12 @@ pub fn append_env_file(var: &str, text: &str) -> Result<()> {
 ///
 /// Errors: the files named by `GITHUB_STEP_SUMMARY` / `GITHUB_OUTPUT` cannot be written.
 pub fn finish(plan: &Plan, s: &RunSummary) -> Result<()> {
-    append_env_file("GITHUB_STEP_SUMMARY", &summary_markdown(s))?;
+    // In GitHub Actions the table ends with a link to the run and its artifacts (logs,
+    // JUnit, coverage, release files), which outlive the runner's paths.
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let link = crate::github::workflows::gather::run_link(&env)
+        .map_or(String::new(), |l| format!("\n{l}\n"));
+    append_env_file("GITHUB_STEP_SUMMARY", &(summary_markdown(s) + &link))?;
     let lines: String = outputs(plan, s)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}\n"))

@@ -25,6 +25,7 @@ mod toolchain;
 mod tools;
 mod trust_inputs;
 mod trust_secrets;
+mod workflows;
 
 /// Without the `remote` feature the remote cache's tests are not compiled at all; under CI
 /// that must fail rather than pass without them.

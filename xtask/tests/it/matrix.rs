@@ -139,5 +139,6 @@ fn two_variants_run_twice_with_distinct_keys_and_a_missing_toolchain_is_skipped(
             "{n} missing:\n{yml}"
         );
     }
-    assert!(yml.contains("--cell \"${{ matrix.cell }}\""));
+    // The cell reaches the run step through env: (never spliced into the script).
+    assert!(yml.contains("CELL: ${{ matrix.cell }}") && yml.contains("--cell \"$CELL\""));
 }

@@ -36,10 +36,16 @@ pub enum Action {
     Updated(u64),
 }
 
-/// The comment text: the marker, a title, and `summary` in a code block.
+/// The comment text: the marker, a title, and `summary` in a code block; in GitHub
+/// Actions, paths under the run dir made relative to the run's artifact and a link to
+/// the run and its artifacts (`github/workflows/gather.rs`), not runner paths.
 pub fn body(summary: &str) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let summary = crate::github::workflows::gather::relative_to_run_dir(summary, &env);
+    let link = crate::github::workflows::gather::run_link(&env)
+        .map_or(String::new(), |l| format!("\n{l}\n"));
     format!(
-        "{MARKER}\n### bllvm chain CI\n\n```\n{}\n```\n",
+        "{MARKER}\n### bllvm chain CI\n\n```\n{}\n```\n{link}",
         summary.trim_end().replace("```", "'''")
     )
 }
