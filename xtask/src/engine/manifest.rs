@@ -1342,6 +1342,74 @@ github = "o/b"
         assert!(e.to_string().contains("1 to 100 characters"), "{e}");
     }
 
+    /// `[workflows]`: the runner kinds with their defaults, and every value that reaches
+    /// YAML or a shell checked, with the table's line.
+    #[test]
+    fn workflows_table_is_checked() {
+        let repo = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\n";
+        let w = |table: &str| parse(&format!("[workflows]\n{table}{repo}")).map(|m| m.workflows);
+        let d = parse(repo).unwrap().workflows;
+        assert_eq!(
+            (
+                d.runner,
+                d.labels.as_slice(),
+                d.cache_dir.as_deref(),
+                d.fan_out
+            ),
+            (
+                RunnerKind::Hosted,
+                &["ubuntu-latest".to_owned()][..],
+                None,
+                false
+            )
+        );
+        assert_eq!(d.environment, "bllvm-chain");
+        let s = w("runner = \"self-hosted\"\n").unwrap();
+        assert_eq!(s.labels, ["self-hosted", "linux", "x64"]);
+        assert_eq!(s.cache_dir.as_deref(), Some("/tmp/runner-cache"));
+        let s = w("runner = \"self-hosted\"\nlabels = [\"big-disk\"]\ncache-dir = \"/srv/cache\"\nfan-out = true\n").unwrap();
+        assert_eq!(
+            (s.labels.as_slice(), s.cache_dir.as_deref(), s.fan_out),
+            (&["big-disk".to_owned()][..], Some("/srv/cache"), true)
+        );
+        assert_eq!(
+            w("runner = \"remote\"\n").unwrap().runner,
+            RunnerKind::Remote
+        );
+        for (bad, want) in [
+            ("runner = \"cloud\"\n", "unknown variant `cloud`"),
+            ("labels = []\n", "at least one runner label"),
+            ("labels = [\"a b\"]\n", "is not a runner label"),
+            (
+                "cache-dir = \"/x\"\n",
+                "cache-dir is the persistent cache root of self-hosted runners",
+            ),
+            (
+                "runner = \"self-hosted\"\ncache-dir = \"rel\"\n",
+                "absolute path",
+            ),
+            (
+                "runner = \"self-hosted\"\ncache-dir = \"/\"\n",
+                "absolute path other than `/`",
+            ),
+            (
+                "runner = \"self-hosted\"\ncache-dir = \"/a/../b\"\n",
+                "without `..`",
+            ),
+            (
+                "runner = \"self-hosted\"\ncache-dir = \"/a b\"\n",
+                "letters, digits",
+            ),
+            ("environment = \"a b\"\n", "environment = \"a b\""),
+            ("bogus = 1\n", "unknown field `bogus`"),
+        ] {
+            let e = parse(&format!("[workflows]\n{bad}{repo}")).unwrap_err();
+            let e = e.downcast::<ManifestError>().unwrap();
+            assert!(e.message.contains(want), "{bad}: {e}");
+            assert!(e.line <= 2, "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn line_col_counts_chars() {
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));

@@ -71,7 +71,7 @@ jobs:
 fn chain_job(cx: &Ctx) -> String {
     let x = steps::chain_xtask(cx);
     let mut s = format!(
-        "  ci:\n    name: chain{}\n    runs-on: {}\n    timeout-minutes: 120\n    permissions:\n      contents: read\n      # `ci --comment` posts the run summary on pull requests.\n      pull-requests: write\n",
+        "  ci:\n    name: chain{}\n    runs-on: {}\n    timeout-minutes: 120\n    permissions:\n      contents: read\n      pull-requests: write # `ci --comment` posts the run summary on pull requests\n",
         if cx.matrix() { " ${{ matrix.cell }}" } else { "" },
         cx.runs_on()
     );

@@ -164,7 +164,7 @@ fn summary_job(cx: &Ctx) -> String {
         .map(|n| format!(" --expect {n}"))
         .collect();
     let mut s = format!(
-        "\n  summary:\n    name: summary\n    needs: [{}]\n    if: ${{{{ always() }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    permissions:\n      contents: read\n      # One comment with the whole run's summary on pull requests.\n      pull-requests: write\n",
+        "\n  summary:\n    name: summary\n    needs: [{}]\n    if: ${{{{ always() }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    permissions:\n      contents: read\n      pull-requests: write # one comment with the whole run's summary on pull requests\n",
         ids.join(", "),
         cx.runs_on()
     );

@@ -180,3 +180,65 @@ pub fn relative_to_run_dir(text: &str, env: &dyn Fn(&str) -> Option<String>) -> 
         None => text.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_run_link_needs_githubs_values_and_refuses_odd_ones() {
+        let ok = [
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "12"),
+        ];
+        let l = run_link(&env(&ok)).unwrap();
+        assert!(
+            l.contains("(https://github.com/o/r/actions/runs/12#artifacts)"),
+            "{l}"
+        );
+        assert!(run_link(&env(&ok[..2])).is_none());
+        for (k, v) in [
+            ("GITHUB_SERVER_URL", "javascript:alert(1)"),
+            ("GITHUB_REPOSITORY", "o/r)[x](y"),
+            ("GITHUB_RUN_ID", "12abc"),
+        ] {
+            let mut bad = ok.to_vec();
+            bad.retain(|(n, _)| *n != k);
+            bad.push((k, v));
+            assert!(run_link(&env(&bad)).is_none(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn runner_paths_become_artifact_paths() {
+        let vars = [("BLLVM_CI_RUN_DIR", "/home/runner/work/x/bllvm-ci-run")];
+        let t =
+            "hint: details with `cargo xtask explain /home/runner/work/x/bllvm-ci-run/a/test.log`";
+        assert_eq!(
+            relative_to_run_dir(t, &env(&vars)),
+            "hint: details with `cargo xtask explain a/test.log`"
+        );
+        assert_eq!(relative_to_run_dir(t, &env(&[])), t);
+    }
+
+    #[test]
+    fn table_cells_cannot_break_the_table() {
+        let s = JobSummary::parse(
+            r#"{"schema_version": 1, "repos": [{"name": "a", "status": "failed", "reason": "x | y\n<b>z</b>"}]}"#,
+        )
+        .unwrap();
+        let md = markdown(&[s], &[], None);
+        assert!(md.contains("| a | ❌ failed |  |  | x \\| y |\n"), "{md}");
+        assert!(md.starts_with("### bllvm chain CI: failed"), "{md}");
+        assert!(JobSummary::parse(r#"{"schema_version": 2, "repos": []}"#).is_err());
+    }
+}

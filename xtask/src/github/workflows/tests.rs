@@ -74,3 +74,57 @@ fn concurrency_is_keyed_on_the_dispatch_id() {
         );
     }
 }
+
+/// Each runner kind persists the cache root its own way; secrets stay in the steps that
+/// need them; the dispatch token only in the `propagate` jobs, which have the environment.
+#[test]
+fn runner_kinds_differ_where_the_cache_root_lives() {
+    let kind = |table: &str| generate(&manifest(table), None).unwrap();
+    let hosted = kind("");
+    let ci = &hosted[0].1;
+    assert!(ci.contains("run: cargo xtask cache actions-key --manifest ci/chain.toml\n"));
+    assert!(ci.contains("uses: actions/cache/save@"));
+    let self_hosted = kind("[workflows]\nrunner = \"self-hosted\"\ncache-dir = \"/srv/c\"\n");
+    for (_, text) in &self_hosted {
+        assert!(text.contains("BLLVM_CI_CACHE_DIR: /srv/c\n"));
+        assert!(!text.contains("actions/cache"), "{text}");
+        assert!(text.contains("runs-on: [self-hosted, linux, x64]"));
+    }
+    let remote = kind("[workflows]\nrunner = \"remote\"\n");
+    assert!(remote[0]
+        .1
+        .contains("cargo run --package xtask --features remote -- ci "));
+    // The propagate job builds xtask without features: it only dispatches.
+    let propagate = remote[0].1.split("\n  propagate:\n").nth(1).unwrap();
+    assert!(propagate.contains("run: cargo build --package xtask --locked\n"));
+    assert!(!propagate.contains("--features"));
+    for (_, text) in hosted.iter().chain(&self_hosted).chain(&remote) {
+        let token_jobs: Vec<&str> = text
+            .split("\n  ")
+            .filter(|j| j.contains("secrets.GITHUB_TOKEN"))
+            .collect();
+        assert!(!token_jobs.is_empty());
+        let propagate = text.split("\n  propagate:\n").nth(1).unwrap();
+        assert!(propagate.contains("    environment: bllvm-chain\n"));
+        let before = text.split("\n  propagate:\n").next().unwrap();
+        assert!(!before.contains("secrets.GITHUB_TOKEN"), "{before}");
+    }
+}
+
+/// Fan-out cannot be generated without the graph, and a manifest whose names cannot be
+/// job ids is refused.
+#[test]
+fn fan_out_needs_a_graph_and_names_that_are_job_ids() {
+    let e = generate(&manifest("[workflows]\nfan-out = true\n"), None).unwrap_err();
+    assert!(format!("{e:#}").contains("cargo xtask checkout"), "{e:#}");
+    let m = Manifest::parse(
+        "[[repo]]\nname = \"a.b\"\ngithub = \"o/a\"\n[[repo]]\nname = \"a_b\"\ngithub = \"o/b\"\n",
+        Path::new("ci/chain.toml"),
+    )
+    .unwrap();
+    let e = generate(&m, None).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("the same job id `repo-a_b`"),
+        "{e:#}"
+    );
+}
