@@ -337,8 +337,20 @@ fn check_shape(name: &str, text: &str) {
             "{name}"
         );
         assert!(
-            text.contains("needs: summary\n"),
+            text.contains("needs: [summary, release]\n"),
             "{name}: propagate must follow the summary"
+        );
+        // A release runs the whole chain (`--only` is dropped then): one job, not one per repo.
+        assert!(
+            text.contains("\n  release:\n")
+                && text.contains("    if: ${{ github.event_name == 'release' }}\n"),
+            "{name}"
+        );
+        assert_eq!(
+            text.matches("    if: ${{ github.event_name != 'release' }}\n")
+                .count(),
+            4,
+            "{name}"
         );
         assert!(
             text.contains("run: cargo xtask workflows --check")

@@ -16,9 +16,13 @@ pub fn workflow(cx: &Ctx) -> String {
     s += &triggers(cx);
     if cx.settings.fan_out {
         s += &fanout::jobs(cx);
-        s += &propagate(cx, "summary");
+        // A release runs the full chain whatever `--only` says (`github/events.rs`): one
+        // job builds it, instead of every repo job building all of it.
+        s += "\n";
+        s += &chain_job(cx, "release", Some("github.event_name == 'release'"));
+        s += &propagate(cx, "[summary, release]");
     } else {
-        s += &chain_job(cx);
+        s += &chain_job(cx, "ci", None);
         s += &propagate(cx, "ci");
     }
     s
@@ -68,11 +72,23 @@ jobs:
 /// The one chain job (a `strategy.matrix` over the cells when there are several): the
 /// whole chain with `ci --keep-going --comment`, its outputs uploaded, the cache root
 /// persisted as the runner kind does.
-fn chain_job(cx: &Ctx) -> String {
+fn chain_job(cx: &Ctx, id: &str, only_if: Option<&str>) -> String {
     let x = steps::chain_xtask(cx);
     let mut s = format!(
-        "  ci:\n    name: chain{}\n    runs-on: {}\n    timeout-minutes: 120\n    permissions:\n      contents: read\n      pull-requests: write # `ci --comment` posts the run summary on pull requests\n",
-        if cx.matrix() { " ${{ matrix.cell }}" } else { "" },
+        "  {id}:\n    name: {}{}\n",
+        if id == "ci" { "chain" } else { id },
+        if cx.matrix() {
+            " ${{ matrix.cell }}"
+        } else {
+            ""
+        },
+    );
+    if let Some(cond) = only_if {
+        let _ = writeln!(s, "    if: ${{{{ {cond} }}}}");
+    }
+    let _ = write!(
+        s,
+        "    runs-on: {}\n    timeout-minutes: 120\n    permissions:\n      contents: read\n      pull-requests: write # `ci --comment` posts the run summary on pull requests\n",
         cx.runs_on()
     );
     if cx.matrix() {
@@ -128,8 +144,16 @@ fn run_chain(cx: &Ctx, x: &str) -> String {
 /// dispatch and to nothing else.
 fn propagate(cx: &Ctx, needs: &str) -> String {
     let token = token_var(&cx.manifest.chain);
+    // With fan-out one of the two jobs it needs is skipped on every run: require that
+    // none failed or was cancelled instead of GitHub's default (all succeeded).
+    let base = "github.event_name == 'release' || (github.event_name == 'workflow_dispatch' && inputs.from != '')";
+    let cond = if needs.starts_with('[') {
+        format!("!cancelled() && !contains(needs.*.result, 'failure') && ({base})")
+    } else {
+        base.to_owned()
+    };
     let mut s = format!(
-        "\n  propagate:\n    name: propagate\n    needs: {needs}\n    if: ${{{{ github.event_name == 'release' || (github.event_name == 'workflow_dispatch' && inputs.from != '') }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    # The dispatch token is a secret of this environment only.\n    environment: {}\n    permissions:\n      contents: read\n",
+        "\n  propagate:\n    name: propagate\n    needs: {needs}\n    if: ${{{{ {cond} }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    # The dispatch token is a secret of this environment only.\n    environment: {}\n    permissions:\n      contents: read\n",
         cx.runs_on(),
         cx.settings.environment
     );

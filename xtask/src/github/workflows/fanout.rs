@@ -4,6 +4,9 @@
 //! `needs:` taken from the repo graph; a final `summary` job gathers every repo job's
 //! `summary.json` into one step summary and one PR comment.
 //!
+//! A `release` event runs the full chain whatever `--only` says, so on a release the repo
+//! jobs and the summary are skipped and the `release` job (`ci.rs`) runs the chain whole.
+//!
 //! The graph is read from the checkouts when the file is generated; each repo job runs
 //! `workflows --check` after checking the chain out, so a graph that changed since (a new
 //! dependency between two repos) fails the run with the fix instead of running jobs in
@@ -92,6 +95,8 @@ fn repo_job(cx: &Ctx, repo: &str, needs: &[String]) -> String {
     if !ids.is_empty() {
         let _ = writeln!(s, "    needs: [{}]", ids.join(", "));
     }
+    // A release runs the whole chain in the `release` job (see `ci.rs`).
+    s += "    if: ${{ github.event_name != 'release' }}\n";
     let _ = write!(
         s,
         "    runs-on: {}\n    timeout-minutes: 90\n    permissions:\n      contents: read\n",
@@ -164,7 +169,7 @@ fn summary_job(cx: &Ctx) -> String {
         .map(|n| format!(" --expect {n}"))
         .collect();
     let mut s = format!(
-        "\n  summary:\n    name: summary\n    needs: [{}]\n    if: ${{{{ always() }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    permissions:\n      contents: read\n      pull-requests: write # one comment with the whole run's summary on pull requests\n",
+        "\n  summary:\n    name: summary\n    needs: [{}]\n    if: ${{{{ always() && github.event_name != 'release' }}}}\n    runs-on: {}\n    timeout-minutes: 15\n    permissions:\n      contents: read\n      pull-requests: write # one comment with the whole run's summary on pull requests\n",
         ids.join(", "),
         cx.runs_on()
     );
