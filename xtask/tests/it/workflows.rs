@@ -146,8 +146,11 @@ fn files(out: &Path) -> [PathBuf; 2] {
     ]
 }
 
-/// Every variant the tests lint: `(name, [workflows] table and more, extra repo lines)`.
-fn variants() -> Vec<(&'static str, String, Vec<(&'static str, &'static str)>)> {
+/// One linted variant: `(name, [workflows] table and more, extra repo lines)`.
+type Variant = (String, String, Vec<(&'static str, &'static str)>);
+
+/// Every variant the tests lint.
+fn variants() -> Vec<Variant> {
     let matrix = vec![(
         "node",
         "toolchains = [\"1.85\", \"stable\"]\nvariants = [\"base\", \"extra\"]",
@@ -172,7 +175,7 @@ fn variants() -> Vec<(&'static str, String, Vec<(&'static str, &'static str)>)> 
             ("fan-out", true, coverage.clone()),
             ("fan-out-matrix", true, matrix.clone()),
         ] {
-            let name: &'static str = Box::leak(format!("{kind}-{shape}").into_boxed_str());
+            let name = format!("{kind}-{shape}");
             let mut t = table.to_owned();
             if fan_out {
                 t += "fan-out = true\n";
@@ -191,6 +194,7 @@ fn every_runner_kind_and_shape_passes_actionlint_and_zizmor() {
     let t = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
     for (name, table, extra) in variants() {
+        let name = name.as_str();
         let root = t.path().join(name);
         let m = chain(&root, &table, &extra);
         let out = root.join("out");
