@@ -141,6 +141,19 @@ pub fn retention_victims(entries: &[EntryUse], p: &Policy, now_unix: u64) -> Vec
     out
 }
 
+/// The order in which the disk guard evicts `entries`: least recently used first, ties
+/// by key (indices into `entries`). Leased entries are the caller's to leave out.
+pub fn guard_order(entries: &[EntryUse]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&entries[a], &entries[b]);
+        x.last_used_unix
+            .cmp(&y.last_used_unix)
+            .then_with(|| x.key.cmp(&y.key))
+    });
+    order
+}
+
 /// Size and free space of a filesystem, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsUsage {

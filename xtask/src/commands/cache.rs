@@ -208,7 +208,7 @@ fn clear(cache: &Cache, stage: Option<&str>) -> Result<ExitCode> {
     let only = stage.map(stage_of).transpose()?;
     let (mut n, mut held) = (0, 0);
     for l in cache.list() {
-        if only.is_some_and(|s| s.as_str() != l.info.stage) {
+        if only.is_some_and(|s| s != l.info.stage) {
             continue;
         }
         if cache.remove(&l.info.stage, &l.info.key) {

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{read_entry_meta, Put, Storage, Transfer};
 use crate::cache::lock::EntryLock;
+use crate::cache::scratch::Scratch;
 use crate::cache::{transfer, Cache, CacheKey, Save};
 use crate::support::fs as fsutil;
 
@@ -45,10 +46,13 @@ impl LocalStorage {
         &self.cache
     }
 
-    /// A fresh path under the cache root's `tmp/` (not created) for an entry dir that
-    /// [`LocalStorage::import`] will take: same filesystem, so the import is one rename,
-    /// and removed by the next `Cache::open` if this process dies first.
-    pub fn staging_dir(&self, key: &CacheKey) -> PathBuf {
+    /// A fresh leased path under the cache root's `tmp/` (not created) for an entry dir
+    /// that [`LocalStorage::import`] will take: same filesystem, so the import is one
+    /// rename. Removed when the lease is dropped, or by the next `Cache::open` if this
+    /// process dies first.
+    ///
+    /// Errors: the lease cannot be created.
+    pub fn staging_dir(&self, key: &CacheKey) -> Result<Scratch> {
         self.cache
             .scratch_dir(&format!("remote-{}-{}", key.stage, key.key))
     }
@@ -132,9 +136,11 @@ impl Storage for LocalStorage {
             return Ok(Put::Exists);
         }
         let start = Instant::now();
-        let scratch = self.cache.scratch_dir("put");
-        let copied = (|| -> Result<fsutil::CopyStats> {
-            std::fs::create_dir_all(&scratch)?;
+        let lease = self.cache.scratch_dir("put")?;
+        let scratch = lease.path();
+        // Dropping the lease on an error removes what was copied.
+        let stats = (|| -> Result<fsutil::CopyStats> {
+            std::fs::create_dir_all(scratch)?;
             for f in ["entry.json", "manifest.tsv"] {
                 std::fs::copy(entry.join(f), scratch.join(f))
                     .with_context(|| format!("copy {f}"))?;
@@ -142,15 +148,8 @@ impl Storage for LocalStorage {
             transfer::par_copy(&entry.join("data"), &scratch.join("data"), false, &|_| {
                 false
             })
-        })();
-        let stats = match copied {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = fsutil::remove_tree(&scratch);
-                return Err(e);
-            }
-        };
-        match self.cache.import(key, &scratch)? {
+        })()?;
+        match self.cache.import(key, scratch)? {
             Save::Exists => Ok(Put::Exists),
             Save::Skipped => Ok(Put::ReadOnly),
             _ => Ok(Put::Stored(Transfer {

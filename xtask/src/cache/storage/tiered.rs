@@ -44,9 +44,20 @@ use anyhow::{bail, Result};
 use super::{LocalStorage, Put, ReadOnly, Storage, Transfer};
 use crate::cache::cargo_home::{self, skip_git_path, LockedPackages};
 use crate::cache::report::StageReport;
+use crate::cache::scratch::Scratch;
 use crate::cache::settings::{RemoteConfig, RemoteSettings};
 use crate::cache::{transfer, Cache, CacheKey, Restore, Save, Strategy};
 use crate::support::fs as fsutil;
+
+/// What keeps a download dir alive until the stage is done with it (dropping it removes
+/// what is left there).
+#[allow(dead_code)] // held for its `Drop`
+enum Download {
+    /// Under the writable cache's `tmp/`, leased (`scratch.rs`).
+    Leased(Scratch),
+    /// Beside the destination (a read-only cache writes nothing under its root).
+    Beside(tempfile::TempDir),
+}
 
 /// Console lines a stage method produced, in order (remote transfers, evictions, remote
 /// warnings), for the caller to print. Warnings are also in the stage's report.
@@ -379,20 +390,17 @@ impl Tiered {
     /// Where a download goes: a writable cache's own `tmp/` (one rename to import it,
     /// removed by the next `Cache::open` if we die), else (a read-only cache must not
     /// write under its root) a temporary dir beside `dst`, removed with the guard.
-    fn download_dir(
-        &self,
-        key: &CacheKey,
-        dst: &Path,
-    ) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    fn download_dir(&self, key: &CacheKey, dst: &Path) -> Result<(PathBuf, Download)> {
         if !self.local.is_read_only() {
-            return Ok((self.local.staging_dir(key), None));
+            let lease = self.local.staging_dir(key)?;
+            return Ok((lease.path().to_path_buf(), Download::Leased(lease)));
         }
         let parent = dst.parent().unwrap_or(Path::new("."));
         let _ = std::fs::create_dir_all(parent);
         let t = tempfile::Builder::new()
             .prefix(".bllvm-remote-")
             .tempdir_in(parent)?;
-        Ok((t.path().join("entry"), Some(t)))
+        Ok((t.path().join("entry"), Download::Beside(t)))
     }
 
     /// A remote hit of `key`, fetched into `into`: record it, then import it into the
