@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::cache::integrity::Manifest;
+use crate::cache::untrusted::RelPath;
 
 /// zstd level of archives: 1 keeps compression faster than a runner's network.
 pub const ZSTD_LEVEL: i32 = 1;
@@ -39,14 +40,37 @@ pub fn write_archive(data: &Path, paths: &[String], sink: impl Write) -> Result<
 /// Unpack a tar + zstd stream from `src` into the existing dir `dir`, then check that
 /// the stream ended cleanly (a truncated stream is an error, never a shorter tree).
 ///
-/// Errors: a damaged or truncated stream, or an I/O error.
+/// The stream is untrusted (any runner with write access to the bucket wrote it): only
+/// regular files, directories and symlinks are unpacked, each at a plain relative path
+/// ([`RelPath`]); a hard link, device, FIFO or any other kind fails the unpack, and
+/// tar's own check keeps every file inside `dir` even through a symlink unpacked before
+/// it. Where symlinks lead is checked after the unpack ([`Manifest::check_structure`]),
+/// before anything uses the tree. Permissions are unpacked without setuid, setgid or
+/// sticky bits.
+///
+/// Errors: a damaged or truncated stream, a refused entry, or an I/O error.
 pub fn unpack_archive(src: impl Read, dir: &Path) -> Result<()> {
     let dec = zstd::Decoder::new(src).context("start zstd")?;
     let mut ar = tar::Archive::new(dec);
-    ar.set_preserve_permissions(true);
+    ar.set_preserve_permissions(false);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
-    ar.unpack(dir).context("unpack")?;
+    ar.set_unpack_xattrs(false);
+    for entry in ar.entries().context("read the archive")? {
+        let mut entry = entry.context("read an archive entry")?;
+        let kind = entry.header().entry_type();
+        let path = entry.path().context("archive entry path")?.into_owned();
+        let text = path.to_str().context("an archive path is not UTF-8")?;
+        RelPath::parse(text.trim_end_matches('/'))
+            .map_err(|e| anyhow::anyhow!("archive entry: {e}"))?;
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+            anyhow::bail!("archive entry {text}: refused kind {kind:?} (only files, directories and symlinks are cached)");
+        }
+        let unpacked = entry
+            .unpack_in(dir)
+            .with_context(|| format!("unpack {text}"))?;
+        anyhow::ensure!(unpacked, "archive entry {text} would leave the tree");
+    }
     // tar stops at its end-of-archive blocks; reading on to the end of the zstd frame makes
     // a truncated frame an error.
     let mut rest = ar.into_inner();
@@ -56,13 +80,29 @@ pub fn unpack_archive(src: impl Read, dir: &Path) -> Result<()> {
 
 /// Give every file of `m` under `data` its recorded modification time (nanoseconds; tar
 /// keeps whole seconds only), so the manifest's structure check and cargo's freshness
-/// checks see the times of the original tree.
+/// checks see the times of the original tree. Only paths found by walking `data` (never
+/// through a symlink) are touched, so a manifest path through an unpacked symlink cannot
+/// reach a file outside the tree; a listed file that is not there is left to the
+/// structure check that follows.
+///
+/// Errors: an mtime cannot be set.
 pub fn set_mtimes(data: &Path, m: &Manifest) -> Result<()> {
-    for (rel, r) in &m.files {
+    for e in walkdir::WalkDir::new(data)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_dir() {
+            continue;
+        }
+        let Some(rel) = e.path().strip_prefix(data).ok().and_then(|r| r.to_str()) else {
+            continue;
+        };
+        let Some(r) = m.files.get(rel) else { continue };
         let secs = r.mtime_ns.div_euclid(1_000_000_000) as i64;
         let nanos = r.mtime_ns.rem_euclid(1_000_000_000) as u32;
         let t = filetime::FileTime::from_unix_time(secs, nanos);
-        filetime::set_symlink_file_times(data.join(rel), t, t)
+        filetime::set_symlink_file_times(e.path(), t, t)
             .with_context(|| format!("set the mtime of {rel}"))?;
     }
     Ok(())

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use super::{read_entry_meta, Put, Storage, Transfer};
+use super::{read_entry_meta, Damaged, Put, Storage, Transfer};
 use crate::cache::lock::EntryLock;
 use crate::cache::scratch::Scratch;
 use crate::cache::{transfer, Cache, CacheKey, Save};
@@ -107,10 +107,10 @@ impl Storage for LocalStorage {
             }
             let stats =
                 transfer::par_copy(&dir.join("data"), &into.join("data"), false, &|_| false)?;
-            let (_, m, _) = read_entry_meta(into)?;
+            let (_, m, _) = read_entry_meta(into).map_err(|e| Damaged(format!("{e:#}")))?;
             let damage = m.check_content(&into.join("data"))?;
             if !damage.is_empty() {
-                bail!("entry is damaged: {}", damage.join("; "));
+                return Err(Damaged(damage.join("; ")).into());
             }
             Ok(Transfer {
                 wire_bytes: stats.bytes,
@@ -126,6 +126,11 @@ impl Storage for LocalStorage {
                 Err(e.context(format!("get {} entry {}", key.stage, key.key)))
             }
         }
+    }
+
+    /// Discard the local entry (a job holding it keeps it: `Ok(false)`).
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        Ok(self.cache.remove(key.stage.as_str(), &key.key))
     }
 
     fn put(&self, key: &CacheKey, entry: &Path) -> Result<Put> {

@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Result};
 
-use super::{LocalStorage, Put, ReadOnly, Storage, Transfer};
+use super::{Damaged, LocalStorage, Put, ReadOnly, Storage, Transfer};
 use crate::cache::cargo_home::{self, skip_git_path, LockedPackages};
 use crate::cache::report::StageReport;
 use crate::cache::scratch::Scratch;
@@ -373,6 +373,13 @@ impl Tiered {
                 self.cache().log_remote(key, "remote-miss", 0, 0, 0.0);
                 None
             }
+            Err(e) if Damaged::is_in(&e) => {
+                rep.remote_mut().restore = "error".into();
+                self.cache().log_remote(key, "remote-damaged", 0, 0, 0.0);
+                let w = self.quarantine(remote, key, &e);
+                warn(rep, lines, w);
+                None
+            }
             Err(e) => {
                 rep.remote_mut().restore = "error".into();
                 self.cache().log_remote(key, "remote-error", 0, 0, 0.0);
@@ -385,6 +392,30 @@ impl Tiered {
                 None
             }
         }
+    }
+
+    /// A remote entry that failed its checks (`e`, [`Damaged`]): the remote stays on for
+    /// the run (one bad object is not an outage); a run that may write takes the entry
+    /// out of use, so this run's save uploads a fresh one and the key works again.
+    /// Returns the warning.
+    fn quarantine(&self, remote: &Remote, key: &CacheKey, e: &anyhow::Error) -> String {
+        let why = remote.storage.redact(&format!("{e:#}"));
+        let fate = if self.local.is_read_only() {
+            "skipped (a read-only run leaves it for a trusted run to replace)".to_owned()
+        } else {
+            match remote.storage.quarantine(key) {
+                Ok(true) => "skipped and quarantined; this run's save replaces it".to_owned(),
+                Ok(false) => "skipped (the remote is read-only)".to_owned(),
+                Err(q) => format!(
+                    "skipped; quarantining it failed: {}",
+                    remote.storage.redact(&format!("{q:#}"))
+                ),
+            }
+        };
+        format!(
+            "remote cache entry {} {} is damaged, {fate}: {why}",
+            key.stage, key.key
+        )
     }
 
     /// Where a download goes: a writable cache's own `tmp/` (one rename to import it,
