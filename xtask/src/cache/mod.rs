@@ -703,6 +703,13 @@ impl Cache {
         stage: Stage,
         key: &str,
     ) -> Result<(EntryInfo, Manifest), Check> {
+        if !untrusted::is_real_dir(dir) {
+            // A symlinked entry dir would make a move restore take the data of whatever
+            // it points to.
+            return Err(Check::Damaged(
+                "the entry is not a directory (a symlink?)".into(),
+            ));
+        }
         let info = read_info(dir, stage, key).map_err(|e| Check::Damaged(format!("{e:#}")))?;
         let data = dir.join("data");
         if !data.exists() && fs::symlink_metadata(&data).is_err() {
@@ -1917,5 +1924,7 @@ impl Cache {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;
