@@ -634,6 +634,9 @@ pub struct StressArgs {
     /// Rounds of the full-disk cases (full-disk).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub full_disk: usize,
+    /// Rounds of random corruption of the cache's metadata (hostile).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub hostile: usize,
     /// Seed of every random choice (default: from the clock; printed, so a run can be replayed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -667,4 +670,6 @@ pub enum StressScenario {
     Corruption,
     /// Saves into a small tmpfs that fills up (root, CAP_SYS_ADMIN or an unprivileged user namespace).
     FullDisk,
+    /// The cache's metadata corrupted at random (hostile keys, garbage, FIFOs, symlinks), then used.
+    Hostile,
 }

@@ -20,6 +20,7 @@ impl From<StressScenario> for Scenario {
             StressScenario::Crash => Scenario::Crash,
             StressScenario::Corruption => Scenario::Corruption,
             StressScenario::FullDisk => Scenario::FullDisk,
+            StressScenario::Hostile => Scenario::Hostile,
         }
     }
 }
@@ -45,6 +46,7 @@ pub fn run(a: &StressArgs) -> Result<ExitCode> {
         crashes: a.crashes,
         corruptions: a.corruptions,
         full_disk: a.full_disk,
+        hostile: a.hostile,
         seed,
     };
     let chosen: Vec<Scenario> = a.scenario.iter().map(|&s| s.into()).collect();

@@ -30,6 +30,10 @@
 //!   guard allows (a clear warning, nothing written), past the real free space with the
 //!   guard off (a real ENOSPC mid-copy), and past the inode limit. Each time nothing may
 //!   be listed, `tmp/` must be empty and the cache must work once space is back.
+//! - `hostile`: the cache root's metadata corrupted at random (`hostile.rs`: keys and
+//!   paths that climb out of the root, numbers out of range, garbage, FIFOs and symlinks
+//!   in place of metadata files, lock files, temp dirs and directories); no panic, no
+//!   hang, nothing outside the root changed, and the next save of the key works.
 //!
 //! One submodule per scenario; this module holds what they share (the trees, the keys,
 //! the checks every scenario makes afterwards) and [`Outcome`], what each reports.
@@ -42,6 +46,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod full_disk;
+mod hostile;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,15 +78,18 @@ pub enum Scenario {
     Corruption,
     /// Saves into a small tmpfs that fills up.
     FullDisk,
+    /// The cache root's metadata corrupted at random, then used.
+    Hostile,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Concurrency,
         Scenario::Crash,
         Scenario::Corruption,
         Scenario::FullDisk,
+        Scenario::Hostile,
     ];
 }
 
@@ -93,6 +101,7 @@ pub fn run(s: Scenario, o: &Options) -> Outcome {
         Scenario::Crash => crash::run(o),
         Scenario::Corruption => corruption::run(o),
         Scenario::FullDisk => full_disk::run(o),
+        Scenario::Hostile => hostile::run(o),
     }
 }
 
@@ -162,6 +171,8 @@ pub struct Options {
     pub corruptions: usize,
     /// Rounds of the three full-disk cases (`full-disk`).
     pub full_disk: usize,
+    /// Rounds of random corruption (`hostile`).
+    pub hostile: usize,
     /// Seed of every random choice.
     pub seed: u64,
 }
