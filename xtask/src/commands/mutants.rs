@@ -16,12 +16,18 @@ use crate::flags::MutantsArgs;
 pub fn run(a: &MutantsArgs) -> Result<ExitCode> {
     let opts = Options {
         files: if a.files.is_empty() {
-            mutants::DEFAULT_FILES.iter().map(|s| s.to_string()).collect()
+            mutants::DEFAULT_FILES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             a.files.clone()
         },
         jobs: a.jobs.max(1),
-        out: a.out.clone().unwrap_or_else(|| PathBuf::from("target/mutants")),
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("target/mutants")),
         list: a.list,
     };
     println!("$ {}", mutants::command_line(&opts));

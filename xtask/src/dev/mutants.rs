@@ -78,8 +78,10 @@ fn args(o: &Options) -> Vec<String> {
         o.jobs.to_string(),
         "--output".into(),
         o.out.display().to_string(),
-        // The unit tests only: they are the guard of a pure module.
-        "--cargo-test-arg=--lib".into(),
+        // The unit tests only, built and run (`--lib` on both cargo calls): they are the
+        // guard of a pure module, and building the integration tests for every mutant
+        // would triple the time.
+        "--cargo-arg=--lib".into(),
     ];
     for f in &o.files {
         a.push("--file".into());
@@ -113,7 +115,9 @@ fn cargo_mutants(o: &Options) -> Result<Command> {
 ///
 /// Errors: cargo-mutants is missing or fails.
 pub fn list(o: &Options) -> Result<()> {
-    let st = cargo_mutants(o)?.status().context("run cargo mutants --list")?;
+    let st = cargo_mutants(o)?
+        .status()
+        .context("run cargo mutants --list")?;
     anyhow::ensure!(st.success(), "cargo mutants --list failed ({st})");
     Ok(())
 }
@@ -126,7 +130,10 @@ pub fn run(o: &Options) -> Result<Vec<Score>> {
     let st = cargo_mutants(o)?.status().context("run cargo mutants")?;
     // cargo-mutants: 0 all caught, 2 some missed, 3 some timed out; others are failures.
     if !matches!(st.code(), Some(0 | 2 | 3)) {
-        bail!("cargo mutants failed ({st}): see {}", o.out.join("mutants.out/debug.log").display());
+        bail!(
+            "cargo mutants failed ({st}): see {}",
+            o.out.join("mutants.out/debug.log").display()
+        );
     }
     let outcomes = o.out.join("mutants.out/outcomes.json");
     let text = std::fs::read_to_string(&outcomes)
@@ -178,7 +185,9 @@ fn describe(m: &serde_json::Value) -> String {
         m["file"].as_str().unwrap_or("?"),
         m["span"]["start"]["line"].as_u64().unwrap_or(0),
         m["function"]["function_name"].as_str().unwrap_or("?"),
-        m["replacement"].as_str().map_or_else(String::new, |r| format!("-> {r}"))
+        m["replacement"]
+            .as_str()
+            .map_or_else(String::new, |r| format!("-> {r}"))
     )
 }
 
@@ -192,7 +201,9 @@ pub fn render(scores: &[Score]) -> String {
     for sc in scores {
         s += &format!(
             "{:<36} {:>6} {:>6} {:>7} {:>8} {:>6.1}%\n",
-            Path::new(&sc.file).strip_prefix("xtask/src").map_or(sc.file.as_str(), |p| p.to_str().unwrap_or("?")),
+            Path::new(&sc.file)
+                .strip_prefix("xtask/src")
+                .map_or(sc.file.as_str(), |p| p.to_str().unwrap_or("?")),
             sc.caught,
             sc.missed,
             sc.timeout,
@@ -232,6 +243,9 @@ mod tests {
         assert_eq!(s[1].file, "b.rs");
         assert_eq!(s[2].percent(), 100.0, "no viable mutant: nothing missed");
         let table = render(&s);
-        assert!(table.contains("66.7%") && table.contains("a.rs:4: g -> true"), "{table}");
+        assert!(
+            table.contains("66.7%") && table.contains("a.rs:4: g -> true"),
+            "{table}"
+        );
     }
 }

@@ -233,4 +233,82 @@ mod tests {
             assert!(unpack_archive(&bytes[..cut], &out).is_err(), "cut at {cut}");
         }
     }
+
+    /// A tar stream with one entry of `kind` at `path` (and a link target for links).
+    fn archive_with(path: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+        let mut enc = zstd::Encoder::new(Vec::new(), 1).unwrap();
+        {
+            let mut b = tar::Builder::new(&mut enc);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(if kind.is_file() { 1 } else { 0 });
+            h.set_mode(0o4755);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            // `set_path` refuses `..`; write the raw name as a hostile writer would.
+            let name = path.as_bytes();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_cksum();
+            let data: &[u8] = if kind.is_file() { b"x" } else { b"" };
+            b.append(&h, data).unwrap();
+            b.finish().unwrap();
+        }
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn hostile_archive_entries_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        for (i, (path, kind, link)) in [
+            ("../escape", tar::EntryType::Regular, None),
+            ("/abs", tar::EntryType::Regular, None),
+            ("hard", tar::EntryType::Link, Some("/etc/passwd")),
+            ("fifo", tar::EntryType::Fifo, None),
+            ("dev", tar::EntryType::Char, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let out = t.path().join(format!("out{i}"));
+            std::fs::create_dir_all(&out).unwrap();
+            let bytes = archive_with(path, kind, link);
+            assert!(unpack_archive(&bytes[..], &out).is_err(), "{path} {kind:?}");
+            assert!(!t.path().join("escape").exists());
+        }
+        // A plain file unpacks without its setuid bit.
+        let out = t.path().join("ok");
+        std::fs::create_dir_all(&out).unwrap();
+        unpack_archive(&archive_with("f", tar::EntryType::Regular, None)[..], &out).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7000, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn a_symlink_chain_out_through_dot_fails_the_download_check() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::os::unix::fs::symlink(".", src.join("d/dot")).unwrap();
+        std::os::unix::fs::symlink("dot/dot/dot/../../../victim", src.join("d/out")).unwrap();
+        let m = Manifest::build(&src, None).unwrap();
+        let paths: Vec<String> = m.files.keys().cloned().collect();
+        let mut bytes = Vec::new();
+        write_archive(&src, &paths, &mut bytes).unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        unpack_archive(&bytes[..], &out).unwrap();
+        set_mtimes(&out, &m).unwrap();
+        let damage = m.check_content(&out).unwrap();
+        assert!(
+            damage
+                .iter()
+                .any(|d| d.contains("d/out") && d.contains("resolves outside")),
+            "{damage:?}"
+        );
+    }
 }
