@@ -382,6 +382,14 @@ impl BuildsStore {
         if dst.join("entry.json").is_file() {
             return Ok(());
         }
+        // Real directories: a symlink in their place would put the entry outside the
+        // cache root.
+        for d in [
+            self.root.join("builds"),
+            self.root.join("builds").join(repo),
+        ] {
+            crate::cache::untrusted::ensure_real_dir(&d)?;
+        }
         // A leased path under the cache's `tmp/` (`cache::scratch`): `Cache::open` removes
         // it only once this writer is gone; dropping the lease removes what is left.
         let lease = crate::cache::scratch::Scratch::create(
@@ -422,7 +430,11 @@ impl BuildsStore {
 
     /// Keep the newest [`KEEP_PER_REPO`] entries of `repo` (by `created_unix`).
     fn prune(&self, repo: &str) {
-        let mut entries: Vec<(u64, PathBuf)> = fs::read_dir(self.root.join("builds").join(repo))
+        let dir = self.root.join("builds").join(repo);
+        if !crate::cache::untrusted::is_real_dir(&dir) {
+            return;
+        }
+        let mut entries: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -996,5 +1008,54 @@ mod tests {
                 .contains("artifact `nope` of repo `r` was not built"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn builds_store_entries_read_back_are_checked_before_any_path_is_built() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("bin"), b"abc").unwrap();
+        let files = hash_files("r", &src, &["bin".into()]).unwrap();
+        let store = BuildsStore::new(&t.path().join("cache"));
+        let outside = t.path().join("outside");
+        fs::write(&outside, b"abc").unwrap();
+        let entry = t.path().join("cache/builds/r/r-k");
+        let json = entry.join("entry.json");
+        let edits: [(&str, &dyn Fn(&mut serde_json::Value)); 4] = [
+            ("a name that climbs out", &|j| {
+                j["files"][0]["name"] = "../../../../outside".into();
+                j["files"][0]["path"] = "r/../../../../outside".into();
+            }),
+            ("another repo", &|j| j["repo"] = "q".into()),
+            ("another key", &|j| j["key"] = "r-other".into()),
+            ("a file listed twice", &|j| {
+                let f = j["files"][0].clone();
+                j["files"].as_array_mut().unwrap().push(f);
+            }),
+        ];
+        for (what, edit) in edits {
+            store.save("r", "r-k", &src, &files).unwrap();
+            let mut j: serde_json::Value =
+                serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+            edit(&mut j);
+            fs::write(&json, j.to_string()).unwrap();
+            let dst = t.path().join("dst");
+            assert!(store.restore("r", "r-k", &dst, true).is_none(), "{what}");
+            assert!(!entry.exists(), "{what}: the damaged entry is kept");
+            assert!(!dst.exists(), "{what}");
+        }
+        // A listed file that is a symlink out of the store, with the right hash.
+        store.save("r", "r-k", &src, &files).unwrap();
+        fs::remove_file(entry.join("files/bin")).unwrap();
+        std::os::unix::fs::symlink(&outside, entry.join("files/bin")).unwrap();
+        assert!(store
+            .restore("r", "r-k", &t.path().join("dst"), false)
+            .is_none());
+        // Names that are not one path component are never looked up.
+        assert!(store
+            .restore("../r", "r-k", &t.path().join("dst"), true)
+            .is_none());
+        assert_eq!(fs::read(&outside).unwrap(), b"abc");
     }
 }

@@ -337,7 +337,10 @@ fn trim(path: &Path, max_bytes: u64, keep: usize) -> Result<()> {
 
 fn append_line(path: &Path, m: &BuildMetrics) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        // A real directory: a symlink in its place would make the append land outside
+        // the cache root.
+        crate::cache::untrusted::ensure_real_dir(dir)
+            .with_context(|| format!("create {}", dir.display()))?;
     }
     let mut line = serde_json::to_string(m)?;
     line.push('\n');
