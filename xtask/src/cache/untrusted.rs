@@ -87,8 +87,10 @@ pub fn read_meta(path: &Path) -> io::Result<String> {
 }
 
 /// Open `path` for appending only if it is a regular file (created if missing); a
-/// symlink, FIFO or device there is removed first (it is under a root we own, and was
-/// never written by us), so the append cannot land elsewhere or block.
+/// symlink, FIFO, socket, device or directory there is removed (it is under a root we
+/// own, and was never written by us) and the open tried once more, so the append cannot
+/// land elsewhere or block. The open itself refuses to follow a symlink and to wait
+/// for a FIFO's reader, so nothing put there between a check and the open can either.
 ///
 /// Errors: the file cannot be created or opened.
 pub fn open_append(path: &Path) -> io::Result<File> {
@@ -99,17 +101,28 @@ pub fn open_append(path: &Path) -> io::Result<File> {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
     };
-    if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+    for _ in 0..2 {
+        match open() {
+            Ok(f) if f.metadata()?.file_type().is_file() => return Ok(f),
+            // ELOOP: a symlink; ENXIO: a FIFO without a reader; EISDIR, ENOTSUP/ENXIO: a
+            // directory or socket; `Ok` of another kind: a FIFO with a reader, a device.
+            Ok(_) => {}
+            Err(e)
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::ENXIO | libc::EISDIR | libc::EOPNOTSUPP)
+                ) =>
+            {
+                return Err(e)
+            }
+            Err(_) => {}
+        }
         remove_any(path)?;
     }
-    let f = open()?;
-    if !f.metadata()?.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(f)
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} is not a regular file", path.display()),
+    ))
 }
 
 /// Remove whatever is at `path` without following it: a symlink or special file is
@@ -311,6 +324,20 @@ mod tests {
         // A FIFO in the log's place is replaced too, never opened for writing.
         open_append(&fifo).unwrap().write_all(b"y").unwrap();
         assert_eq!(fs::read(&fifo).unwrap(), b"y");
+        // A file that grows past the bound while it is read (procfs reports size 0): the
+        // bound holds for what is read, not only for what `stat` said.
+        assert!(read_bounded(Path::new("/proc/self/status"), 10).is_err());
+        assert!(read_bounded(Path::new("/proc/self/status"), 1 << 20).is_ok());
+        // Removal: a missing path is fine, any other failure is an error.
+        let file = t.path().join("plain");
+        fs::write(&file, "x").unwrap();
+        assert!(remove_any(&t.path().join("missing")).is_ok());
+        assert!(remove_any(&file.join("below")).is_err());
+        // A directory in the log's place is replaced too.
+        let d = t.path().join("dir.jsonl");
+        fs::create_dir_all(d.join("x")).unwrap();
+        open_append(&d).unwrap().write_all(b"z").unwrap();
+        assert_eq!(fs::read(&d).unwrap(), b"z");
         let big = t.path().join("big");
         fs::write(&big, vec![b'a'; 100]).unwrap();
         assert!(read_bounded(&big, 99).is_err());
