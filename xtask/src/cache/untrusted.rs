@@ -221,12 +221,6 @@ impl std::fmt::Display for RelPath {
     }
 }
 
-impl std::borrow::Borrow<str> for RelPath {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
 /// How deep a chain of symlinks is followed before it counts as escaping (Linux's own
 /// limit is 40).
 const MAX_LINK_HOPS: usize = 40;
@@ -387,6 +381,7 @@ mod tests {
         }
         let p = RelPath::parse("debug/deps/x.rlib").unwrap();
         assert_eq!(p.as_str(), "debug/deps/x.rlib");
+        assert_eq!(p.to_string(), "debug/deps/x.rlib");
     }
 
     #[test]
@@ -418,6 +413,23 @@ mod tests {
         for rel in ["abs", "d/up2", "loop1"] {
             assert!(link_escapes(&r, Path::new(rel)).is_some(), "{rel}");
         }
+        // Chains: 40 links deep resolve (the kernel's own limit), 41 do not.
+        let deep = r.join("deep");
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("end"), "e").unwrap();
+        for i in 0..41 {
+            let next = if i == 0 {
+                "end".to_owned()
+            } else {
+                format!("l{}", i - 1)
+            };
+            symlink(next, deep.join(format!("l{i}"))).unwrap();
+        }
+        assert_eq!(
+            resolve_within(&r, Path::new("deep/l39")).unwrap(),
+            Path::new("deep/end")
+        );
+        assert!(link_escapes(&r, Path::new("deep/l40")).is_some());
         // A dangling link inside the tree stays inside.
         symlink("d/missing", r.join("dangling")).unwrap();
         assert!(link_escapes(&r, Path::new("dangling")).is_none());

@@ -178,16 +178,18 @@ pub fn scores(outcomes_json: &str, files: &[String]) -> Vec<Score> {
     by_file.into_values().collect()
 }
 
-/// `file:line: replace <name> with <replacement>` of a mutant in outcomes.json.
+/// A mutant of outcomes.json as cargo-mutants names it (`file:line:col: replace ... in
+/// fn`), or, without a name, `file:line: fn -> replacement`.
 fn describe(m: &serde_json::Value) -> String {
+    if let Some(name) = m["name"].as_str() {
+        return name.to_owned();
+    }
     format!(
-        "{}:{}: {} {}",
+        "{}:{}: {} -> {}",
         m["file"].as_str().unwrap_or("?"),
         m["span"]["start"]["line"].as_u64().unwrap_or(0),
         m["function"]["function_name"].as_str().unwrap_or("?"),
-        m["replacement"]
-            .as_str()
-            .map_or_else(String::new, |r| format!("-> {r}"))
+        m["replacement"].as_str().unwrap_or("?")
     )
 }
 
@@ -240,6 +242,11 @@ mod tests {
         assert_eq!((a.caught, a.missed, a.timeout, a.unviable), (1, 1, 1, 1));
         assert!((a.percent() - 200.0 / 3.0).abs() < 1e-9);
         assert_eq!(a.survivors, ["a.rs:4: g -> true"]);
+        let named = r#"{"outcomes": [{"scenario": {"Mutant": {"file": "a.rs", "name": "a.rs:4:2: replace > with >= in g"}}, "summary": "MissedMutant"}]}"#;
+        assert_eq!(
+            scores(named, &[])[0].survivors,
+            ["a.rs:4:2: replace > with >= in g"]
+        );
         assert_eq!(s[1].file, "b.rs");
         assert_eq!(s[2].percent(), 100.0, "no viable mutant: nothing missed");
         let table = render(&s);
