@@ -440,12 +440,19 @@ fn temp_dirs_live_as_long_as_their_lease_not_their_pid() {
     let cache = roomy(&root);
     // A live writer in another PID namespace: its pid (in the name) means nothing here,
     // its lease is held (by this open file description, standing in for its process).
-    let live = scratch::Scratch::create(&root.join("tmp"), "target-k").unwrap();
+    let live = scratch::Scratch::in_root(&root, "target-k").unwrap();
     fs::create_dir_all(live.path().join("data")).unwrap();
     // A pid that is alive here but whose writer is gone: its lease is free.
     let dead = root.join(format!("tmp/target-j.{}.99", std::process::id()));
     fs::create_dir_all(&dead).unwrap();
-    fs::write(format!("{}.lease", dead.display()), "").unwrap();
+    fs::write(
+        root.join(format!(
+            "locks/tmp/target-j.{}.99.lease",
+            std::process::id()
+        )),
+        "",
+    )
+    .unwrap();
     let _ = Cache::open(&root).unwrap();
     assert!(
         live.path().join("data").is_dir(),

@@ -399,6 +399,7 @@ impl Cache {
             self.root.join("locks"),
             self.root.join("usage"),
             self.root.join("log"),
+            scratch::root_leases(&self.root),
         ];
         for st in Stage::ALL {
             dirs.push(self.stage_dir(st));
@@ -581,7 +582,7 @@ impl Cache {
 
     /// A leased temporary path under `tmp/` (see `scratch.rs`).
     fn new_tmp(&self, what: &str) -> Result<Scratch> {
-        Scratch::create(&self.root.join("tmp"), what)
+        Scratch::in_root(&self.root, what)
             .with_context(|| format!("create a temporary path under {}", self.root.display()))
     }
 
@@ -1115,7 +1116,7 @@ impl Cache {
         if !scan.escaping.is_empty() {
             self.consume(stage, lease.as_ref());
             anyhow::bail!(
-                "{stage} entry {} not saved: symlinks resolve outside the tree ({})",
+                "{stage} entry {} not saved: symlinks point outside the tree ({})",
                 key.key,
                 scan.escaping.join(", ")
             );
@@ -1663,7 +1664,7 @@ impl Cache {
     /// Remove `tmp/` paths whose writer is gone: their lease (`scratch.rs`) is free. A
     /// writer's pid plays no part (another PID namespace may share this cache).
     fn clean_stale_tmp(&self) {
-        scratch::sweep(&self.root.join("tmp"), "");
+        scratch::sweep_root(&self.root);
     }
 
     /// Remove leased stubs whose lease is free: the job that moved their data out died.

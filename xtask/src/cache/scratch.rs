@@ -1,8 +1,10 @@
 //! Leased temporary paths: every directory the cache writes before publishing it (an
 //! entry being saved, a download, a tree being deleted, a copy being restored beside its
-//! destination) has a lease, a lock file `<path>.lease` held with `flock(2)` by its
+//! destination) has a lease, a lock file `<name>.lease` held with `flock(2)` by its
 //! writer for as long as it works on it. A cleaner removes a temporary path only when it
-//! can take that lease itself, that is when the writer is gone.
+//! can take that lease itself, that is when the writer is gone. Under a cache root the
+//! paths are in `tmp/` and their leases in `locks/tmp/` ([`Scratch::in_root`], so `tmp/`
+//! holds only what is being written); elsewhere a lease sits beside its path.
 //!
 //! Why a lease and not the writer's pid: jobs in other PID namespaces (containers that
 //! share a cache volume) cannot see each other's pids, so "no `/proc/<pid>`" deleted the
@@ -39,15 +41,34 @@ pub struct Scratch {
     _file: File,
 }
 
+/// Where the leases of a cache root's `tmp/` are.
+pub fn root_leases(root: &Path) -> PathBuf {
+    root.join("locks").join("tmp")
+}
+
 impl Scratch {
-    /// A fresh temporary path under `dir` (created if missing), leased by this process.
+    /// A fresh temporary path under `dir` (created if missing), its lease beside it.
     ///
     /// Errors: `dir` or the lease cannot be created or locked.
     pub fn create(dir: &Path, what: &str) -> io::Result<Scratch> {
+        Scratch::create_in(dir, dir, what)
+    }
+
+    /// A fresh temporary path under the cache root `root`'s `tmp/`, its lease under
+    /// `locks/tmp/`.
+    ///
+    /// Errors: as [`Scratch::create`].
+    pub fn in_root(root: &Path, what: &str) -> io::Result<Scratch> {
+        Scratch::create_in(&root.join("tmp"), &root_leases(root), what)
+    }
+
+    /// A fresh temporary path under `dir`, its lease under `leases`.
+    fn create_in(dir: &Path, leases: &Path, what: &str) -> io::Result<Scratch> {
         fs::create_dir_all(dir)?;
+        fs::create_dir_all(leases)?;
         loop {
             let path = publish::temp_path(dir, what);
-            let lease = lease_of(&path);
+            let lease = lease_of(leases, &path);
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -89,10 +110,11 @@ impl Drop for Scratch {
     }
 }
 
-fn lease_of(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(LEASE);
-    PathBuf::from(s)
+/// The lease of `path` under `leases`: `<leases>/<name of path>.lease`.
+fn lease_of(leases: &Path, path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(LEASE);
+    leases.join(name)
 }
 
 /// Whether the lease at `lease` is free (its writer is gone): taken and dropped here.
@@ -110,33 +132,54 @@ fn lease_is_free(lease: &Path) -> Option<File> {
     fs4::FileExt::try_lock(&f).ok().map(|()| f)
 }
 
-/// Remove every temporary path under `dir` whose name starts with `prefix` and whose
-/// writer is gone (its lease is free or missing), with the free leases. Returns how many
-/// paths were removed. Nothing is followed: a symlink there is removed as a link.
-pub fn sweep(dir: &Path, prefix: &str) -> usize {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let names: Vec<String> = rd
+/// The names under `dir` that start with `prefix`.
+fn names(dir: &Path, prefix: &str) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with(prefix))
-        .collect();
-    let mut removed = 0;
-    for name in &names {
-        let path = dir.join(name);
-        if let Some(stem) = name.strip_suffix(LEASE) {
-            // A lease whose path is gone: the writer finished or died after removing it.
-            if !names.iter().any(|n| n == stem) {
-                if let Some(_held) = lease_is_free(&path) {
-                    let _ = fs::remove_file(&path);
-                } else if fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
-                    let _ = remove_any(&path);
-                }
-            }
+        .collect()
+}
+
+/// [`sweep`] of a cache root's `tmp/` (leases under `locks/tmp/`).
+pub fn sweep_root(root: &Path) -> usize {
+    sweep_in(&root.join("tmp"), &root_leases(root), "")
+}
+
+/// Remove every temporary path under `dir` whose name starts with `prefix` and whose
+/// writer is gone (its lease, beside it, is free or missing), with the free leases.
+/// Returns how many paths were removed. Nothing is followed: a symlink there is removed
+/// as a link.
+pub fn sweep(dir: &Path, prefix: &str) -> usize {
+    sweep_in(dir, dir, prefix)
+}
+
+fn sweep_in(dir: &Path, leases: &Path, prefix: &str) -> usize {
+    let paths = names(dir, prefix);
+    // Leases whose path is gone: the writer finished or died after removing it.
+    for name in names(leases, prefix) {
+        let Some(stem) = name.strip_suffix(LEASE) else {
+            continue;
+        };
+        if paths.iter().any(|n| n == stem) {
             continue;
         }
-        let lease = lease_of(&path);
+        let lease = leases.join(&name);
+        if let Some(_held) = lease_is_free(&lease) {
+            let _ = fs::remove_file(&lease);
+        } else if fs::symlink_metadata(&lease).is_ok_and(|m| !m.file_type().is_file()) {
+            let _ = remove_any(&lease);
+        }
+    }
+    let mut removed = 0;
+    for name in paths
+        .iter()
+        .filter(|n| !n.ends_with(LEASE) || dir != leases)
+    {
+        let path = dir.join(name);
+        let lease = lease_of(leases, &path);
         let exists = fs::symlink_metadata(&lease).is_ok();
         let held = if exists { lease_is_free(&lease) } else { None };
         let dead = !exists || held.is_some() || !is_lease_file(&lease);
@@ -163,28 +206,41 @@ mod tests {
     fn a_held_lease_protects_its_path_and_a_free_one_does_not() {
         let t = tempfile::tempdir().unwrap();
         let tmp = t.path().join("tmp");
-        let live = Scratch::create(&tmp, "target-k").unwrap();
+        let leases = root_leases(t.path());
+        let live = Scratch::in_root(t.path(), "target-k").unwrap();
         fs::create_dir_all(live.path().join("data")).unwrap();
         // A dead writer: a dir whose lease file exists but is not held (as the kernel
         // leaves it when the holder dies), and a dir of an old writer with no lease.
         let dead = tmp.join("target-k.999999.1");
         fs::create_dir_all(&dead).unwrap();
-        fs::write(lease_of(&dead), b"").unwrap();
+        fs::write(lease_of(&leases, &dead), b"").unwrap();
         let legacy = tmp.join("trash-x.1.2");
         fs::create_dir_all(&legacy).unwrap();
-        let orphan_lease = tmp.join("gone.1.3.lease");
+        let orphan_lease = leases.join("gone.1.3.lease");
         fs::write(&orphan_lease, b"").unwrap();
-        assert_eq!(sweep(&tmp, ""), 2);
+        // `tmp/` holds only what is being written.
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 3);
+        assert_eq!(sweep_root(t.path()), 2);
         assert!(live.path().is_dir(), "a live writer's dir was removed");
-        assert!(!dead.exists() && !lease_of(&dead).exists() && !legacy.exists());
+        assert!(!dead.exists() && !lease_of(&leases, &dead).exists() && !legacy.exists());
         assert!(!orphan_lease.exists());
         // Its lease is held by an open file description, as it would be in another PID
         // namespace: the pid in the name plays no part.
-        assert_eq!(sweep(&tmp, ""), 0);
+        assert_eq!(sweep_root(t.path()), 0);
         let p = live.path().to_path_buf();
         drop(live);
-        assert!(!p.exists() && !lease_of(&p).exists());
+        assert!(!p.exists() && !lease_of(&leases, &p).exists());
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&leases).unwrap().count(), 0);
+        // Beside its path, as for a copy restore's sibling.
+        let side = Scratch::create(&tmp, ".target.restore").unwrap();
+        fs::create_dir_all(side.path()).unwrap();
+        assert_eq!(sweep(&tmp, ".target.restore."), 0);
+        let p = side.path().to_path_buf();
+        std::mem::forget(side);
+        // Forgotten: its lease file stays open in this process, so it is still held.
+        assert_eq!(sweep(&tmp, ".target.restore."), 0);
+        assert!(p.is_dir());
     }
 
     #[test]

@@ -73,6 +73,10 @@ fn args(o: &Options) -> Vec<String> {
         "--package".into(),
         "xtask".into(),
         "--copy-target=true".into(),
+        // The features of the test command (`cargo test --workspace --locked --features
+        // remote,dev`), so the copied target dir already holds every dependency built.
+        "--features".into(),
+        "remote,dev".into(),
         "--no-shuffle".into(),
         "--jobs".into(),
         o.jobs.to_string(),

@@ -392,10 +392,7 @@ impl BuildsStore {
         }
         // A leased path under the cache's `tmp/` (`cache::scratch`): `Cache::open` removes
         // it only once this writer is gone; dropping the lease removes what is left.
-        let lease = crate::cache::scratch::Scratch::create(
-            &self.root.join("tmp"),
-            &format!("builds-{key}"),
-        )?;
+        let lease = crate::cache::scratch::Scratch::in_root(&self.root, &format!("builds-{key}"))?;
         let tmp = lease.path();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         fs::create_dir_all(tmp.join("files"))?;
@@ -419,9 +416,7 @@ impl BuildsStore {
     }
 
     fn discard(&self, dir: &Path) {
-        let Ok(trash) =
-            crate::cache::scratch::Scratch::create(&self.root.join("tmp"), "builds-trash")
-        else {
+        let Ok(trash) = crate::cache::scratch::Scratch::in_root(&self.root, "builds-trash") else {
             return;
         };
         // Dropping the lease deletes what was moved there (a symlink as a link).

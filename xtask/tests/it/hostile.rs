@@ -283,7 +283,7 @@ fn a_target_dir_with_a_symlink_chain_out_through_dot_is_not_saved() {
     assert!(o.status.success(), "{}", text(&o));
     let w = target_warning(&run_dir);
     assert!(
-        w.contains("resolve outside") && w.contains("own/out"),
+        w.contains("point outside") && w.contains("own/out"),
         "{w}\n{}",
         text(&o)
     );

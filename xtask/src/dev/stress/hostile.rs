@@ -483,7 +483,7 @@ fn corrupt_around(
         "tmp-dead-and-hostile" => {
             let tmp = root.join("tmp");
             fs::create_dir_all(tmp.join("target-x.1.1/data"))?;
-            fs::write(tmp.join("target-x.1.1.lease"), b"")?;
+            fs::write(root.join("locks/tmp/target-x.1.1.lease"), b"")?;
             symlink(victim, tmp.join("trash.1.2"))?;
             mkfifo(&tmp.join("remote-x.1.3"))?;
             fs::write(tmp.join("put.1.4"), b"junk")?;
