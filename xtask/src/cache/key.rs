@@ -45,49 +45,6 @@ impl Stage {
     }
 }
 
-impl PartialEq<str> for Stage {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Stage {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Stage {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<Stage> for String {
-    fn eq(&self, other: &Stage) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<Stage> for str {
-    fn eq(&self, other: &Stage) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl AsRef<str> for Stage {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl std::ops::Deref for Stage {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 /// A cache key read back from disk (`entry.json`, a remote marker), checked by
 /// [`check_key`] when it is parsed: a value of this type is always one safe directory
 /// name. Compares equal to the `String` keys of [`CacheKey`].
@@ -282,5 +239,36 @@ mod tests {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
         check_key("bllvm-node-base-0123456789abcdef-fedcba9876543210").unwrap();
+    }
+
+    #[test]
+    fn entry_keys_read_back_are_checked_and_compare_as_their_text() {
+        let k: EntryKey = serde_json::from_str("\"r-base-0123-4567\"").unwrap();
+        for bad in ["\"a.1.0/../../victim\"", "\"..\"", "\"\"", "\"/abs\""] {
+            assert!(serde_json::from_str::<EntryKey>(bad).is_err(), "{bad}");
+        }
+        assert!(EntryKey::new("../x").is_err());
+        assert_eq!(EntryKey::new("r-base-0123-4567").unwrap(), k);
+        let text = String::from("r-base-0123-4567");
+        assert_eq!(k, text);
+        assert_eq!(text, k);
+        assert_ne!(k, String::from("r-base-0123-4568"));
+        assert!(k == *"r-base-0123-4567" && k == "r-base-0123-4567");
+        assert!(k != *"other" && k != "other");
+        assert_eq!(k.as_str(), "r-base-0123-4567");
+        assert_eq!(&*k, "r-base-0123-4567");
+        assert_eq!(k.to_string(), "r-base-0123-4567");
+        assert_eq!(serde_json::to_string(&k).unwrap(), "\"r-base-0123-4567\"");
+        assert_eq!(String::from(k), text);
+        // Stages read back: only the three names.
+        assert_eq!(Stage::parse("target"), Some(Stage::Target));
+        assert_eq!(Stage::parse("git"), Some(Stage::Git));
+        assert_eq!(Stage::parse("registry"), Some(Stage::Registry));
+        assert_eq!(Stage::parse("../target"), None);
+        assert_eq!(
+            serde_json::from_str::<Stage>("\"git\"").unwrap(),
+            Stage::Git
+        );
+        assert!(serde_json::from_str::<Stage>("\"../x\"").is_err());
     }
 }

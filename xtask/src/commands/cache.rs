@@ -211,7 +211,7 @@ fn clear(cache: &Cache, stage: Option<&str>) -> Result<ExitCode> {
         if only.is_some_and(|s| s != l.info.stage) {
             continue;
         }
-        if cache.remove(&l.info.stage, &l.info.key) {
+        if cache.remove(l.info.stage.as_str(), &l.info.key) {
             n += 1;
         } else {
             held += 1;
