@@ -1420,6 +1420,8 @@ impl Cache {
                             leased,
                         });
                     }
+                    // Gone since the listing (discarded, or moved by its job): not unlisted.
+                    Err(_) if fs::symlink_metadata(&path).is_err() => {}
                     Err(why) => unlisted.push(Unlisted {
                         stage,
                         name,
@@ -1509,19 +1511,49 @@ impl Cache {
     }
 
     /// Remove one unlisted directory: under its key's exclusive lease when its name is a
-    /// key (a job may hold that key), else at once (no job can name it).
+    /// key (a job may hold that key), else at once (no job can name it). Under the lease
+    /// it is checked again: since the listing, it may have been removed and a whole entry
+    /// published under its name.
     fn discard_unlisted_one(&self, u: &Unlisted) -> bool {
         if key::check_key(&u.name).is_err() {
             self.discard_path(&u.path, true);
             return true;
         }
         match EntryLock::try_take(&self.lock_path(u.stage, &u.name), Mode::Exclusive, true) {
-            Ok(Some(_held)) => {
+            Ok(Some(_held)) if self.still_unlisted(u) => {
                 self.discard_now(u.stage, &u.name, true);
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether `u` is still there and still not a listed entry.
+    fn still_unlisted(&self, u: &Unlisted) -> bool {
+        fs::symlink_metadata(&u.path).is_ok()
+            && (!untrusted::is_real_dir(&u.path) || read_info(&u.path, u.stage, &u.name).is_err())
+    }
+
+    /// The unlisted directories, each confirmed under a shared lease on its key (every
+    /// removal of an entry holds the exclusive one), so a directory that was only being
+    /// discarded or replaced while it was listed is not reported. One a job holds is left
+    /// out.
+    fn confirmed_unlisted(&self) -> Vec<Unlisted> {
+        self.unlisted()
+            .into_iter()
+            .filter(|u| {
+                if key::check_key(&u.name).is_err() {
+                    return true;
+                }
+                let lock_path = self.lock_path(u.stage, &u.name);
+                match EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only) {
+                    Ok(Some(_lease)) => self.still_unlisted(u),
+                    // Read-only and no lock file: no job ever leased it.
+                    Ok(None) if fs::symlink_metadata(&lock_path).is_err() => self.still_unlisted(u),
+                    _ => false,
+                }
+            })
+            .collect()
     }
 
     /// [`Cache::evict`] of an entry named by strings (retention's records).
@@ -1639,7 +1671,7 @@ impl Cache {
         // An unlisted directory is neither restored nor evicted by retention's records,
         // yet holds its disk space: report it too, so `verify --discard` removes it.
         // Found by `cargo xtask stress` (corruption scenario).
-        for u in self.unlisted() {
+        for u in self.confirmed_unlisted() {
             out.push((u.stage.as_str().to_owned(), u.name, vec![u.why]));
         }
         out
