@@ -50,6 +50,8 @@ pub enum Cmd {
     Report(ReportArgs),
     /// Reliability scenarios of the cache at larger counts: concurrent processes, killed savers, damaged entries, a full disk. Development build only (`--features dev`).
     Stress(StressArgs),
+    /// Mutation testing of the engine's pure modules with their unit tests (cargo-mutants), scored per module. Development build only (`--features dev`).
+    Mutants(MutantsArgs),
 }
 
 /// Flags shared by the commands that resolve a plan (`ci`, `plan`, `graph`, `logs`,
@@ -686,6 +688,9 @@ pub struct StressArgs {
     /// Rounds of two ci runs started together on one checkout (shared-checkout).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub shared_rounds: usize,
+    /// Rounds of random corruption of the cache's metadata (hostile).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub hostile: usize,
     /// Seed of every random choice (default: from the clock; printed, so a run can be replayed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -707,6 +712,38 @@ pub struct StressArgs {
     pub args: Vec<String>,
 }
 
+/// `cargo xtask mutants`: cargo-mutants over the engine's pure modules with their unit
+/// tests (`xtask/src/dev/mutants.rs`); not part of CI (it takes tens of minutes).
+/// Exit codes: 0 every module at or above `--min-score`; 1 one below; 2 could not run.
+#[cfg(feature = "dev")]
+#[derive(Debug, Clone, Args)]
+pub struct MutantsArgs {
+    /// Source file to mutate, relative to the workspace (repeatable; default: the pure modules listed in BENCHMARKS.md).
+    #[arg(long = "file", value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Parallel builds (each in its own copy of the tree).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// Where cargo-mutants writes `mutants.out/` (default: target/mutants).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only list the mutants, do not build or test them.
+    #[arg(long)]
+    pub list: bool,
+    /// Lowest score (caught / viable, percent) a module may have (issue 15: 90).
+    #[arg(long, default_value_t = 90, value_name = "PERCENT")]
+    pub min_score: u8,
+}
+
+/// `cargo xtask mutants` in a build without the `dev` feature.
+#[cfg(not(feature = "dev"))]
+#[derive(Debug, Clone, Args)]
+pub struct MutantsArgs {
+    /// The command's arguments (not compiled into this build: see `--features dev`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 /// `stress --scenario` values.
 #[cfg(feature = "dev")]
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -723,4 +760,6 @@ pub enum StressScenario {
     Signals,
     /// Two ci runs on one checkout at once: both pass, the checkout keeps its [patch].
     SharedCheckout,
+    /// The cache's metadata corrupted at random (hostile keys, garbage, FIFOs, symlinks), then used.
+    Hostile,
 }

@@ -15,6 +15,13 @@
 //! Hashes of files whose path, size and mtime are unchanged since a previous manifest are
 //! reused ([`Manifest::build`] with `previous`), as git's index does, so saving a tree that
 //! was restored and only partly rebuilt hashes only what changed.
+//!
+//! A manifest read back ([`Manifest::from_tsv`]) is untrusted: every path must be a plain
+//! relative path ([`RelPath`]), every kind `f` or `l`, every hash 64 hex digits, every size
+//! in range, no path twice. Both checks also refuse what a tree must never hold: a FIFO,
+//! socket or device (never opened, so a check cannot block on one), and a symlink that
+//! resolves outside the tree ([`untrusted::resolve_within`], which follows links through
+//! `.` and `..` instead of reading their text).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::support::fs::{sha256_file, sha256_hex};
+use super::untrusted::{self, RelPath, MAX_COUNT};
+use crate::support::fs::sha256_hex;
 use crate::support::par::par_map;
 
 /// One file of an entry.
@@ -61,12 +69,23 @@ fn stat_rec(path: &Path) -> io::Result<(char, u64, i128)> {
     }
 }
 
-/// Relative paths of every regular file and symlink under `root` (directories implied).
-fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
+/// What a walk of a tree found besides its regular files and symlinks.
+#[derive(Default)]
+struct Walked {
+    /// Regular files and symlinks: relative path (`/`-separated) and full path.
+    files: Vec<(String, PathBuf)>,
+    /// FIFOs, sockets and devices (relative paths): never opened.
+    special: Vec<String>,
+}
+
+/// Relative paths of every regular file and symlink under `root` (directories implied),
+/// and of every special file apart.
+fn walk(root: &Path) -> Result<Walked> {
+    let mut out = Walked::default();
     for e in walkdir::WalkDir::new(root).min_depth(1) {
         let e = e.with_context(|| format!("walk {}", root.display()))?;
-        if e.file_type().is_dir() {
+        let ft = e.file_type();
+        if ft.is_dir() {
             continue;
         }
         let rel = e
@@ -79,9 +98,30 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>> {
                 e.path().display()
             );
         };
-        out.push((rel.to_owned(), e.path().to_path_buf()));
+        if ft.is_file() || ft.is_symlink() {
+            out.files.push((rel.to_owned(), e.path().to_path_buf()));
+        } else {
+            out.special.push(rel.to_owned());
+        }
     }
     Ok(out)
+}
+
+/// Damage lines for the special files and escaping symlinks of a walk of `root`.
+fn forbidden(root: &Path, w: &Walked) -> Damage {
+    let mut d: Damage = w
+        .special
+        .iter()
+        .map(|p| format!("{p}: a special file (FIFO, socket or device)"))
+        .collect();
+    for (rel, abs) in &w.files {
+        if fs::symlink_metadata(abs).is_ok_and(|m| m.file_type().is_symlink()) {
+            if let Some(bad) = untrusted::link_escapes(root, Path::new(rel)) {
+                d.push(format!("symlink {bad} resolves outside the tree"));
+            }
+        }
+    }
+    d
 }
 
 fn hash_of(kind: char, path: &Path) -> io::Result<String> {
@@ -90,7 +130,11 @@ fn hash_of(kind: char, path: &Path) -> io::Result<String> {
             fs::read_link(path)?.as_os_str().as_encoded_bytes(),
         ))
     } else {
-        sha256_file(path)
+        // A regular file only: never through a symlink, never blocking on a FIFO.
+        let mut f = untrusted::open_regular(path)?;
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        io::copy(&mut f, &mut h)?;
+        Ok(hex::encode(sha2::Digest::finalize(h)))
     }
 }
 
@@ -100,7 +144,8 @@ impl Manifest {
     ///
     /// Errors: the tree cannot be walked or a file cannot be read.
     pub fn build(root: &Path, previous: Option<&Manifest>) -> Result<Manifest> {
-        let paths = walk(root)?;
+        // Special files are left out (a save prunes them first, with a warning).
+        let paths = walk(root)?.files;
         let recs = par_map(&paths, |(rel, abs)| -> Result<(String, FileRec)> {
             let (kind, size, mtime_ns) =
                 stat_rec(abs).with_context(|| format!("stat {}", abs.display()))?;
@@ -152,31 +197,17 @@ impl Manifest {
         s
     }
 
-    /// Parse `manifest.tsv` text.
+    /// Parse `manifest.tsv` text, checking every line (see the module docs).
     ///
-    /// Errors: a malformed line (the entry is then treated as damaged).
+    /// Errors: a malformed line, naming it (the entry is then treated as damaged).
     pub fn from_tsv(text: &str) -> Result<Manifest> {
         let mut files = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
-            let mut it = line.splitn(5, '\t');
-            let mut next = || {
-                it.next()
-                    .with_context(|| format!("manifest line {} is short", i + 1))
-            };
-            let kind = next()?.chars().next().unwrap_or('?');
-            let size = next()?.parse().context("manifest size")?;
-            let mtime_ns = next()?.parse().context("manifest mtime")?;
-            let sha256 = next()?.to_owned();
-            let path = unescape(next()?);
-            files.insert(
-                path,
-                FileRec {
-                    kind,
-                    size,
-                    mtime_ns,
-                    sha256,
-                },
-            );
+            let (path, rec) =
+                parse_line(line).with_context(|| format!("manifest line {}", i + 1))?;
+            if files.insert(path.as_str().to_owned(), rec).is_some() {
+                bail!("manifest line {}: `{path}` is listed twice", i + 1);
+            }
         }
         Ok(Manifest { files })
     }
@@ -187,8 +218,9 @@ impl Manifest {
     ///
     /// Errors: the tree cannot be walked.
     pub fn check_structure(&self, root: &Path) -> Result<Damage> {
-        let paths = walk(root)?;
-        let mut damage = Vec::new();
+        let walked = walk(root)?;
+        let mut damage = forbidden(root, &walked);
+        let paths = walked.files;
         let mut seen = 0usize;
         for (rel, abs) in &paths {
             match self.files.get(rel) {
@@ -222,6 +254,11 @@ impl Manifest {
     /// Errors: the tree cannot be walked.
     pub fn check_content(&self, root: &Path) -> Result<Damage> {
         let mut damage = self.check_structure(root)?;
+        if !damage.is_empty() {
+            // Hash only a tree whose every file is the kind its manifest says: a path
+            // the manifest calls a file may be a FIFO, which must never be opened.
+            return Ok(damage);
+        }
         let items: Vec<(&String, &FileRec)> = self.files.iter().collect();
         let bad = par_map(&items, |(rel, r)| {
             let abs = root.join(rel);
@@ -234,6 +271,41 @@ impl Manifest {
         damage.extend(bad.into_iter().flatten());
         Ok(summarize(damage))
     }
+}
+
+/// One `manifest.tsv` line: `kind \t size \t mtime_ns \t sha256 \t path`.
+fn parse_line(line: &str) -> Result<(RelPath, FileRec)> {
+    let mut it = line.splitn(5, '\t');
+    let mut next = || it.next().context("the line is short");
+    let kind = match next()? {
+        "f" => 'f',
+        "l" => 'l',
+        k => bail!("unknown kind `{}`", k.escape_debug()),
+    };
+    let size: u64 = next()?.parse().context("size")?;
+    anyhow::ensure!(size <= MAX_COUNT, "size {size} is out of range");
+    let mtime_ns: i128 = next()?.parse().context("mtime")?;
+    // i64 seconds of nanoseconds: what a filesystem can hold and `set_mtimes` can set.
+    anyhow::ensure!(
+        mtime_ns.unsigned_abs() <= i64::MAX as u128,
+        "mtime {mtime_ns} is out of range"
+    );
+    let sha256 = next()?.to_owned();
+    anyhow::ensure!(
+        sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+        "`{}` is not a sha256",
+        sha256.escape_debug()
+    );
+    let path = RelPath::parse(&unescape(next()?)).map_err(anyhow::Error::msg)?;
+    Ok((
+        path,
+        FileRec {
+            kind,
+            size,
+            mtime_ns,
+            sha256,
+        },
+    ))
 }
 
 fn summarize(mut d: Damage) -> Damage {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::support::fs::sha256_hex;
 
@@ -14,7 +14,7 @@ use crate::support::fs::sha256_hex;
 pub const KEY_VERSION: &str = "1";
 
 /// A cache stage: a kind of directory that is cached, with its own keys and retention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// `$CARGO_HOME/registry` (index cache and downloaded `.crate` files), chain-wide.
@@ -36,6 +36,85 @@ impl Stage {
             Stage::Git => "git",
             Stage::Target => "target",
         }
+    }
+
+    /// The stage named `s` (`registry`, `git`, `target`), `None` for any other text:
+    /// stage names read back from disk become directory names only through this.
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A cache key read back from disk (`entry.json`, a remote marker), checked by
+/// [`check_key`] when it is parsed: a value of this type is always one safe directory
+/// name. Compares equal to the `String` keys of [`CacheKey`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EntryKey(String);
+
+impl EntryKey {
+    /// `key`, checked.
+    ///
+    /// Errors: as [`check_key`].
+    pub fn new(key: &str) -> anyhow::Result<EntryKey> {
+        check_key(key)?;
+        Ok(EntryKey(key.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EntryKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<EntryKey, String> {
+        check_key(&s).map_err(|e| e.to_string())?;
+        Ok(EntryKey(s))
+    }
+}
+
+impl From<EntryKey> for String {
+    fn from(k: EntryKey) -> String {
+        k.0
+    }
+}
+
+impl std::ops::Deref for EntryKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<String> for EntryKey {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<str> for EntryKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EntryKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<EntryKey> for String {
+    fn eq(&self, other: &EntryKey) -> bool {
+        *self == other.0
     }
 }
 
@@ -160,5 +239,36 @@ mod tests {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
         check_key("bllvm-node-base-0123456789abcdef-fedcba9876543210").unwrap();
+    }
+
+    #[test]
+    fn entry_keys_read_back_are_checked_and_compare_as_their_text() {
+        let k: EntryKey = serde_json::from_str("\"r-base-0123-4567\"").unwrap();
+        for bad in ["\"a.1.0/../../victim\"", "\"..\"", "\"\"", "\"/abs\""] {
+            assert!(serde_json::from_str::<EntryKey>(bad).is_err(), "{bad}");
+        }
+        assert!(EntryKey::new("../x").is_err());
+        assert_eq!(EntryKey::new("r-base-0123-4567").unwrap(), k);
+        let text = String::from("r-base-0123-4567");
+        assert_eq!(k, text);
+        assert_eq!(text, k);
+        assert_ne!(k, String::from("r-base-0123-4568"));
+        assert!(k == *"r-base-0123-4567" && k == "r-base-0123-4567");
+        assert!(k != *"other" && k != "other");
+        assert_eq!(k.as_str(), "r-base-0123-4567");
+        assert_eq!(&*k, "r-base-0123-4567");
+        assert_eq!(k.to_string(), "r-base-0123-4567");
+        assert_eq!(serde_json::to_string(&k).unwrap(), "\"r-base-0123-4567\"");
+        assert_eq!(String::from(k), text);
+        // Stages read back: only the three names.
+        assert_eq!(Stage::parse("target"), Some(Stage::Target));
+        assert_eq!(Stage::parse("git"), Some(Stage::Git));
+        assert_eq!(Stage::parse("registry"), Some(Stage::Registry));
+        assert_eq!(Stage::parse("../target"), None);
+        assert_eq!(
+            serde_json::from_str::<Stage>("\"git\"").unwrap(),
+            Stage::Git
+        );
+        assert!(serde_json::from_str::<Stage>("\"../x\"").is_err());
     }
 }

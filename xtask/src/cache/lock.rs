@@ -17,7 +17,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// Flags of every lock file open: never through a symlink (it would lock, or create, a
+/// file outside the root), never blocking (a FIFO in a lock file's place would block a
+/// read-only open forever).
+const FLAGS: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 
 /// Lock mode of a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +45,31 @@ impl EntryLock {
     ///
     /// Returns `Ok(None)` when another holder has it in a conflicting mode. With
     /// `create = false` a missing lock file is `Ok(None)` too (read-only caches never
-    /// create files). Errors: the lock file cannot be created or opened.
+    /// create files), and so is anything but a regular file there. With `create`,
+    /// something other than a regular file in its place (a symlink, a FIFO, a directory:
+    /// never a lock anyone holds, as we only create regular files) is removed first, so
+    /// it cannot wedge its key. Errors: the lock file cannot be created or opened.
     pub fn try_take(path: &Path, mode: Mode, create: bool) -> io::Result<Option<EntryLock>> {
         let file = if create {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
+            }
+            if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+                crate::cache::untrusted::remove_any(path)?;
             }
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(FLAGS)
                 .open(path)?
         } else {
-            match File::open(path) {
-                Ok(f) => f,
+            match OpenOptions::new().read(true).custom_flags(FLAGS).open(path) {
+                Ok(f) if f.metadata()?.file_type().is_file() => f,
+                Ok(_) => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
                 Err(e) => return Err(e),
             }
         };

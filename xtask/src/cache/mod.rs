@@ -69,10 +69,12 @@ pub mod lock;
 pub mod prune;
 pub mod report;
 pub mod retention;
+pub mod scratch;
 pub mod settings;
 pub mod stats;
 pub mod storage;
 pub mod transfer;
+pub mod untrusted;
 
 use std::collections::HashMap;
 use std::fs;
@@ -84,7 +86,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use key::{CacheKey, Stage};
+pub use key::{CacheKey, EntryKey, Stage};
 pub use storage::Tiered;
 pub use transfer::Strategy;
 
@@ -94,6 +96,8 @@ use crate::support::time::now_unix;
 use integrity::Manifest;
 use lock::{EntryLock, Mode};
 use retention::{EntryUse, Eviction, FsUsage, Policy};
+use scratch::Scratch;
+use untrusted::{MAX_COUNT, MAX_UNIX};
 
 /// Name of the environment variable that sets the cache root.
 pub const CACHE_DIR_ENV: &str = "BLLVM_CI_CACHE_DIR";
@@ -106,15 +110,17 @@ pub const GATE_ENV: &str = "BLLVM_CI_CACHE_TEST_GATE";
 /// Version of `entry.json`. Entries of another version are treated as damaged.
 pub const ENTRY_SCHEMA: u32 = 2;
 
-/// What `entries/<stage>/<key>/entry.json` holds.
+/// What `entries/<stage>/<key>/entry.json` holds. Read back through [`read_info`], which
+/// checks it ([`EntryInfo::check`]): the stage and key are types that only hold valid
+/// names, and they must be those of the directory the file is in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryInfo {
     /// Format version of this file ([`ENTRY_SCHEMA`]).
     pub schema_version: u32,
-    /// Stage name (`registry`, `git`, `target`).
-    pub stage: String,
-    /// The cache key.
-    pub key: String,
+    /// Stage (`registry`, `git`, `target`).
+    pub stage: Stage,
+    /// The cache key (checked by [`key::check_key`] when parsed).
+    pub key: EntryKey,
     /// Every input that went into the key, in the order hashed.
     pub inputs: Vec<(String, String)>,
     /// Seconds since the Unix epoch when the entry was published.
@@ -129,6 +135,34 @@ pub struct EntryInfo {
     /// sha256 of `manifest.tsv` (see `integrity.rs`).
     #[serde(default)]
     pub content_hash: String,
+}
+
+impl EntryInfo {
+    /// Check what parsing cannot: counts and sizes at most [`MAX_COUNT`], the creation
+    /// time at most [`MAX_UNIX`] (garbage there made retention overflow, issue 13), and
+    /// at most one input list of a sane length.
+    ///
+    /// Errors: what is out of range.
+    pub fn check(&self) -> Result<()> {
+        for (what, n) in [
+            ("files", self.files),
+            ("bytes", self.bytes),
+            ("raw_bytes", self.raw_bytes),
+        ] {
+            anyhow::ensure!(n <= MAX_COUNT, "{what} = {n} is out of range");
+        }
+        anyhow::ensure!(
+            self.created_unix <= MAX_UNIX,
+            "created_unix = {} is out of range",
+            self.created_unix
+        );
+        anyhow::ensure!(
+            self.inputs.len() <= 10_000,
+            "{} key inputs is out of range",
+            self.inputs.len()
+        );
+        Ok(())
+    }
 }
 
 /// The outcome of a restore.
@@ -343,13 +377,46 @@ impl Cache {
     ///
     /// Errors: the root cannot be created.
     pub fn open(root: &Path) -> Result<Cache> {
-        fs::create_dir_all(root.join("entries"))
-            .and_then(|()| fs::create_dir_all(root.join("tmp")))
+        fs::create_dir_all(root)
             .with_context(|| format!("create cache root {}", root.display()))?;
         let cache = Cache::new(root, false);
+        cache.ensure_layout()?;
         cache.clean_stale_tmp();
         cache.clean_dead_stubs();
         Ok(cache)
+    }
+
+    /// Make the directories the engine renames and deletes in real directories: a
+    /// symlink in place of `entries/<stage>`, `tmp`, `locks/<stage>`, `usage/<stage>` or
+    /// `log` would make those renames and deletes act outside the root. What was there is
+    /// removed (the link, never its target) with a warning.
+    ///
+    /// Errors: a directory cannot be created.
+    fn ensure_layout(&self) -> Result<()> {
+        let mut dirs = vec![
+            self.root.join("entries"),
+            self.root.join("tmp"),
+            self.root.join("locks"),
+            self.root.join("usage"),
+            self.root.join("log"),
+            scratch::root_leases(&self.root),
+        ];
+        for st in Stage::ALL {
+            dirs.push(self.stage_dir(st));
+            dirs.push(self.root.join("locks").join(st.as_str()));
+            dirs.push(self.root.join("usage").join(st.as_str()));
+        }
+        for d in dirs {
+            let replaced = untrusted::ensure_real_dir(&d)
+                .with_context(|| format!("create cache directory {}", d.display()))?;
+            if replaced {
+                self.note(format!(
+                    "{} was not a directory (a symlink or a file): replaced by an empty one",
+                    d.display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A cache at `root` that restores (by copy only) and never writes: no directory is
@@ -459,36 +526,49 @@ impl Cache {
         self.with_notes(|n| n.evicted.push(e));
     }
 
-    fn stage_dir(&self, stage: &str) -> PathBuf {
-        self.root.join("entries").join(stage)
+    // The path builders below take a `Stage` (only three names) and a key that was
+    // checked by `key::check_key` (at the public API, or when read back from a directory
+    // name or a file): the paths they build stay under the root.
+
+    fn stage_dir(&self, stage: Stage) -> PathBuf {
+        self.root.join("entries").join(stage.as_str())
     }
 
-    fn dir_of(&self, stage: &str, key: &str) -> PathBuf {
+    fn dir_of(&self, stage: Stage, key: &str) -> PathBuf {
+        debug_assert!(key::check_key(key).is_ok(), "unchecked key {key:?}");
         self.stage_dir(stage).join(key)
     }
 
-    fn lock_path(&self, stage: &str, key: &str) -> PathBuf {
+    fn lock_path(&self, stage: Stage, key: &str) -> PathBuf {
+        debug_assert!(key::check_key(key).is_ok(), "unchecked key {key:?}");
         self.root
             .join("locks")
-            .join(stage)
+            .join(stage.as_str())
             .join(format!("{key}.lock"))
     }
 
-    fn usage_path(&self, stage: &str, key: &str) -> PathBuf {
+    fn usage_path(&self, stage: Stage, key: &str) -> PathBuf {
+        debug_assert!(key::check_key(key).is_ok(), "unchecked key {key:?}");
         self.root
             .join("usage")
-            .join(stage)
+            .join(stage.as_str())
             .join(format!("{key}.json"))
     }
 
     /// Directory of the entry for `key` (it may not exist).
     pub fn entry_dir(&self, key: &CacheKey) -> PathBuf {
-        self.dir_of(key.stage.as_str(), &key.key)
+        if key::check_key(&key.key).is_err() {
+            // Never a path built from an invalid key: a name that cannot exist.
+            return self.stage_dir(key.stage).join("invalid-key");
+        }
+        self.dir_of(key.stage, &key.key)
     }
 
-    /// Whether an entry for `key` is listed (complete, or moved out by a running job).
+    /// Whether an entry for `key` is listed (complete, or moved out by a running job):
+    /// its directory holds an `entry.json` that reads back as this stage and key.
     pub fn contains(&self, key: &CacheKey) -> bool {
-        self.entry_dir(key).join("entry.json").is_file()
+        key::check_key(&key.key).is_ok()
+            && read_info(&self.entry_dir(key), key.stage, &key.key).is_ok()
     }
 
     /// Read an entry's `entry.json`.
@@ -496,39 +576,60 @@ impl Cache {
     ///
     /// Errors: missing or unparsable.
     pub fn info(&self, key: &CacheKey) -> Result<EntryInfo> {
-        read_info(&self.entry_dir(key))
+        key::check_key(&key.key)?;
+        read_info(&self.entry_dir(key), key.stage, &key.key)
     }
 
-    fn new_tmp(&self, what: &str) -> PathBuf {
-        publish::temp_path(&self.root.join("tmp"), what)
+    /// A leased temporary path under `tmp/` (see `scratch.rs`).
+    fn new_tmp(&self, what: &str) -> Result<Scratch> {
+        Scratch::in_root(&self.root, what)
+            .with_context(|| format!("create a temporary path under {}", self.root.display()))
     }
 
     /// Unlist and delete an entry. The caller holds its exclusive lease (or knows no one
     /// can). The rename makes the removal atomic for readers; the deletion that follows
     /// may be interrupted, leaving only a `tmp/` dir. Evictions delete at once (the disk
     /// guard measures the space they free); other discards delete in the background.
-    fn discard_now(&self, stage: &str, key: &str, now: bool) {
-        let dir = self.dir_of(stage, key);
-        let trash = self.new_tmp(&format!("trash-{stage}-{key}"));
-        if fs::rename(&dir, &trash).is_ok() {
+    fn discard_now(&self, stage: Stage, key: &str, now: bool) {
+        self.discard_path(&self.dir_of(stage, key), now);
+        let _ = fs::remove_file(self.usage_path(stage, key));
+    }
+
+    /// Unlist the directory `dir` (a child of a stage dir) by renaming it under `tmp/`,
+    /// then delete it there (now, or in the background). The rename moves a symlink as
+    /// a link, and the deletion never follows one.
+    fn discard_path(&self, dir: &Path, now: bool) {
+        let Ok(trash) = self.new_tmp("trash") else {
+            return;
+        };
+        if fs::rename(dir, trash.path()).is_ok() {
             if now {
-                let _ = fsutil::remove_tree(&trash);
+                drop(trash);
             } else {
                 delete_in_background(trash);
             }
         }
-        let _ = fs::remove_file(self.usage_path(stage, key));
     }
 
     /// [`Cache::discard_now`] in the background.
-    fn discard(&self, stage: &str, key: &str) {
+    fn discard(&self, stage: Stage, key: &str) {
         self.discard_now(stage, key, false);
     }
 
-    fn usage(&self, stage: &str, key: &str, created: u64) -> Usage {
-        fs::read_to_string(self.usage_path(stage, key))
+    /// The usage record of an entry, or (missing, unreadable, out of range, or claiming a
+    /// use more than a day in the future, which would keep the entry forever) a fresh
+    /// one at `created`.
+    fn usage(&self, stage: Stage, key: &str, created: u64) -> Usage {
+        let now = (self.clock)();
+        let created = if created > now.saturating_add(86_400) {
+            0
+        } else {
+            created
+        };
+        untrusted::read_meta(&self.usage_path(stage, key))
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .and_then(|t| serde_json::from_str::<Usage>(&t).ok())
+            .filter(|u| u.last_used_unix <= now.saturating_add(86_400) && u.hits <= MAX_COUNT)
             .unwrap_or(Usage {
                 last_used_unix: created,
                 hits: 0,
@@ -537,14 +638,14 @@ impl Cache {
 
     /// Record a use of an entry (write to a temp file, then rename: readers never see a
     /// torn record). Concurrent hits may lose a count; last use is what retention needs.
-    fn touch(&self, stage: &str, key: &str, hit: bool) {
+    fn touch(&self, stage: Stage, key: &str, hit: bool) {
         if self.read_only {
             return;
         }
         let mut u = self.usage(stage, key, 0);
         u.last_used_unix = (self.clock)();
         if hit {
-            u.hits += 1;
+            u.hits = u.hits.saturating_add(1);
         }
         let _ = publish::write_file(
             &self.usage_path(stage, key),
@@ -562,10 +663,11 @@ impl Cache {
         // concurrent appender writes to one file or the other, never loses its line
         // mid-way), replacing the previous generation. `cache stats` reads both.
         let path = dir.join("events.jsonl");
-        if fs::metadata(&path).is_ok_and(|m| m.len() > stats::LOG_ROTATE_BYTES) {
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.len() > stats::LOG_ROTATE_BYTES) {
             let _ = fs::rename(&path, dir.join("events.1.jsonl"));
         }
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
+        // Never through a symlink, never blocking on a FIFO put there.
+        if let Ok(mut f) = untrusted::open_append(&path) {
             // One write of one line: O_APPEND keeps concurrent lines whole.
             let mut line = serde_json::to_vec(ev).unwrap_or_default();
             line.push(b'\n');
@@ -590,12 +692,32 @@ impl Cache {
         ));
     }
 
-    /// Read `entry.json` and `manifest.tsv` of an entry dir and check them against its
-    /// `data/`: the manifest's hash, then every file's presence, size and mtime.
-    fn load_checked(&self, dir: &Path) -> Result<(EntryInfo, Manifest), Check> {
-        let info = read_info(dir).map_err(|e| Check::Damaged(format!("{e:#}")))?;
-        if !dir.join("data").is_dir() {
+    /// Read `entry.json` and `manifest.tsv` of the entry dir `dir`, which must hold
+    /// `stage` entry `key`, and check them against its `data/`: the manifest's hash (the
+    /// entry's content hash: a data file tampered with together with its hash line in
+    /// the manifest fails here), then every file's presence, kind, size and mtime, and
+    /// that every symlink resolves inside `data/` (see [`Manifest::check_structure`]).
+    /// File contents are not rehashed: that is `cache verify`'s and the remote's check.
+    fn load_checked(
+        &self,
+        dir: &Path,
+        stage: Stage,
+        key: &str,
+    ) -> Result<(EntryInfo, Manifest), Check> {
+        if !untrusted::is_real_dir(dir) {
+            // A symlinked entry dir would make a move restore take the data of whatever
+            // it points to.
+            return Err(Check::Damaged(
+                "the entry is not a directory (a symlink?)".into(),
+            ));
+        }
+        let info = read_info(dir, stage, key).map_err(|e| Check::Damaged(format!("{e:#}")))?;
+        let data = dir.join("data");
+        if !data.exists() && fs::symlink_metadata(&data).is_err() {
             return Err(Check::Stub);
+        }
+        if !untrusted::is_real_dir(&data) {
+            return Err(Check::Damaged("data is not a directory".into()));
         }
         if info.schema_version != ENTRY_SCHEMA {
             return Err(Check::Damaged(format!(
@@ -603,7 +725,7 @@ impl Cache {
                 info.schema_version
             )));
         }
-        let text = fs::read_to_string(dir.join("manifest.tsv"))
+        let text = untrusted::read_meta(&dir.join("manifest.tsv"))
             .map_err(|e| Check::Damaged(format!("manifest.tsv: {e}")))?;
         if fsutil::sha256_hex(&text) != info.content_hash {
             return Err(Check::Damaged(
@@ -612,23 +734,31 @@ impl Cache {
         }
         let m = Manifest::from_tsv(&text).map_err(|e| Check::Damaged(format!("{e:#}")))?;
         let damage = m
-            .check_structure(&dir.join("data"))
+            .check_structure(&data)
             .map_err(|e| Check::Damaged(format!("{e:#}")))?;
         if !damage.is_empty() {
             return Err(Check::Damaged(damage.join("; ")));
         }
-        let data = dir.join("data");
-        if let Some(bad) = m
-            .files
-            .iter()
-            .filter(|(_, r)| r.kind == 'l')
-            .find_map(|(rel, _)| link_escapes(&data, Path::new(rel)))
-        {
-            return Err(Check::Damaged(format!(
-                "symlink {bad} points outside the entry"
-            )));
-        }
         Ok((info, m))
+    }
+
+    /// The entry directories of `stage` whose names are valid keys, with their names.
+    /// A stage dir that is not a real directory holds none.
+    fn stage_entries(&self, stage: Stage) -> Vec<(String, PathBuf)> {
+        let dir = self.stage_dir(stage);
+        if !untrusted::is_real_dir(&dir) {
+            return Vec::new();
+        }
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                key::check_key(&name).ok()?;
+                Some((name, e.path()))
+            })
+            .collect()
     }
 
     /// Keys to try for `key`, best first: the exact key, then entries of the same stage
@@ -636,14 +766,12 @@ impl Cache {
     fn candidates(&self, key: &CacheKey) -> Vec<String> {
         let mut out = vec![key.key.clone()];
         let prefix = key.restore_prefix();
-        let mut others: Vec<(u64, String)> = fs::read_dir(self.stage_dir(key.stage.as_str()))
+        let mut others: Vec<(u64, String)> = self
+            .stage_entries(key.stage)
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.to_owned();
+            .filter_map(|(name, path)| {
                 (name != key.key && name.starts_with(prefix)).then_some(())?;
-                let info = read_info(&e.path()).ok()?;
+                let info = read_info(&path, key.stage, &name).ok()?;
                 Some((info.created_unix, name))
             })
             .collect();
@@ -679,8 +807,8 @@ impl Cache {
             && transfer::same_filesystem(&self.root.join("entries"), dst);
         let mut leased_by_others = Vec::new();
         for cand in self.candidates(key) {
-            let dir = self.dir_of(key.stage.as_str(), &cand);
-            if !dir.join("entry.json").is_file() {
+            let dir = self.dir_of(key.stage, &cand);
+            if fs::symlink_metadata(dir.join("entry.json")).is_err() {
                 continue;
             }
             let attempt = if can_move {
@@ -709,13 +837,13 @@ impl Cache {
     ///
     /// Errors: the rename fails otherwise, or `dst` cannot be emptied.
     fn try_move(&self, key: &CacheKey, cand: &str, dst: &Path, start: Instant) -> Result<Attempt> {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         let dir = self.dir_of(stage, cand);
         let Some(lock) = EntryLock::try_take(&self.lock_path(stage, cand), Mode::Exclusive, true)?
         else {
             return Ok(Attempt::Copy);
         };
-        let (info, manifest) = match self.load_checked(&dir) {
+        let (info, manifest) = match self.load_checked(&dir, stage, cand) {
             Ok(x) => x,
             Err(Check::Stub) => {
                 // Its lease is free, so the job that moved it out is gone.
@@ -758,6 +886,10 @@ impl Cache {
     /// [`Attempt::Next`] when it is damaged (discarded unless read-only) or changed
     /// under a lease-less read-only copy.
     ///
+    /// Without `merge` the copy goes into a leased sibling of `dst` and is renamed into
+    /// place once whole: a restore killed halfway leaves no partial `dst` (which the next
+    /// run would keep as the user's own tree), only a sibling the next restore removes.
+    ///
     /// Errors: the copy fails (`dst` may hold a partial tree the caller removes).
     fn try_copy(
         &self,
@@ -767,13 +899,13 @@ impl Cache {
         merge: bool,
         start: Instant,
     ) -> Result<Attempt> {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         let (dir, lock_path) = (self.dir_of(stage, cand), self.lock_path(stage, cand));
         let lock = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)?;
-        if lock.is_none() && lock_path.exists() {
+        if lock.is_none() && fs::symlink_metadata(&lock_path).is_ok() {
             return Ok(Attempt::Leased);
         }
-        let (info, manifest) = match self.load_checked(&dir) {
+        let (info, manifest) = match self.load_checked(&dir, stage, cand) {
             Ok(x) => x,
             Err(Check::Stub) => return Ok(Attempt::Leased),
             Err(Check::Damaged(why)) => {
@@ -782,16 +914,22 @@ impl Cache {
                 return Ok(Attempt::Next);
             }
         };
-        let copied = transfer::par_copy(&dir.join("data"), dst, merge, &|_| false);
+        if merge {
+            let stats = transfer::par_copy(&dir.join("data"), dst, true, &|_| false)
+                .with_context(|| format!("copy {stage} entry {cand}"))?;
+            drop(lock);
+            return Ok(Attempt::Done(self.copied(key, cand, info, stats, start)));
+        }
+        let staged = StagedCopy::new(dst)?;
+        let copied = transfer::par_copy(&dir.join("data"), staged.path(), false, &|_| false);
         // A read-only cache cannot create a missing lock file, so it may copy without a
         // lease while a job moves or replaces the entry: then the copy fails or the entry
         // is no longer the one checked. Treat that as gone (try the next candidate),
         // never as a hit or an error. Found by `cargo xtask stress` (concurrency).
-        if lock.is_none() && !merge {
-            let same =
-                copied.is_ok() && matches!(self.load_checked(&dir), Ok((_, m)) if m == manifest);
+        if lock.is_none() {
+            let same = copied.is_ok()
+                && matches!(self.load_checked(&dir, stage, cand), Ok((_, m)) if m == manifest);
             if !same {
-                fsutil::remove_tree(dst)?;
                 self.note(format!(
                     "{stage} entry {cand} changed while it was copied (read-only, no lease): not restored"
                 ));
@@ -800,21 +938,33 @@ impl Cache {
         }
         let stats = copied.with_context(|| format!("copy {stage} entry {cand}"))?;
         drop(lock);
-        if !merge && !self.read_only {
+        staged.into_place()?;
+        if !self.read_only {
             self.lease(dst, Some(cand), None, Some(manifest), Strategy::Copied);
         }
+        Ok(Attempt::Done(self.copied(key, cand, info, stats, start)))
+    }
+
+    /// The restore of a copied candidate, with the copy's counts.
+    fn copied(
+        &self,
+        key: &CacheKey,
+        cand: &str,
+        info: EntryInfo,
+        stats: fsutil::CopyStats,
+        start: Instant,
+    ) -> Restore {
         let info = EntryInfo {
             files: stats.files,
             bytes: stats.bytes,
             ..info
         };
-        let r = self.restored(key, cand, &info, start, Strategy::Copied);
-        Ok(Attempt::Done(r))
+        self.restored(key, cand, &info, start, Strategy::Copied)
     }
 
     /// A damaged candidate found by a copying restore: discarded when this cache may
     /// write and no job holds it, noted either way.
-    fn damaged_on_copy(&self, stage: &str, cand: &str, why: &str) -> Result<()> {
+    fn damaged_on_copy(&self, stage: Stage, cand: &str, why: &str) -> Result<()> {
         let mut what = format!("{stage} entry {cand} is damaged ({why})");
         if self.read_only {
             what += ": skipped (read-only cache)";
@@ -859,7 +1009,7 @@ impl Cache {
         leased_by_others: &[String],
         start: Instant,
     ) -> Restore {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         if !leased_by_others.is_empty() {
             self.note(format!(
                 "{stage} entries held by other jobs, not restored: {}",
@@ -871,7 +1021,7 @@ impl Cache {
         }
         self.log_event(&stats::Event::new(
             (self.clock)(),
-            stage,
+            stage.as_str(),
             &key.key,
             "miss",
             None,
@@ -890,13 +1040,13 @@ impl Cache {
         start: Instant,
         strategy: Strategy,
     ) -> Restore {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         self.touch(stage, cand, true);
         let secs = start.elapsed().as_secs_f64();
         let exact = cand == key.key;
         self.log_event(&stats::Event::new(
             (self.clock)(),
-            stage,
+            stage.as_str(),
             &key.key,
             if exact { "hit" } else { "partial" },
             Some(strategy),
@@ -942,7 +1092,7 @@ impl Cache {
         if self.read_only {
             return Ok(Save::Skipped);
         }
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         if !src.is_dir() {
             // The tree we moved out is gone: the entry it came from is consumed.
             self.consume(stage, lease.as_ref());
@@ -957,18 +1107,36 @@ impl Cache {
         } else {
             kept_size(src, skip)
         };
-        // A symlink pointing outside the tree would be recreated by every restore, and a
+        // A symlink resolving outside the tree would be recreated by every restore, and a
         // restore merging into that tree could then write through it: such a tree is not
-        // saved (issue 8). A moved-out entry it came from is consumed.
-        let escaping = escaping_symlinks(src, skip);
-        if !escaping.is_empty() {
+        // saved (issue 8; resolved, not read, since issue 13). A moved-out entry it came
+        // from is consumed. Special files (a FIFO left under `target/tmp/`, a socket) are
+        // left out with a warning: opening a FIFO to hash it would block the save forever.
+        let scan = scan_tree(src, skip);
+        if !scan.escaping.is_empty() {
             self.consume(stage, lease.as_ref());
             anyhow::bail!(
                 "{stage} entry {} not saved: symlinks point outside the tree ({})",
                 key.key,
-                escaping.join(", ")
+                scan.escaping.join(", ")
             );
         }
+        if !scan.special.is_empty() {
+            self.note(format!(
+                "{stage} entry {}: left out {} special file(s) (FIFOs, sockets, devices are never cached): {}",
+                key.key,
+                scan.special.len(),
+                scan.special
+                    .iter()
+                    .take(5)
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let skip = &|p: &Path| skip(p) || scan.special.contains(p);
+        // A tree that is a symlink itself is copied, never renamed into the cache.
+        let lease = lease.filter(|_| untrusted::is_real_dir(src));
         let result = match lease {
             Some(l)
                 if !self.keep_trees
@@ -987,7 +1155,7 @@ impl Cache {
     /// After a save of `key` that came to `s`: log it, record the use, then apply
     /// retention and the disk guard (never to `key` itself), noting what they did.
     fn saved(&self, key: &CacheKey, s: &Save, raw: u64, start: Instant) {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         let (outcome, strategy, bytes) = match *s {
             Save::Saved {
                 bytes, strategy, ..
@@ -1001,7 +1169,7 @@ impl Cache {
         };
         self.log_event(&stats::Event::new(
             (self.clock)(),
-            stage,
+            stage.as_str(),
             &key.key,
             outcome,
             strategy,
@@ -1012,7 +1180,7 @@ impl Cache {
         if matches!(s, Save::Saved { .. } | Save::Unchanged { .. }) {
             self.touch(stage, &key.key, false);
         }
-        let protect = [(stage.to_owned(), key.key.clone())];
+        let protect = [(stage.as_str().to_owned(), key.key.clone())];
         for e in self.apply_retention_except(false, &protect) {
             self.note_eviction(e);
         }
@@ -1025,7 +1193,7 @@ impl Cache {
 
     /// Unlist the entry a tree was moved out of (`lease` holds it exclusively) when that
     /// tree will not go back: the entry is consumed.
-    fn consume(&self, stage: &str, lease: Option<&Lease>) {
+    fn consume(&self, stage: Stage, lease: Option<&Lease>) {
         if let Some(Lease {
             key: Some(k),
             lock: Some(_held),
@@ -1045,12 +1213,12 @@ impl Cache {
         raw: u64,
         start: Instant,
     ) -> Result<Save> {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         // Pruned paths are renamed aside (O(1) each) and deleted on a background thread:
         // deleting tens of thousands of incremental files takes seconds, and the next
         // repo's build need not wait for it.
-        let trash = self.new_tmp(&format!("trash-prune-{stage}"));
-        transfer::remove_selected(src, skip, Some(&trash)).context("prune before save")?;
+        let trash = self.new_tmp(&format!("trash-prune-{stage}"))?;
+        transfer::remove_selected(src, skip, Some(trash.path())).context("prune before save")?;
         delete_in_background(trash);
         let manifest = Manifest::build(src, lease.manifest.as_ref())?;
         let exact = lease.key.as_deref() == Some(key.key.as_str());
@@ -1073,19 +1241,19 @@ impl Cache {
         if self.contains(key) {
             return Ok(Save::Exists);
         }
-        let tmp = self.new_tmp(&format!("{stage}-{}", key.key));
+        let tmp = self.new_tmp(&format!("{stage}-{}", key.key))?;
         let r = (|| -> Result<()> {
-            fs::create_dir_all(&tmp)?;
-            self.write_meta(&tmp, key, &manifest, raw)?;
-            transfer::move_tree(src, &tmp.join("data"))?;
+            fs::create_dir_all(tmp.path())?;
+            self.write_meta(tmp.path(), key, &manifest, raw)?;
+            transfer::move_tree(src, &tmp.path().join("data"))?;
             Ok(())
         })();
         if let Err(e) = r {
-            let _ = fsutil::remove_tree(&tmp);
+            // Dropping the lease removes what was written.
             return Err(e.context(format!("save {stage} entry {}", key.key)));
         }
         drop(lease.lock);
-        self.publish(key, &tmp, &manifest, raw, start, Strategy::Moved)
+        self.publish(key, tmp.path(), &manifest, raw, start, Strategy::Moved)
     }
 
     fn save_by_copy(
@@ -1096,7 +1264,7 @@ impl Cache {
         raw: u64,
         start: Instant,
     ) -> Result<Save> {
-        let stage = key.stage.as_str();
+        let stage = key.stage;
         if self.contains(key) {
             return Ok(Save::Exists);
         }
@@ -1109,19 +1277,18 @@ impl Cache {
             ));
             return Ok(Save::NoSpace);
         }
-        let tmp = self.new_tmp(&format!("{stage}-{}", key.key));
+        let tmp = self.new_tmp(&format!("{stage}-{}", key.key))?;
+        let data = tmp.path().join("data");
         let r = (|| -> Result<Manifest> {
-            transfer::par_copy(src, &tmp.join("data"), false, skip)?;
-            let m = Manifest::build(&tmp.join("data"), None)?;
-            self.write_meta(&tmp, key, &m, raw)?;
+            transfer::par_copy(src, &data, false, skip)?;
+            let m = Manifest::build(&data, None)?;
+            self.write_meta(tmp.path(), key, &m, raw)?;
             Ok(m)
         })();
         match r {
-            Ok(m) => self.publish(key, &tmp, &m, raw, start, Strategy::Copied),
-            Err(e) => {
-                let _ = fsutil::remove_tree(&tmp);
-                Err(e.context(format!("save {stage} entry {}", key.key)))
-            }
+            Ok(m) => self.publish(key, tmp.path(), &m, raw, start, Strategy::Copied),
+            // Dropping the lease removes what was written.
+            Err(e) => Err(e.context(format!("save {stage} entry {}", key.key))),
         }
     }
 
@@ -1129,8 +1296,8 @@ impl Cache {
         let tsv = m.to_tsv();
         let info = EntryInfo {
             schema_version: ENTRY_SCHEMA,
-            stage: key.stage.as_str().to_owned(),
-            key: key.key.clone(),
+            stage: key.stage,
+            key: EntryKey::new(&key.key)?,
             inputs: key.inputs.clone(),
             created_unix: (self.clock)(),
             files: m.count(),
@@ -1162,6 +1329,7 @@ impl Cache {
             }
         }
         let dst = self.entry_dir(key);
+        self.clear_damaged(key);
         // `Exists` covers ENOTEMPTY/EEXIST: an entry held the key at the rename, even if its
         // holder has unlisted it since (a job replacing it; `cargo xtask stress` hit that
         // window). Another writer won the race and ours is dropped (first writer wins, as
@@ -1180,28 +1348,90 @@ impl Cache {
         }
     }
 
+    /// Before publishing `key`: a directory in its place that is not a listed entry
+    /// (its `entry.json` missing, unreadable, out of range or naming another key, or the
+    /// directory a symlink) would make every save of the key "exist" forever while no
+    /// restore can use it. Remove it under its exclusive lease, with a warning.
+    fn clear_damaged(&self, key: &CacheKey) {
+        let dir = self.entry_dir(key);
+        if fs::symlink_metadata(&dir).is_err() {
+            return;
+        }
+        let why = match read_info(&dir, key.stage, &key.key) {
+            Ok(_) if untrusted::is_real_dir(&dir) => return,
+            Ok(_) => "it is a symlink".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        if let Ok(Some(_held)) =
+            EntryLock::try_take(&self.lock_path(key.stage, &key.key), Mode::Exclusive, true)
+        {
+            self.discard_path(&dir, true);
+            self.note(format!(
+                "{} entry {} was damaged ({why}): discarded, saving a fresh one",
+                key.stage, key.key
+            ));
+        }
+    }
+
     /// Every listed entry with its usage, sorted by stage and key; unreadable entries
-    /// are skipped.
+    /// are skipped (see [`Cache::unlisted`] for them).
     pub fn list(&self) -> Vec<Listed> {
-        let mut out = Vec::new();
+        let mut out = self.scan().0;
+        out.sort_by(|a, b| (a.info.stage, &a.info.key).cmp(&(b.info.stage, &b.info.key)));
+        out
+    }
+
+    /// The directories under `entries/<stage>/` that are not listed entries: a name that
+    /// is not a valid key, an `entry.json` that is missing, unreadable, out of range or
+    /// names another entry, or a symlink in place of the directory. They hold disk space
+    /// and block their key; retention, the disk guard, a save of their key and `cache
+    /// verify --discard` remove them.
+    pub fn unlisted(&self) -> Vec<Unlisted> {
+        self.scan().1
+    }
+
+    /// Every child of the stage dirs, as a listed entry or an unlisted one.
+    fn scan(&self) -> (Vec<Listed>, Vec<Unlisted>) {
+        let (mut listed, mut unlisted) = (Vec::new(), Vec::new());
         for stage in Stage::ALL {
-            let Ok(rd) = fs::read_dir(self.stage_dir(stage.as_str())) else {
+            let dir = self.stage_dir(stage);
+            if !untrusted::is_real_dir(&dir) {
                 continue;
-            };
-            for e in rd.flatten() {
-                if let Ok(info) = read_info(&e.path()) {
-                    let usage = self.usage(&info.stage, &info.key, info.created_unix);
-                    let leased = !e.path().join("data").is_dir();
-                    out.push(Listed {
-                        info,
-                        usage,
-                        leased,
-                    });
+            }
+            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let found = if key::check_key(&name).is_err() || e.file_name().to_str().is_none() {
+                    Err("its name is not a valid cache key".to_owned())
+                } else {
+                    match read_info(&path, stage, &name) {
+                        Ok(info) if untrusted::is_real_dir(&path) => Ok(info),
+                        Ok(_) => Err("it is a symlink, not a directory".to_owned()),
+                        Err(err) => Err(format!("{err:#}")),
+                    }
+                };
+                match found {
+                    Ok(info) => {
+                        let usage = self.usage(stage, &name, info.created_unix);
+                        let leased = !path.join("data").is_dir();
+                        listed.push(Listed {
+                            info,
+                            usage,
+                            leased,
+                        });
+                    }
+                    // Gone since the listing (discarded, or moved by its job): not unlisted.
+                    Err(_) if fs::symlink_metadata(&path).is_err() => {}
+                    Err(why) => unlisted.push(Unlisted {
+                        stage,
+                        name,
+                        why,
+                        path,
+                    }),
                 }
             }
         }
-        out.sort_by(|a, b| (&a.info.stage, &a.info.key).cmp(&(&b.info.stage, &b.info.key)));
-        out
+        (listed, unlisted)
     }
 
     /// Every listed entry's `entry.json`, sorted by stage and key.
@@ -1217,12 +1447,9 @@ impl Cache {
                 // A shared probe: it conflicts only with an exclusive holder (an entry
                 // moved out or being evicted), and never makes a concurrent reader miss.
                 leased: l.leased
-                    || EntryLock::is_held(
-                        &self.lock_path(&l.info.stage, &l.info.key),
-                        Mode::Shared,
-                    ),
-                stage: l.info.stage,
-                key: l.info.key,
+                    || EntryLock::is_held(&self.lock_path(l.info.stage, &l.info.key), Mode::Shared),
+                stage: l.info.stage.as_str().to_owned(),
+                key: l.info.key.into(),
                 bytes: l.info.bytes,
                 last_used_unix: l.usage.last_used_unix,
             })
@@ -1230,13 +1457,15 @@ impl Cache {
     }
 
     /// Apply the retention policy now: evict what [`retention::retention_victims`] picks
-    /// (entries that a job holds are skipped). With `dry_run`, only report. Returns the
+    /// (entries that a job holds are skipped), and every unlisted directory
+    /// ([`Cache::unlisted`]) no job holds. With `dry_run`, only report. Returns the
     /// evictions (made or planned).
     pub fn apply_retention(&self, dry_run: bool) -> Vec<Eviction> {
         self.apply_retention_except(dry_run, &[])
     }
 
     fn apply_retention_except(&self, dry_run: bool, protect: &[(String, String)]) -> Vec<Eviction> {
+        let mut out = self.discard_unlisted(dry_run || self.read_only);
         let uses: Vec<EntryUse> = self
             .uses()
             .into_iter()
@@ -1247,16 +1476,96 @@ impl Cache {
             .collect();
         let victims = retention::retention_victims(&uses, &self.policy, (self.clock)());
         if dry_run || self.read_only {
-            return victims;
+            out.extend(victims);
+            return out;
         }
-        victims
+        out.extend(
+            victims
+                .into_iter()
+                .filter(|v| self.evict_named(&v.stage, &v.key)),
+        );
+        out
+    }
+
+    /// Remove every unlisted directory that no job holds (with `dry_run`, only say
+    /// which), as evictions whose reason says what was wrong.
+    fn discard_unlisted(&self, dry_run: bool) -> Vec<Eviction> {
+        let mut out = Vec::new();
+        for u in self.unlisted() {
+            let bytes = if untrusted::is_real_dir(&u.path) {
+                fsutil::tree_size(&u.path).bytes
+            } else {
+                0
+            };
+            let gone = dry_run || self.discard_unlisted_one(&u);
+            if gone {
+                out.push(Eviction {
+                    stage: u.stage.as_str().to_owned(),
+                    key: u.name.clone(),
+                    bytes,
+                    reason: format!("not a valid entry ({})", u.why),
+                });
+            }
+        }
+        out
+    }
+
+    /// Remove one unlisted directory: under its key's exclusive lease when its name is a
+    /// key (a job may hold that key), else at once (no job can name it). Under the lease
+    /// it is checked again: since the listing, it may have been removed and a whole entry
+    /// published under its name.
+    fn discard_unlisted_one(&self, u: &Unlisted) -> bool {
+        if key::check_key(&u.name).is_err() {
+            self.discard_path(&u.path, true);
+            return true;
+        }
+        match EntryLock::try_take(&self.lock_path(u.stage, &u.name), Mode::Exclusive, true) {
+            Ok(Some(_held)) if self.still_unlisted(u) => {
+                self.discard_now(u.stage, &u.name, true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `u` is still there and still not a listed entry.
+    fn still_unlisted(&self, u: &Unlisted) -> bool {
+        fs::symlink_metadata(&u.path).is_ok()
+            && (!untrusted::is_real_dir(&u.path) || read_info(&u.path, u.stage, &u.name).is_err())
+    }
+
+    /// The unlisted directories, each confirmed under a shared lease on its key (every
+    /// removal of an entry holds the exclusive one), so a directory that was only being
+    /// discarded or replaced while it was listed is not reported. One a job holds is left
+    /// out.
+    fn confirmed_unlisted(&self) -> Vec<Unlisted> {
+        self.unlisted()
             .into_iter()
-            .filter(|v| self.evict(&v.stage, &v.key))
+            .filter(|u| {
+                if key::check_key(&u.name).is_err() {
+                    return true;
+                }
+                let lock_path = self.lock_path(u.stage, &u.name);
+                match EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only) {
+                    Ok(Some(_lease)) => self.still_unlisted(u),
+                    // Read-only and no lock file: no job ever leased it.
+                    Ok(None) if fs::symlink_metadata(&lock_path).is_err() => self.still_unlisted(u),
+                    _ => false,
+                }
+            })
             .collect()
     }
 
+    /// [`Cache::evict`] of an entry named by strings (retention's records).
+    fn evict_named(&self, stage: &str, key: &str) -> bool {
+        match Stage::parse(stage) {
+            Some(st) if key::check_key(key).is_ok() => self.evict(st, key),
+            _ => false,
+        }
+    }
+
     /// Evict one entry if no job holds it. Returns whether it was removed.
-    fn evict(&self, stage: &str, key: &str) -> bool {
+    fn evict(&self, stage: Stage, key: &str) -> bool {
         match EntryLock::try_take(&self.lock_path(stage, key), Mode::Exclusive, true) {
             Ok(Some(_held)) => {
                 self.discard_now(stage, key, true);
@@ -1268,28 +1577,37 @@ impl Cache {
 
     /// The disk guard: while the cache's filesystem would be too full with `extra` more
     /// bytes (see [`FsUsage::too_full`]), evict the least recently used entry that no job
-    /// holds (never `protect`). Returns `None` once within the policy, or why not when
-    /// nothing more can be evicted. Filesystem errors count as within the policy (the
-    /// guard must never fail a build).
+    /// holds (never `protect`), after every unlisted directory. Returns `None` once within
+    /// the policy, or why not when nothing more can be evicted. Filesystem errors count as
+    /// within the policy (the guard must never fail a build).
     pub fn guard(&self, extra: u64, protect: Option<&(String, String)>) -> Option<String> {
         if self.read_only {
             return None;
         }
+        let mut swept = false;
         loop {
             let usage = match (self.fs_stats)(&self.root) {
                 Ok(u) => u,
                 Err(_) => return None,
             };
             let why = usage.too_full(&self.policy, extra)?;
-            let mut uses: Vec<EntryUse> = self
+            if !swept {
+                swept = true;
+                let gone = self.discard_unlisted(false);
+                if !gone.is_empty() {
+                    gone.into_iter().for_each(|e| self.note_eviction(e));
+                    continue;
+                }
+            }
+            let uses: Vec<EntryUse> = self
                 .uses()
                 .into_iter()
                 .filter(|u| !u.leased && protect.is_none_or(|(s, k)| *s != u.stage || *k != u.key))
                 .collect();
-            uses.sort_by_key(|u| (u.last_used_unix, u.key.clone()));
+            let order = retention::guard_order(&uses);
             // When evicting everything evictable would still not be enough, evict nothing:
             // emptying the cache for a save that cannot happen helps no one.
-            let evictable: u64 = uses.iter().map(|u| u.bytes).sum();
+            let evictable = uses.iter().fold(0u64, |a, u| a.saturating_add(u.bytes));
             let best = FsUsage {
                 total: usage.total,
                 available: usage.available.saturating_add(evictable),
@@ -1297,8 +1615,8 @@ impl Cache {
             if best.too_full(&self.policy, extra).is_some() {
                 return Some(why);
             }
-            let evicted = uses.iter().any(|u| {
-                let ok = self.evict(&u.stage, &u.key);
+            let evicted = order.into_iter().map(|i| &uses[i]).any(|u| {
+                let ok = self.evict_named(&u.stage, &u.key);
                 if ok {
                     self.note_eviction(Eviction {
                         stage: u.stage.clone(),
@@ -1317,30 +1635,30 @@ impl Cache {
 
     /// Check every entry against its manifest, rehashing every byte with `content`.
     /// Returns `(stage, key, damage)` per entry; empty damage = whole. Entries a job holds
-    /// are reported as leased, not checked.
+    /// are reported as leased, not checked; unlisted directories as damaged.
     pub fn verify(&self, content: bool) -> Vec<(String, String, Vec<String>)> {
         let mut out = Vec::new();
         for l in self.list() {
-            let (stage, key) = (l.info.stage.clone(), l.info.key.clone());
-            let lock_path = self.lock_path(&stage, &key);
+            let (stage, key) = (l.info.stage, String::from(l.info.key));
+            let lock_path = self.lock_path(stage, &key);
             let Ok(Some(_lock)) = EntryLock::try_take(&lock_path, Mode::Shared, !self.read_only)
             else {
                 out.push((
-                    stage,
+                    stage.as_str().to_owned(),
                     key,
                     vec!["leased by a running job: not checked".into()],
                 ));
                 continue;
             };
-            let dir = self.dir_of(&stage, &key);
+            let dir = self.dir_of(stage, &key);
             // Unlisted between the listing and the lease (evicted, or consumed by the job
             // that had moved it out): gone, not damaged. Under the lease it cannot go.
             // Found by `cargo xtask stress` (concurrency: "verify found ... damaged: read
             // entry.json: No such file").
-            if !dir.join("entry.json").is_file() {
+            if fs::symlink_metadata(dir.join("entry.json")).is_err() {
                 continue;
             }
-            let damage = match self.load_checked(&dir) {
+            let damage = match self.load_checked(&dir, stage, &key) {
                 Ok((_, m)) if content => m
                     .check_content(&dir.join("data"))
                     .unwrap_or_else(|e| vec![format!("{e:#}")]),
@@ -1348,54 +1666,59 @@ impl Cache {
                 Err(Check::Stub) => vec!["leased stub without data".into()],
                 Err(Check::Damaged(d)) => vec![d],
             };
-            out.push((stage, key, damage));
+            out.push((stage.as_str().to_owned(), key, damage));
         }
-        // An entry whose entry.json cannot be read is not listed (so it is neither restored
-        // nor evicted) yet holds its disk space: report it too, so `verify --discard`
-        // removes it. Found by `cargo xtask stress` (corruption scenario).
-        for stage in Stage::ALL {
-            let Ok(rd) = fs::read_dir(self.stage_dir(stage.as_str())) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if let Err(err) = read_info(&e.path()) {
-                    if e.path().exists() {
-                        let key = e.file_name().to_string_lossy().into_owned();
-                        out.push((stage.as_str().to_owned(), key, vec![format!("{err:#}")]));
-                    }
-                }
-            }
+        // An unlisted directory is neither restored nor evicted by retention's records,
+        // yet holds its disk space: report it too, so `verify --discard` removes it.
+        // Found by `cargo xtask stress` (corruption scenario).
+        for u in self.confirmed_unlisted() {
+            out.push((u.stage.as_str().to_owned(), u.name, vec![u.why]));
         }
         out
     }
 
-    /// Discard an entry (for `cache verify --discard`, `cache clear`). Returns whether it
-    /// was removed (false when a job holds it).
+    /// Discard an entry, or an unlisted directory of that name (for `cache verify
+    /// --discard`, `cache clear`). Returns whether it was removed (false when a job holds
+    /// it, the stage is unknown or the cache is read-only).
     pub fn remove(&self, stage: &str, key: &str) -> bool {
-        !self.read_only && key::check_key(key).is_ok() && self.evict(stage, key)
+        let Some(st) = Stage::parse(stage).filter(|_| !self.read_only) else {
+            return false;
+        };
+        if key::check_key(key).is_ok() && self.evict(st, key) {
+            return true;
+        }
+        self.unlisted()
+            .iter()
+            .find(|u| u.stage == st && u.name == key)
+            .is_some_and(|u| self.discard_unlisted_one(u))
     }
 
-    /// Remove `tmp/` directories whose writer (the pid in their name) is no longer alive.
+    /// Remove `tmp/` paths whose writer is gone: their lease (`scratch.rs`) is free. A
+    /// writer's pid plays no part (another PID namespace may share this cache).
     fn clean_stale_tmp(&self) {
-        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name.rsplit('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive {
-                let _ = fsutil::remove_tree(&e.path());
-            }
-        }
+        scratch::sweep_root(&self.root);
     }
 
     /// Remove leased stubs whose lease is free: the job that moved their data out died.
     fn clean_dead_stubs(&self) {
         for l in self.list().into_iter().filter(|l| l.leased) {
-            self.evict(&l.info.stage, &l.info.key);
+            self.evict(l.info.stage, &l.info.key);
         }
     }
+}
+
+/// A directory under `entries/<stage>/` that is not a listed entry (see
+/// [`Cache::unlisted`]).
+#[derive(Debug, Clone)]
+pub struct Unlisted {
+    /// The stage dir it is in.
+    pub stage: Stage,
+    /// Its name (lossily decoded; it may not be a valid key).
+    pub name: String,
+    /// What is wrong with it.
+    pub why: String,
+    /// Its path (a child of the stage dir).
+    path: PathBuf,
 }
 
 /// Bytes of the regular files under `root` that `skip` keeps (skipped dirs are not
@@ -1411,19 +1734,59 @@ fn kept_size(root: &Path, skip: &dyn Fn(&Path) -> bool) -> u64 {
         .sum()
 }
 
-/// Delete a tree under `tmp/` on a detached thread. A process that exits first leaves
-/// the rest, named with its pid, to the next [`Cache::open`].
-fn delete_in_background(dir: PathBuf) {
-    let spawned = std::thread::Builder::new()
+/// Delete a leased path under `tmp/` on a detached thread (dropping the lease removes
+/// it). A process that exits first leaves the rest, its lease free, to the next
+/// [`Cache::open`].
+fn delete_in_background(dir: Scratch) {
+    // If the thread cannot be spawned, the closure (and the lease in it) is dropped here,
+    // which deletes at once.
+    let _ = std::thread::Builder::new()
         .name("cache-trash".into())
-        .spawn({
-            let dir = dir.clone();
-            move || {
-                let _ = fsutil::remove_tree(&dir);
-            }
-        });
-    if spawned.is_err() {
-        let _ = fsutil::remove_tree(&dir);
+        .spawn(move || drop(dir));
+}
+
+/// A copy being restored beside its destination: a leased sibling `.<name>.restore.*`
+/// of `dst` (same filesystem, so one rename puts it into place). Leftovers of a killed
+/// restore are removed by the next restore into the same destination.
+struct StagedCopy {
+    scratch: Scratch,
+    dst: PathBuf,
+}
+
+impl StagedCopy {
+    /// A fresh sibling of `dst` (not created), after removing dead ones.
+    ///
+    /// Errors: the parent cannot be created or the lease cannot be taken.
+    fn new(dst: &Path) -> Result<StagedCopy> {
+        let parent = dst
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dst
+            .file_name()
+            .map_or_else(|| "restore".into(), |n| n.to_string_lossy().into_owned());
+        let prefix = format!(".{name}.restore");
+        scratch::sweep(parent, &format!("{prefix}."));
+        let scratch = Scratch::create(parent, &prefix)
+            .with_context(|| format!("create a restore dir beside {}", dst.display()))?;
+        Ok(StagedCopy {
+            scratch,
+            dst: dst.to_path_buf(),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Rename the complete copy over `dst` (empty or missing: the restore checked).
+    ///
+    /// Errors: `dst` cannot be removed or the rename fails.
+    fn into_place(self) -> Result<()> {
+        untrusted::remove_any(&self.dst)
+            .with_context(|| format!("empty {}", self.dst.display()))?;
+        fs::rename(self.scratch.path(), &self.dst)
+            .with_context(|| format!("move the restored tree into {}", self.dst.display()))
     }
 }
 
@@ -1447,48 +1810,73 @@ enum Check {
     Damaged(String),
 }
 
-/// `rel -> target` when the symlink at `root/rel` points outside `root`: an absolute
-/// target, or one whose `..` climb above `root` (lexically, no link is followed).
-fn link_escapes(root: &Path, rel: &Path) -> Option<String> {
-    let target = fs::read_link(root.join(rel)).ok()?;
-    let mut depth = rel.components().count() as i64 - 1;
-    let mut escapes = target.has_root();
-    for c in target.components() {
-        match c {
-            std::path::Component::ParentDir => depth -= 1,
-            std::path::Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        escapes |= depth < 0;
-    }
-    escapes.then(|| format!("{} -> {}", rel.display(), target.display()))
+/// What a save found in a tree (outside what its `skip` prunes).
+struct TreeScan {
+    /// Symlinks that resolve outside the tree (`rel -> target (why)`).
+    escaping: Vec<String>,
+    /// FIFOs, sockets and devices, relative to the tree: never opened, never saved.
+    special: std::collections::BTreeSet<PathBuf>,
 }
 
-/// Every symlink under `root` (outside what `skip` prunes) that points outside it.
-fn escaping_symlinks(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Vec<String> {
-    walkdir::WalkDir::new(root)
+/// Walk `root` (not following symlinks) for [`TreeScan`].
+fn scan_tree(root: &Path, skip: &dyn Fn(&Path) -> bool) -> TreeScan {
+    let mut out = TreeScan {
+        escaping: Vec::new(),
+        special: Default::default(),
+    };
+    let walk = walkdir::WalkDir::new(root)
         .min_depth(1)
         .into_iter()
         .filter_entry(|e| e.path().strip_prefix(root).map_or(true, |r| !skip(r)))
-        .flatten()
-        .filter(|e| e.path_is_symlink())
-        .filter_map(|e| link_escapes(root, e.path().strip_prefix(root).ok()?))
-        .collect()
+        .flatten();
+    for e in walk {
+        let Ok(rel) = e.path().strip_prefix(root) else {
+            continue;
+        };
+        let ft = e.file_type();
+        if ft.is_symlink() {
+            out.escaping.extend(untrusted::link_escapes(root, rel));
+        } else if !ft.is_dir() && !ft.is_file() {
+            out.special.insert(rel.to_path_buf());
+        }
+    }
+    out
 }
 
-fn read_info(dir: &Path) -> Result<EntryInfo> {
+/// Read and check the `entry.json` in `dir`, which must be `stage` entry `key` (the
+/// names of the directories it is in): a file that is not a regular file, is too large,
+/// does not parse, is out of range ([`EntryInfo::check`]) or names another stage or key
+/// is an error, so a key read back from a file never becomes a path (issue 13: a key of
+/// `a.1.0/../../../../victim` made `cache list` delete outside the root).
+///
+/// Errors: the reason, for a "damaged" warning.
+fn read_info(dir: &Path, stage: Stage, key: &str) -> Result<EntryInfo> {
     let p = dir.join("entry.json");
-    let text = fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
+    let text = untrusted::read_meta(&p).with_context(|| format!("read {}", p.display()))?;
+    let info: EntryInfo =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?;
+    info.check()
+        .with_context(|| format!("check {}", p.display()))?;
+    anyhow::ensure!(
+        info.stage == stage && info.key == *key,
+        "{} names {} entry {}, but it is in the directory of {stage} entry {key}",
+        p.display(),
+        info.stage,
+        info.key
+    );
+    Ok(info)
 }
 
 /// Hooks for the storage layer (`storage/local.rs`, `storage/tiered.rs`): importing an
 /// entry fetched from elsewhere, leasing an entry while it is uploaded, and logging remote
 /// transfers. Kept apart from the local engine above.
 impl Cache {
-    /// A fresh directory path under `tmp/` (not created) that [`Cache::open`] removes if
-    /// this process dies before using it. For entries being fetched from a remote.
-    pub fn scratch_dir(&self, what: &str) -> PathBuf {
+    /// A fresh leased path under `tmp/` (not created): removed when the returned lease is
+    /// dropped, or by the next [`Cache::open`] if this process dies first. For entries
+    /// being fetched from a remote.
+    ///
+    /// Errors: the lease cannot be created (a read-only or unwritable root).
+    pub fn scratch_dir(&self, what: &str) -> Result<Scratch> {
         self.new_tmp(what)
     }
 
@@ -1513,7 +1901,7 @@ impl Cache {
             return Ok(Save::Exists);
         }
         let start = Instant::now();
-        let (info, m) = match self.load_checked(dir) {
+        let (info, m) = match self.load_checked(dir, key.stage, &key.key) {
             Ok(x) => x,
             Err(Check::Stub) | Err(Check::Damaged(_)) if !dir.exists() => {
                 anyhow::bail!("import {}: no such entry dir", dir.display())
@@ -1527,19 +1915,9 @@ impl Cache {
                 anyhow::bail!("import {} entry {}: damaged ({why})", key.stage, key.key)
             }
         };
-        if info.key != key.key || info.stage != key.stage.as_str() {
-            let _ = fsutil::remove_tree(dir);
-            anyhow::bail!(
-                "import: entry dir holds {} {}, not {} {}",
-                info.stage,
-                info.key,
-                key.stage,
-                key.key
-            );
-        }
         let r = self.publish(key, dir, &m, info.raw_bytes, start, Strategy::Copied);
         if matches!(r, Ok(Save::Saved { .. })) {
-            self.touch(key.stage.as_str(), &key.key, false);
+            self.touch(key.stage, &key.key, false);
         }
         r
     }
@@ -1550,11 +1928,11 @@ impl Cache {
     ///
     /// Errors: the lock file cannot be opened.
     pub fn share_entry(&self, key: &CacheKey) -> Result<Option<EntryLock>> {
-        if !self.entry_dir(key).join("data").is_dir() {
+        if key::check_key(&key.key).is_err() || !self.entry_dir(key).join("data").is_dir() {
             return Ok(None);
         }
         let lock = EntryLock::try_take(
-            &self.lock_path(key.stage.as_str(), &key.key),
+            &self.lock_path(key.stage, &key.key),
             Mode::Shared,
             !self.read_only,
         )?;
@@ -1579,5 +1957,7 @@ impl Cache {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

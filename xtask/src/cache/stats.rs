@@ -73,6 +73,16 @@ impl Event {
         }
     }
 
+    /// Whether its numbers are ones a run can record (sizes at most
+    /// [`super::untrusted::MAX_COUNT`], seconds finite and under a year).
+    fn in_range(&self) -> bool {
+        use super::untrusted::MAX_COUNT;
+        self.bytes <= MAX_COUNT
+            && self.raw_bytes <= MAX_COUNT
+            && self.secs.is_finite()
+            && (0.0..=3.2e7).contains(&self.secs)
+    }
+
     fn is_restore(&self) -> bool {
         matches!(self.outcome.as_str(), "hit" | "partial" | "miss")
     }
@@ -88,16 +98,19 @@ impl Event {
 /// Size past which `log/events.jsonl` is rotated to `events.1.jsonl`, in bytes.
 pub const LOG_ROTATE_BYTES: u64 = 8 << 20;
 
-/// Read the event log of the cache at `root`, the previous generation first (malformed
-/// lines, e.g. from a writer killed mid-line, are skipped).
+/// Read the event log of the cache at `root`, the previous generation first. Malformed
+/// lines (a writer killed mid-line, bytes that are not UTF-8, numbers out of range) are
+/// skipped; a log that is not a regular file, or is far larger than rotation allows, is
+/// read as empty.
 pub fn read_events(root: &Path) -> Vec<Event> {
     ["log/events.1.jsonl", "log/events.jsonl"]
         .iter()
         .flat_map(|p| {
-            std::fs::read_to_string(root.join(p))
+            super::untrusted::read_bounded(&root.join(p), 8 * LOG_ROTATE_BYTES)
                 .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
+                .split(|b| *b == b'\n')
+                .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
+                .filter(Event::in_range)
                 .collect::<Vec<Event>>()
         })
         .collect()
@@ -144,7 +157,7 @@ fn hit_rates(events: &[Event], recs: &mut Vec<String>) -> String {
             "partial" => r.partials += 1,
             _ => r.misses += 1,
         }
-        r.bytes += e.bytes;
+        r.bytes = r.bytes.saturating_add(e.bytes);
     }
     let _ = writeln!(
         s,
@@ -235,7 +248,7 @@ fn transfers(events: &[Event], recs: &mut Vec<String>) -> String {
     let (moved, copied) = (restored(Strategy::Moved), restored(Strategy::Copied));
     // A fold from +0.0: an empty float `sum()` is -0.0 and would print as "-0.00 s".
     let secs = |v: &[&Event]| v.iter().map(|e| e.secs).fold(0.0, |a, b| a + b);
-    let bytes = |v: &[&Event]| v.iter().map(|e| e.bytes).sum::<u64>();
+    let bytes = |v: &[&Event]| v.iter().fold(0u64, |a, e| a.saturating_add(e.bytes));
     let _ = writeln!(
         s,
         "\nrestores: {} moved ({} in {:.2} s), {} copied ({} in {:.2} s)",
@@ -281,8 +294,8 @@ fn pruning(events: &[Event], recs: &mut Vec<String>) -> String {
         .filter(|e| matches!(e.outcome.as_str(), "saved" | "unchanged"))
     {
         let p = pruning.entry(e.stage.as_str()).or_default();
-        p.0 += e.bytes;
-        p.1 += e.raw_bytes;
+        p.0 = p.0.saturating_add(e.bytes);
+        p.1 = p.1.saturating_add(e.raw_bytes);
     }
     for (stage, (stored, raw)) in pruning.into_iter().filter(|(_, (_, raw))| *raw > 0) {
         let _ = writeln!(
@@ -307,7 +320,9 @@ fn pruning(events: &[Event], recs: &mut Vec<String>) -> String {
 /// budget is nearly used or most entries were never restored.
 fn largest_entries(entries: &[Listed], policy: &Policy, recs: &mut Vec<String>) -> String {
     let mut s = String::new();
-    let total: u64 = entries.iter().map(|l| l.info.bytes).sum();
+    let total = entries
+        .iter()
+        .fold(0u64, |a, l| a.saturating_add(l.info.bytes));
     let _ = writeln!(
         s,
         "\n{} entries, {} (budget {})",
@@ -354,7 +369,11 @@ pub fn render_remote(events: &[Event]) -> String {
             .iter()
             .filter(|e| e.outcome == o)
             .fold((0, 0, 0.0), |(b, r, s), e| {
-                (b + e.bytes, r + e.raw_bytes, s + e.secs)
+                (
+                    b.saturating_add(e.bytes),
+                    r.saturating_add(e.raw_bytes),
+                    s + e.secs,
+                )
             })
     };
     let (hits, misses, errors) = (

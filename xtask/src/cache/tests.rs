@@ -185,7 +185,7 @@ fn partial_hit_restores_nearest_older_and_saves_a_new_entry() {
         cache.save(&want, &dst, &no_skip).unwrap(),
         Save::Saved { .. }
     ));
-    let keys: Vec<String> = cache.entries().into_iter().map(|e| e.key).collect();
+    let keys: Vec<String> = cache.entries().into_iter().map(|e| e.key.into()).collect();
     // The moved-out entry was consumed and replaced by the new key.
     assert_eq!(keys, ["r-base-env-l1", "r-base-env-l3", "r-base-other-l9"]);
 }

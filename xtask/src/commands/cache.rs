@@ -208,10 +208,10 @@ fn clear(cache: &Cache, stage: Option<&str>) -> Result<ExitCode> {
     let only = stage.map(stage_of).transpose()?;
     let (mut n, mut held) = (0, 0);
     for l in cache.list() {
-        if only.is_some_and(|s| s.as_str() != l.info.stage) {
+        if only.is_some_and(|s| s != l.info.stage) {
             continue;
         }
-        if cache.remove(&l.info.stage, &l.info.key) {
+        if cache.remove(l.info.stage.as_str(), &l.info.key) {
             n += 1;
         } else {
             held += 1;

@@ -13,6 +13,8 @@ pub mod demo;
 mod dev;
 pub mod explain;
 pub mod matrix;
+#[cfg(feature = "dev")]
+pub mod mutants;
 pub mod notify;
 pub mod plan;
 pub mod preflight;
@@ -134,6 +136,10 @@ pub fn run(args: Xtask) -> Result<ExitCode> {
         #[cfg(not(feature = "dev"))]
         Cmd::Stress(a) => dev::unavailable("stress", &a.args),
         Cmd::Cache(c) => cache::cli(c),
+        #[cfg(feature = "dev")]
+        Cmd::Mutants(a) => mutants::run(&a),
+        #[cfg(not(feature = "dev"))]
+        Cmd::Mutants(a) => dev::unavailable("mutants", &a.args),
         #[cfg(feature = "dev")]
         Cmd::Bench(a) => bench::run(a),
         #[cfg(not(feature = "dev"))]

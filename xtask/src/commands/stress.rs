@@ -22,6 +22,7 @@ impl From<StressScenario> for Scenario {
             StressScenario::FullDisk => Scenario::FullDisk,
             StressScenario::Signals => Scenario::Signals,
             StressScenario::SharedCheckout => Scenario::SharedCheckout,
+            StressScenario::Hostile => Scenario::Hostile,
         }
     }
 }
@@ -49,6 +50,7 @@ pub fn run(a: &StressArgs) -> Result<ExitCode> {
         full_disk: a.full_disk,
         signal_rounds: a.signal_rounds,
         shared_rounds: a.shared_rounds,
+        hostile: a.hostile,
         seed,
     };
     let chosen: Vec<Scenario> = a.scenario.iter().map(|&s| s.into()).collect();

@@ -12,6 +12,8 @@ pub mod bench_noop;
 #[cfg(feature = "dev")]
 pub mod bench_remote;
 pub mod demo;
+#[cfg(feature = "dev")]
+pub mod mutants;
 #[cfg(test)]
 mod props;
 #[cfg(any(test, feature = "dev"))]

@@ -1142,6 +1142,14 @@ fn resolve_step(raw: &RawStep, default_timeout: u64) -> std::result::Result<Step
             if t.name.is_empty() {
                 return Err("a step needs a non-empty `name`".into());
             }
+            // The name becomes `<run dir>/<repo>/<name>.log` and a result record's log:
+            // one plain file name, so `../../escape` cannot write outside the run dir.
+            if !crate::cache::untrusted::is_safe_name(&t.name) {
+                return Err(format!(
+                    "step name `{}` names its log file: use 1 to 200 letters, digits, `-`, `_`, `.` and `+`, not starting with `.`",
+                    t.name.escape_debug()
+                ));
+            }
             let mut step = match (&t.args, &t.command) {
                 (Some(_), Some(_)) => {
                     return Err(format!(
@@ -1408,6 +1416,21 @@ github = "o/b"
             assert!(e.message.contains(want), "{bad}: {e}");
             assert!(e.line <= 2, "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn step_names_are_single_safe_file_names() {
+        for (bad, line) in [("../../escape", 4), ("a/b", 4), (".hidden", 4), ("", 4)] {
+            let text = format!(
+                "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\nsteps = [{{ name = \"{bad}\", command = [\"true\"] }}]\n"
+            );
+            let e = parse(&text).unwrap_err();
+            let e = e.downcast::<ManifestError>().unwrap();
+            assert_eq!((e.line, e.col), (line, 10), "{bad}: {e}");
+            assert!(e.message.contains("name"), "{bad}: {e}");
+        }
+        let ok = "[[repo]]\nname = \"a\"\ngithub = \"o/a\"\nsteps = [{ name = \"test-all_2.x\", command = [\"true\"] }]\n";
+        assert_eq!(parse(ok).unwrap().repos[0].steps[0].name, "test-all_2.x");
     }
 
     #[test]

@@ -301,7 +301,39 @@ impl BuildsStore {
         self.root.join("builds").join(repo).join(key)
     }
 
-    /// Copy the files of entry `key` into `dst` after checking every file's sha256.
+    /// Read entry `key` of `repo` back and check it (`cache::untrusted`): `entry.json`
+    /// read bounded without following a symlink, of this store's version, naming this
+    /// repo and key; each file a safe single file name with its `repo/name` path, listed
+    /// once, a regular file under `files/` (never a symlink out of the store) whose
+    /// sha256 matches. `Err(why)` when damaged.
+    fn read_checked(&self, repo: &str, key: &str) -> std::result::Result<StoreEntry, String> {
+        use crate::cache::untrusted;
+        let dir = self.entry_dir(repo, key);
+        let text = untrusted::read_meta(&dir.join("entry.json")).map_err(|e| e.to_string())?;
+        let entry: StoreEntry = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if entry.store_version != STORE_VERSION || entry.repo != repo || entry.key != key {
+            return Err("of another version, repo or key".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for f in &entry.files {
+            if !untrusted::is_safe_name(&f.name) || f.path != format!("{repo}/{}", f.name) {
+                return Err(format!("file name `{}` is not a plain file name", f.name));
+            }
+            if !names.insert(f.name.as_str()) {
+                return Err(format!("file `{}` is listed twice", f.name));
+            }
+            let p = dir.join("files").join(&f.name);
+            let mut file = untrusted::open_regular(&p).map_err(|e| e.to_string())?;
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            std::io::copy(&mut file, &mut h).map_err(|e| e.to_string())?;
+            if hex::encode(sha2::Digest::finalize(h)) != f.sha256 {
+                return Err(format!("`{}` does not match its sha256", f.name));
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Copy the files of entry `key` into `dst` after checking it ([`Self::read_checked`]).
     /// Returns the files, or `None` on a miss. A damaged entry is a miss, and is removed
     /// when `writable` (a read-only run, e.g. an untrusted event, changes nothing).
     pub fn restore(
@@ -311,21 +343,32 @@ impl BuildsStore {
         dst: &Path,
         writable: bool,
     ) -> Option<Vec<ArtifactFile>> {
-        let dir = self.entry_dir(repo, key);
-        let entry: StoreEntry =
-            serde_json::from_slice(&fs::read(dir.join("entry.json")).ok()?).ok()?;
-        let intact = entry.store_version == STORE_VERSION
-            && entry.files.iter().all(|f| {
-                fsutil::sha256_file(&dir.join("files").join(&f.name)).is_ok_and(|h| h == f.sha256)
-            });
-        if !intact {
-            eprintln!("warning: builds store entry {key} is damaged: not used, building");
-            if writable {
-                self.discard(&dir);
-            }
+        use crate::cache::untrusted::is_safe_name;
+        if !is_safe_name(repo) || !is_safe_name(key) {
             return None;
         }
-        crate::cache::transfer::par_copy(&dir.join("files"), dst, false, &|_| false).ok()?;
+        let dir = self.entry_dir(repo, key);
+        if fs::symlink_metadata(dir.join("entry.json")).is_err() {
+            return None;
+        }
+        let entry = match self.read_checked(repo, key) {
+            Ok(e) => e,
+            Err(why) => {
+                eprintln!(
+                    "warning: builds store entry {key} is damaged ({why}): not used, building"
+                );
+                if writable {
+                    self.discard(&dir);
+                }
+                return None;
+            }
+        };
+        // Only the listed files, checked above: nothing else in `files/` is copied.
+        let names: Vec<&str> = entry.files.iter().map(|f| f.name.as_str()).collect();
+        crate::cache::transfer::par_copy(&dir.join("files"), dst, false, &|p| {
+            !names.iter().any(|n| Path::new(n) == p)
+        })
+        .ok()?;
         Some(entry.files)
     }
 
@@ -339,8 +382,18 @@ impl BuildsStore {
         if dst.join("entry.json").is_file() {
             return Ok(());
         }
-        // `<what>.<pid>.<n>`: the name `Cache::open` reads to clean up after dead writers.
-        let tmp = publish::temp_path(&self.root.join("tmp"), &format!("builds-{key}"));
+        // Real directories: a symlink in their place would put the entry outside the
+        // cache root.
+        for d in [
+            self.root.join("builds"),
+            self.root.join("builds").join(repo),
+        ] {
+            crate::cache::untrusted::ensure_real_dir(&d)?;
+        }
+        // A leased path under the cache's `tmp/` (`cache::scratch`): `Cache::open` removes
+        // it only once this writer is gone; dropping the lease removes what is left.
+        let lease = crate::cache::scratch::Scratch::in_root(&self.root, &format!("builds-{key}"))?;
+        let tmp = lease.path();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         fs::create_dir_all(tmp.join("files"))?;
         if !files.is_empty() {
@@ -357,21 +410,26 @@ impl BuildsStore {
         };
         fs::write(tmp.join("entry.json"), serde_json::to_vec_pretty(&entry)?)?;
         // Another job may have published the same key first: its entry stands.
-        publish::publish_dir(&tmp, &dst)?;
+        publish::publish_dir(tmp, &dst)?;
         self.prune(repo);
         Ok(())
     }
 
     fn discard(&self, dir: &Path) {
-        let trash = publish::temp_path(&self.root.join("tmp"), "builds-trash");
-        if fs::rename(dir, &trash).is_ok() {
-            let _ = fsutil::remove_tree(&trash);
-        }
+        let Ok(trash) = crate::cache::scratch::Scratch::in_root(&self.root, "builds-trash") else {
+            return;
+        };
+        // Dropping the lease deletes what was moved there (a symlink as a link).
+        let _ = fs::rename(dir, trash.path());
     }
 
     /// Keep the newest [`KEEP_PER_REPO`] entries of `repo` (by `created_unix`).
     fn prune(&self, repo: &str) {
-        let mut entries: Vec<(u64, PathBuf)> = fs::read_dir(self.root.join("builds").join(repo))
+        let dir = self.root.join("builds").join(repo);
+        if !crate::cache::untrusted::is_real_dir(&dir) {
+            return;
+        }
+        let mut entries: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -946,5 +1004,54 @@ mod tests {
                 .contains("artifact `nope` of repo `r` was not built"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn builds_store_entries_read_back_are_checked_before_any_path_is_built() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("bin"), b"abc").unwrap();
+        let files = hash_files("r", &src, &["bin".into()]).unwrap();
+        let store = BuildsStore::new(&t.path().join("cache"));
+        let outside = t.path().join("outside");
+        fs::write(&outside, b"abc").unwrap();
+        let entry = t.path().join("cache/builds/r/r-k");
+        let json = entry.join("entry.json");
+        let edits: [(&str, &dyn Fn(&mut serde_json::Value)); 4] = [
+            ("a name that climbs out", &|j| {
+                j["files"][0]["name"] = "../../../../outside".into();
+                j["files"][0]["path"] = "r/../../../../outside".into();
+            }),
+            ("another repo", &|j| j["repo"] = "q".into()),
+            ("another key", &|j| j["key"] = "r-other".into()),
+            ("a file listed twice", &|j| {
+                let f = j["files"][0].clone();
+                j["files"].as_array_mut().unwrap().push(f);
+            }),
+        ];
+        for (what, edit) in edits {
+            store.save("r", "r-k", &src, &files).unwrap();
+            let mut j: serde_json::Value =
+                serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+            edit(&mut j);
+            fs::write(&json, j.to_string()).unwrap();
+            let dst = t.path().join("dst");
+            assert!(store.restore("r", "r-k", &dst, true).is_none(), "{what}");
+            assert!(!entry.exists(), "{what}: the damaged entry is kept");
+            assert!(!dst.exists(), "{what}");
+        }
+        // A listed file that is a symlink out of the store, with the right hash.
+        store.save("r", "r-k", &src, &files).unwrap();
+        fs::remove_file(entry.join("files/bin")).unwrap();
+        std::os::unix::fs::symlink(&outside, entry.join("files/bin")).unwrap();
+        assert!(store
+            .restore("r", "r-k", &t.path().join("dst"), false)
+            .is_none());
+        // Names that are not one path component are never looked up.
+        assert!(store
+            .restore("../r", "r-k", &t.path().join("dst"), true)
+            .is_none());
+        assert_eq!(fs::read(&outside).unwrap(), b"abc");
     }
 }

@@ -277,17 +277,59 @@ pub fn append(path: &Path, m: &BuildMetrics) -> Result<()> {
     trim(path, HISTORY_TRIM_BYTES, HISTORY_KEEP)
 }
 
-/// Keep only the last `keep` lines of the history at `path` once it is larger than
-/// `max_bytes` (rewritten to a temporary file, then renamed over it).
+/// Largest history read back, in bytes: trimming keeps it near [`HISTORY_TRIM_BYTES`], so
+/// anything far larger is not ours to load whole.
+const HISTORY_READ_MAX: u64 = 16 * HISTORY_TRIM_BYTES;
+
+/// The history's bytes, read as untrusted input (`cache::untrusted`): never through a
+/// symlink, never blocking on a FIFO, at most [`HISTORY_READ_MAX`] bytes. `Ok(None)`: no
+/// history yet.
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    match crate::cache::untrusted::read_bounded(path, HISTORY_READ_MAX) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read metrics history {}", path.display())),
+    }
+}
+
+/// The lines of the history that parse as runs this xtask reads; the rest (not UTF-8,
+/// not JSON, a newer `schema_version`) are counted as skipped.
+fn parse_lines(bytes: &[u8]) -> (Vec<BuildMetrics>, usize) {
+    let mut runs = Vec::new();
+    let mut skipped = 0;
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<BuildMetrics>(line) {
+            Ok(m) if m.schema_version <= SCHEMA_VERSION => runs.push(m),
+            _ => skipped += 1,
+        }
+    }
+    (runs, skipped)
+}
+
+/// Keep only the last `keep` runs of the history at `path` once it is larger than
+/// `max_bytes` (rewritten to a temporary file, then renamed over it). Lines that are not
+/// runs (garbage, bytes that are not UTF-8) are dropped with it, so one bad line can
+/// never stop the trim; a history that cannot be read at all (a FIFO, far too large)
+/// is replaced by an empty one.
 fn trim(path: &Path, max_bytes: u64, keep: usize) -> Result<()> {
-    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let len = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
     if len <= max_bytes {
         return Ok(());
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read metrics history {}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let kept = lines[lines.len().saturating_sub(keep)..].join("\n") + "\n";
+    let bytes = read_bytes(path).unwrap_or_default().unwrap_or_default();
+    // Keep JSON lines of any schema version (a newer xtask's runs are its to read).
+    let json: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok())
+        .collect();
+    let mut kept = Vec::new();
+    for line in &json[json.len().saturating_sub(keep)..] {
+        kept.extend_from_slice(line);
+        kept.push(b'\n');
+    }
     let tmp = path.with_extension(format!("jsonl.{}", std::process::id()));
     std::fs::write(&tmp, kept).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("replace {}", path.display()))
@@ -295,15 +337,15 @@ fn trim(path: &Path, max_bytes: u64, keep: usize) -> Result<()> {
 
 fn append_line(path: &Path, m: &BuildMetrics) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("create the metrics history dir {}", dir.display()))?;
+        // A real directory: a symlink in its place would make the append land outside
+        // the cache root.
+        crate::cache::untrusted::ensure_real_dir(dir)
+            .with_context(|| format!("create {}", dir.display()))?;
     }
     let mut line = serde_json::to_string(m)?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    // Never through a symlink, never blocking on a FIFO put in the history's place.
+    let mut f = crate::cache::untrusted::open_append(path)
         .with_context(|| format!("open metrics history {}", path.display()))?;
     f.write_all(line.as_bytes())
         .with_context(|| format!("append to metrics history {}", path.display()))
@@ -314,22 +356,10 @@ fn append_line(path: &Path, m: &BuildMetrics) -> Result<()> {
 ///
 /// Errors: the file cannot be read (a missing file is an empty history).
 pub fn read_history(path: &Path) -> Result<(Vec<BuildMetrics>, usize)> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => {
-            return Err(e).with_context(|| format!("read metrics history {}", path.display()))
-        }
+    let Some(bytes) = read_bytes(path)? else {
+        return Ok((Vec::new(), 0));
     };
-    let mut runs = Vec::new();
-    let mut skipped = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<BuildMetrics>(line) {
-            Ok(m) if m.schema_version <= SCHEMA_VERSION => runs.push(m),
-            _ => skipped += 1,
-        }
-    }
-    Ok((runs, skipped))
+    Ok(parse_lines(&bytes))
 }
 
 /// What `ci` records before it starts, for [`Probe::finish`].
@@ -352,10 +382,6 @@ impl Probe {
 
     /// Build the metrics of the finished run, write `<run dir>/build-metrics.json` and
     /// append them to the history; print where (or a warning: metrics never fail a run).
-    ///
-    /// A run whose cache is read-only (an untrusted event, `--no-save`) appends nothing:
-    /// it writes nothing under the cache root, and an untrusted run's numbers are not
-    /// the chain's (issue 13).
     pub fn finish(self, summary: &RunSummary, cache: &crate::cache::Cache, run_dir: &Path) {
         let env = crate::support::env::process_env;
         let entries = cache.entries();
@@ -372,23 +398,20 @@ impl Probe {
         };
         let m = BuildMetrics::from_summary(summary, &extra);
         let file = run_dir.join("build-metrics.json");
-        let history = (!cache.is_read_only()).then(|| history_path(&self.cache_root));
+        let history = history_path(&self.cache_root);
         let res = serde_json::to_vec_pretty(&m)
             .map_err(anyhow::Error::from)
             .and_then(|json| {
-                std::fs::write(&file, json)
-                    .with_context(|| format!("write the run's metrics {}", file.display()))
+                std::fs::write(&file, json).with_context(|| format!("write {}", file.display()))
             })
-            .and_then(|()| history.as_deref().map_or(Ok(()), |h| append(h, &m)));
-        match (res, history) {
-            (Ok(()), Some(h)) => println!("metrics: {} (history: {})", file.display(), h.display()),
-            (Ok(()), None) => println!(
-                "metrics: {} (not added to the history: this run may not write the cache)",
-                file.display()
+            .and_then(|()| append(&history, &m));
+        match res {
+            Ok(()) => println!(
+                "metrics: {} (history: {})",
+                file.display(),
+                history.display()
             ),
-            (Err(e), _) => {
-                eprintln!("warning: metrics not recorded ({e:#}); the build result stands")
-            }
+            Err(e) => eprintln!("warning: metrics not recorded ({e:#}); the build result stands"),
         }
     }
 }
@@ -539,5 +562,47 @@ pub(crate) mod tests {
             .unwrap();
         let (runs, skipped) = read_history(&path).unwrap();
         assert_eq!((runs.len(), skipped), (3, 2));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_the_history_still_trims() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = history_path(dir.path());
+        append(&path, &sample("r1")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"\xff\xfe{\"run_id\": 1}\n")
+            .unwrap();
+        append(&path, &sample("r2")).unwrap();
+        let (runs, skipped) = read_history(&path).unwrap();
+        assert_eq!((runs.len(), skipped), (2, 1));
+        // Trimming reads past the bad line, keeps the last runs and drops the garbage.
+        trim(&path, 0, 1).unwrap();
+        let (runs, skipped) = read_history(&path).unwrap();
+        assert_eq!((runs.len(), skipped), (1, 0));
+        assert_eq!(runs[0].run_id, "r2");
+    }
+
+    #[test]
+    fn a_fifo_or_symlink_in_the_history_place_never_blocks_or_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = history_path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(
+            read_history(&path).is_err(),
+            "a FIFO is an error, not a hang"
+        );
+        append(&path, &sample("r1")).unwrap();
+        assert_eq!(read_history(&path).unwrap().0.len(), 1);
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "mine").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        append(&path, &sample("r2")).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"mine");
     }
 }

@@ -3,6 +3,7 @@ mod cache;
 mod chain;
 mod debugging;
 mod gha;
+mod hostile;
 mod layers;
 mod lifecycle;
 mod matrix;

@@ -12,10 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use super::{read_entry_meta, Put, Storage, Transfer};
+use super::{read_entry_meta, Damaged, Put, Storage, Transfer};
 use crate::cache::lock::EntryLock;
+use crate::cache::scratch::Scratch;
 use crate::cache::{transfer, Cache, CacheKey, Save};
 use crate::support::fs as fsutil;
 
@@ -45,10 +46,13 @@ impl LocalStorage {
         &self.cache
     }
 
-    /// A fresh path under the cache root's `tmp/` (not created) for an entry dir that
-    /// [`LocalStorage::import`] will take: same filesystem, so the import is one rename,
-    /// and removed by the next `Cache::open` if this process dies first.
-    pub fn staging_dir(&self, key: &CacheKey) -> PathBuf {
+    /// A fresh leased path under the cache root's `tmp/` (not created) for an entry dir
+    /// that [`LocalStorage::import`] will take: same filesystem, so the import is one
+    /// rename. Removed when the lease is dropped, or by the next `Cache::open` if this
+    /// process dies first.
+    ///
+    /// Errors: the lease cannot be created.
+    pub fn staging_dir(&self, key: &CacheKey) -> Result<Scratch> {
         self.cache
             .scratch_dir(&format!("remote-{}-{}", key.stage, key.key))
     }
@@ -103,10 +107,10 @@ impl Storage for LocalStorage {
             }
             let stats =
                 transfer::par_copy(&dir.join("data"), &into.join("data"), false, &|_| false)?;
-            let (_, m, _) = read_entry_meta(into)?;
+            let (_, m, _) = read_entry_meta(into).map_err(|e| Damaged(format!("{e:#}")))?;
             let damage = m.check_content(&into.join("data"))?;
             if !damage.is_empty() {
-                bail!("entry is damaged: {}", damage.join("; "));
+                return Err(Damaged(damage.join("; ")).into());
             }
             Ok(Transfer {
                 wire_bytes: stats.bytes,
@@ -124,6 +128,11 @@ impl Storage for LocalStorage {
         }
     }
 
+    /// Discard the local entry (a job holding it keeps it: `Ok(false)`).
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        Ok(self.cache.remove(key.stage.as_str(), &key.key))
+    }
+
     fn put(&self, key: &CacheKey, entry: &Path) -> Result<Put> {
         if self.cache.is_read_only() {
             return Ok(Put::ReadOnly);
@@ -132,9 +141,11 @@ impl Storage for LocalStorage {
             return Ok(Put::Exists);
         }
         let start = Instant::now();
-        let scratch = self.cache.scratch_dir("put");
-        let copied = (|| -> Result<fsutil::CopyStats> {
-            std::fs::create_dir_all(&scratch)?;
+        let lease = self.cache.scratch_dir("put")?;
+        let scratch = lease.path();
+        // Dropping the lease on an error removes what was copied.
+        let stats = (|| -> Result<fsutil::CopyStats> {
+            std::fs::create_dir_all(scratch)?;
             for f in ["entry.json", "manifest.tsv"] {
                 std::fs::copy(entry.join(f), scratch.join(f))
                     .with_context(|| format!("copy {f}"))?;
@@ -142,15 +153,8 @@ impl Storage for LocalStorage {
             transfer::par_copy(&entry.join("data"), &scratch.join("data"), false, &|_| {
                 false
             })
-        })();
-        let stats = match copied {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = fsutil::remove_tree(&scratch);
-                return Err(e);
-            }
-        };
-        match self.cache.import(key, &scratch)? {
+        })()?;
+        match self.cache.import(key, scratch)? {
             Save::Exists => Ok(Put::Exists),
             Save::Skipped => Ok(Put::ReadOnly),
             _ => Ok(Put::Stored(Transfer {

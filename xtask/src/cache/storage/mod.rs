@@ -78,6 +78,23 @@ impl Transfer {
     }
 }
 
+/// An answer of a store that failed its checks: the object is there, and it is damaged
+/// (a marker that does not parse or names another key, a manifest that does not match
+/// the entry's content hash, an archive of another size than its marker says, a tree
+/// that does not match its manifest). Callers branch on it: a damaged entry is skipped
+/// and quarantined ([`Storage::quarantine`]), while the store stays in use; any other
+/// error means the store could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("damaged entry: {0}")]
+pub struct Damaged(pub String);
+
+impl Damaged {
+    /// Whether `e` (or one of its causes) is a [`Damaged`].
+    pub fn is_in(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<Damaged>())
+    }
+}
+
 /// The outcome of [`Storage::put`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "status")]
@@ -150,6 +167,17 @@ pub trait Storage: Send + Sync {
     /// damaged); `into` has been removed, so nothing damaged is left behind.
     fn get(&self, key: &CacheKey, into: &Path) -> Result<Option<Transfer>>;
 
+    /// Take the entry stored under `key` out of use after a `get` found it [`Damaged`]:
+    /// a reader no longer finds it, and the next `put` of the key stores a fresh one (for
+    /// S3, the marker is moved under `quarantine/` for inspection). `Ok(true)`: done;
+    /// `Ok(false)`: this store does not write (read-only), nothing changed.
+    ///
+    /// Errors: the store could not do it.
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        let _ = key;
+        Ok(false)
+    }
+
     /// Store the complete entry dir `entry` under `key`. `entry` is only read.
     ///
     /// `Ok(Put::Stored)`: stored and visible. `Ok(Put::Exists)`: another writer stored
@@ -183,6 +211,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn put(&self, key: &CacheKey, entry: &Path) -> Result<Put> {
         (**self).put(key, entry)
     }
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        (**self).quarantine(key)
+    }
 }
 
 /// Read and check an entry dir's `entry.json` and `manifest.tsv`: the manifest's sha256
@@ -190,10 +221,12 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 ///
 /// Errors: a file is missing or unparsable, or the hashes differ.
 pub fn read_entry_meta(dir: &Path) -> Result<(EntryInfo, Manifest, String)> {
+    use crate::cache::untrusted::read_meta;
     let info: EntryInfo =
-        serde_json::from_slice(&std::fs::read(dir.join("entry.json")).context("read entry.json")?)
+        serde_json::from_str(&read_meta(&dir.join("entry.json")).context("read entry.json")?)
             .context("parse entry.json")?;
-    let tsv = std::fs::read_to_string(dir.join("manifest.tsv")).context("read manifest.tsv")?;
+    info.check().context("check entry.json")?;
+    let tsv = read_meta(&dir.join("manifest.tsv")).context("read manifest.tsv")?;
     if fsutil::sha256_hex(&tsv) != info.content_hash {
         bail!("manifest.tsv does not match the entry's content hash");
     }

@@ -36,12 +36,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
 
 use super::archive::{self, ChanReader, ChanWriter, PIPE_CHUNK};
-use super::{read_entry_meta, Put, Storage, Transfer};
+use super::{read_entry_meta, Damaged, Put, Storage, Transfer};
 use crate::cache::integrity::Manifest;
 use crate::cache::settings::RemoteConfig;
 use crate::cache::{CacheKey, EntryInfo};
@@ -213,20 +213,58 @@ impl S3Storage {
         format!("{}/{}/", key.stage.as_str(), key.key)
     }
 
+    /// The marker of `key`: `Ok(None)` when there is none. A marker that does not
+    /// parse, is out of range ([`EntryInfo::check`]), is of another format, names
+    /// another stage or key, or names a writer that is not one directory name, is
+    /// [`Damaged`].
     fn read_marker(&self, key: &CacheKey) -> Result<Option<RemoteEntry>> {
         let path = format!("{}entry.json", S3Storage::base(key));
-        match self.call(async { self.op.read(&path).await }) {
-            Ok(buf) => {
-                let m: RemoteEntry = serde_json::from_slice(&buf.to_vec())
-                    .with_context(|| format!("parse remote {path}"))?;
-                if m.schema_version != REMOTE_SCHEMA || m.info.key != key.key {
-                    bail!("remote {path} is of another format or key");
-                }
-                Ok(Some(m))
-            }
-            Err(f) if f.kind() == Some(ErrorKind::NotFound) => Ok(None),
-            Err(f) => Err(self.err(&format!("read {path}"), f)),
+        let buf = match self.call(async { self.op.read(&path).await }) {
+            Ok(buf) => buf.to_vec(),
+            Err(f) if f.kind() == Some(ErrorKind::NotFound) => return Ok(None),
+            Err(f) => return Err(self.err(&format!("read {path}"), f)),
+        };
+        let damaged = |why: String| anyhow::Error::new(Damaged(format!("remote {path}: {why}")));
+        let m: RemoteEntry = serde_json::from_slice(&buf).map_err(|e| damaged(e.to_string()))?;
+        m.info.check().map_err(|e| damaged(format!("{e:#}")))?;
+        if m.schema_version != REMOTE_SCHEMA || m.info.key != key.key || m.info.stage != key.stage {
+            return Err(damaged("of another format or key".into()));
         }
+        if !crate::cache::untrusted::is_safe_name(&m.writer)
+            || m.archive_bytes > crate::cache::untrusted::MAX_COUNT
+        {
+            return Err(damaged("its writer or archive size is out of range".into()));
+        }
+        Ok(Some(m))
+    }
+
+    /// The manifest of `marker`'s entry: it must be UTF-8, match the entry's content hash
+    /// and parse ([`Damaged`] otherwise), and the archive must be as long as the marker
+    /// says (a shorter one is damaged, not a network fault).
+    fn read_manifest(&self, base: &str, marker: &RemoteEntry) -> Result<(String, Manifest)> {
+        let mpath = format!("{base}manifest.tsv");
+        let tsv = self
+            .call(async { self.op.read(&mpath).await })
+            .map_err(|f| self.err(&format!("read {mpath}"), f))?
+            .to_vec();
+        let damaged = |why: String| anyhow::Error::new(Damaged(format!("remote {mpath}: {why}")));
+        let tsv = String::from_utf8(tsv).map_err(|_| damaged("not UTF-8".into()))?;
+        if fsutil::sha256_hex(&tsv) != marker.info.content_hash {
+            return Err(damaged("does not match the entry's content hash".into()));
+        }
+        let m = Manifest::from_tsv(&tsv).map_err(|e| damaged(format!("{e:#}")))?;
+        let apath = format!("{base}data.tar.zst");
+        let size = self
+            .call(async { self.op.stat(&apath).await })
+            .map_err(|f| self.err(&format!("stat {apath}"), f))?
+            .content_length();
+        if size != marker.archive_bytes {
+            return Err(anyhow::Error::new(Damaged(format!(
+                "remote {apath}: {size} bytes, its entry says {}",
+                marker.archive_bytes
+            ))));
+        }
+        Ok((tsv, m))
     }
 
     /// Stream the files of `data` listed in `m` as tar + zstd into a multipart upload at
@@ -327,7 +365,9 @@ impl S3Storage {
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the archive reader panicked")));
         fetched.map_err(|f| self.err(&format!("download {path}"), f))?;
-        unpacked.with_context(|| format!("unpack {path}"))
+        // Every byte arrived (its size was checked against the marker): an archive that
+        // does not unpack is damaged, not a network fault.
+        unpacked.map_err(|e| anyhow::Error::new(Damaged(format!("unpack {path}: {e:#}"))))
     }
 
     fn delete_quietly(&self, paths: &[String]) {
@@ -379,26 +419,17 @@ impl Storage for S3Storage {
         };
         let base = format!("{}{}/", S3Storage::base(key), marker.writer);
         let r = (|| -> Result<Transfer> {
-            let mpath = format!("{base}manifest.tsv");
-            let tsv = self
-                .call(async { self.op.read(&mpath).await })
-                .map_err(|f| self.err(&format!("read {mpath}"), f))?
-                .to_vec();
-            let tsv = String::from_utf8(tsv).context("manifest.tsv is not UTF-8")?;
-            if fsutil::sha256_hex(&tsv) != marker.info.content_hash {
-                bail!("the remote manifest does not match the entry's content hash");
-            }
-            let m = Manifest::from_tsv(&tsv)?;
+            let (tsv, m) = self.read_manifest(&base, &marker)?;
             let data = into.join("data");
             std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
             self.download_archive(&format!("{base}data.tar.zst"), marker.archive_bytes, &data)?;
             archive::set_mtimes(&data, &m)?;
             let damage = m.check_content(&data)?;
             if !damage.is_empty() {
-                bail!(
+                return Err(anyhow::Error::new(Damaged(format!(
                     "the downloaded entry does not match its manifest: {}",
                     damage.join("; ")
-                );
+                ))));
             }
             std::fs::write(into.join("manifest.tsv"), &tsv)?;
             std::fs::write(
@@ -419,6 +450,24 @@ impl Storage for S3Storage {
                 Err(e.context(format!("fetch {} entry {}", key.stage, key.key)))
             }
         }
+    }
+
+    /// Move the marker of `key` to `quarantine/<stage>/<key>/<writer id>.json` (the
+    /// objects it names stay, for inspection), so readers miss and the next `put`
+    /// stores a fresh entry.
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        let path = format!("{}entry.json", S3Storage::base(key));
+        let body = match self.call(async { self.op.read(&path).await }) {
+            Ok(b) => b.to_vec(),
+            Err(f) if f.kind() == Some(ErrorKind::NotFound) => return Ok(true),
+            Err(f) => return Err(self.err(&format!("read {path}"), f)),
+        };
+        let q = format!("quarantine/{}/{}/{}.json", key.stage, key.key, writer_id());
+        self.call(async { self.op.write(&q, body).await })
+            .map_err(|f| self.err(&format!("write {q}"), f))?;
+        self.call(async { self.op.delete(&path).await })
+            .map_err(|f| self.err(&format!("delete {path}"), f))?;
+        Ok(true)
     }
 
     fn put(&self, key: &CacheKey, entry: &Path) -> Result<Put> {

@@ -41,12 +41,23 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Result};
 
-use super::{LocalStorage, Put, ReadOnly, Storage, Transfer};
+use super::{Damaged, LocalStorage, Put, ReadOnly, Storage, Transfer};
 use crate::cache::cargo_home::{self, skip_git_path, LockedPackages};
 use crate::cache::report::StageReport;
+use crate::cache::scratch::Scratch;
 use crate::cache::settings::{RemoteConfig, RemoteSettings};
 use crate::cache::{transfer, Cache, CacheKey, Restore, Save, Strategy};
 use crate::support::fs as fsutil;
+
+/// What keeps a download dir alive until the stage is done with it (dropping it removes
+/// what is left there).
+#[allow(dead_code)] // held for its `Drop`
+enum Download {
+    /// Under the writable cache's `tmp/`, leased (`scratch.rs`).
+    Leased(Scratch),
+    /// Beside the destination (a read-only cache writes nothing under its root).
+    Beside(tempfile::TempDir),
+}
 
 /// Console lines a stage method produced, in order (remote transfers, evictions, remote
 /// warnings), for the caller to print. Warnings are also in the stage's report.
@@ -362,6 +373,13 @@ impl Tiered {
                 self.cache().log_remote(key, "remote-miss", 0, 0, 0.0);
                 None
             }
+            Err(e) if Damaged::is_in(&e) => {
+                rep.remote_mut().restore = "error".into();
+                self.cache().log_remote(key, "remote-damaged", 0, 0, 0.0);
+                let w = self.quarantine(remote, key, &e);
+                warn(rep, lines, w);
+                None
+            }
             Err(e) => {
                 rep.remote_mut().restore = "error".into();
                 self.cache().log_remote(key, "remote-error", 0, 0, 0.0);
@@ -376,23 +394,44 @@ impl Tiered {
         }
     }
 
+    /// A remote entry that failed its checks (`e`, [`Damaged`]): the remote stays on for
+    /// the run (one bad object is not an outage); a run that may write takes the entry
+    /// out of use, so this run's save uploads a fresh one and the key works again.
+    /// Returns the warning.
+    fn quarantine(&self, remote: &Remote, key: &CacheKey, e: &anyhow::Error) -> String {
+        let why = remote.storage.redact(&format!("{e:#}"));
+        let fate = if self.local.is_read_only() {
+            "skipped (a read-only run leaves it for a trusted run to replace)".to_owned()
+        } else {
+            match remote.storage.quarantine(key) {
+                Ok(true) => "skipped and quarantined; this run's save replaces it".to_owned(),
+                Ok(false) => "skipped (the remote is read-only)".to_owned(),
+                Err(q) => format!(
+                    "skipped; quarantining it failed: {}",
+                    remote.storage.redact(&format!("{q:#}"))
+                ),
+            }
+        };
+        format!(
+            "remote cache entry {} {} is damaged, {fate}: {why}",
+            key.stage, key.key
+        )
+    }
+
     /// Where a download goes: a writable cache's own `tmp/` (one rename to import it,
     /// removed by the next `Cache::open` if we die), else (a read-only cache must not
     /// write under its root) a temporary dir beside `dst`, removed with the guard.
-    fn download_dir(
-        &self,
-        key: &CacheKey,
-        dst: &Path,
-    ) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    fn download_dir(&self, key: &CacheKey, dst: &Path) -> Result<(PathBuf, Download)> {
         if !self.local.is_read_only() {
-            return Ok((self.local.staging_dir(key), None));
+            let lease = self.local.staging_dir(key)?;
+            return Ok((lease.path().to_path_buf(), Download::Leased(lease)));
         }
         let parent = dst.parent().unwrap_or(Path::new("."));
         let _ = std::fs::create_dir_all(parent);
         let t = tempfile::Builder::new()
             .prefix(".bllvm-remote-")
             .tempdir_in(parent)?;
-        Ok((t.path().join("entry"), Some(t)))
+        Ok((t.path().join("entry"), Download::Beside(t)))
     }
 
     /// A remote hit of `key`, fetched into `into`: record it, then import it into the

@@ -142,7 +142,7 @@ fn check_retention(cache: &Cache, root: &Path, keys: usize, out: &mut Outcome) -
     let mut by_use: Vec<(u64, String)> = cache
         .list()
         .into_iter()
-        .map(|l| (l.usage.last_used_unix, l.info.key))
+        .map(|l| (l.usage.last_used_unix, l.info.key.into()))
         .collect();
     by_use.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let mut want: Vec<String> = by_use.into_iter().take(limit).map(|(_, k)| k).collect();
@@ -151,7 +151,11 @@ fn check_retention(cache: &Cache, root: &Path, keys: usize, out: &mut Outcome) -
         ..roomy(keys)
     });
     tight.apply_retention(false);
-    let mut kept: Vec<String> = tight.list().into_iter().map(|l| l.info.key).collect();
+    let mut kept: Vec<String> = tight
+        .list()
+        .into_iter()
+        .map(|l| l.info.key.into())
+        .collect();
     want.sort();
     kept.sort();
     if kept != want {

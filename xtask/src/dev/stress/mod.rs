@@ -30,6 +30,10 @@
 //!   guard allows (a clear warning, nothing written), past the real free space with the
 //!   guard off (a real ENOSPC mid-copy), and past the inode limit. Each time nothing may
 //!   be listed, `tmp/` must be empty and the cache must work once space is back.
+//! - `hostile`: the cache root's metadata corrupted at random (`hostile.rs`: keys and
+//!   paths that climb out of the root, numbers out of range, garbage, FIFOs and symlinks
+//!   in place of metadata files, lock files, temp dirs and directories); no panic, no
+//!   hang, nothing outside the root changed, and the next save of the key works.
 //!
 //! One submodule per scenario; this module holds what they share (the trees, the keys,
 //! the checks every scenario makes afterwards) and [`Outcome`], what each reports.
@@ -43,6 +47,7 @@ mod corruption;
 mod crash;
 mod full_disk;
 mod proc;
+mod hostile;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -78,17 +83,20 @@ pub enum Scenario {
     Signals,
     /// Two `ci` runs started together on one checkout.
     SharedCheckout,
+    /// The cache root's metadata corrupted at random, then used.
+    Hostile,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Concurrency,
         Scenario::Crash,
         Scenario::Corruption,
         Scenario::FullDisk,
         Scenario::Signals,
         Scenario::SharedCheckout,
+        Scenario::Hostile,
     ];
 }
 
@@ -102,6 +110,7 @@ pub fn run(s: Scenario, o: &Options) -> Outcome {
         Scenario::FullDisk => full_disk::run(o),
         Scenario::Signals => proc::signals(&o.dir, o.signal_rounds, o.seed),
         Scenario::SharedCheckout => proc::shared_checkout(&o.dir, o.shared_rounds),
+        Scenario::Hostile => hostile::run(o),
     }
 }
 
@@ -175,6 +184,8 @@ pub struct Options {
     pub signal_rounds: usize,
     /// Rounds of two runs on one checkout (`shared-checkout`).
     pub shared_rounds: usize,
+    /// Rounds of random corruption (`hostile`).
+    pub hostile: usize,
     /// Seed of every random choice.
     pub seed: u64,
 }

@@ -117,6 +117,10 @@ impl<S: Storage> Storage for Counting<S> {
         }
         self.inner.put(key, entry)
     }
+    fn quarantine(&self, key: &CacheKey) -> Result<bool> {
+        self.log.push("quarantine");
+        self.inner.quarantine(key)
+    }
 }
 
 /// A remote that answers every transfer with an error naming a credential (as an HTTP
@@ -384,4 +388,68 @@ fn without_the_backend_a_configured_remote_is_one_warning_saying_how_to_build_it
         assert_eq!(got.as_deref(), Some(line.as_str()));
         assert!(store.remote.is_none());
     }
+}
+
+#[test]
+fn a_damaged_remote_entry_is_quarantined_and_the_remote_stays_on() {
+    let t = tempfile::tempdir().unwrap();
+    let (local, remote) = (cache_at(&t.path().join("a")), cache_at(&t.path().join("b")));
+    let bad = key("bad-0123456789abcdef-0123456789abcdef");
+    let good = key("good-0123456789abcdef-0123456789abcdef");
+    with_entry(&remote, &t.path().join("s1"), &bad, "tampered");
+    with_entry(&remote, &t.path().join("s2"), &good, "whole");
+    // Same size, same mtime, other bytes: only the content check of a download sees it.
+    let f = remote.entry_dir(&bad).join("data/debug/deps/libx.rlib");
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    std::fs::write(&f, "TAMPERED").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let log = Log::default();
+    let store = Tiered::new(
+        LocalStorage::new(local.clone()),
+        Box::new(Counting::new(LocalStorage::new(remote.clone()), &log)),
+    );
+    let (rep, lines) = store.restore_stage(&bad, &t.path().join("t1"), false, true);
+    assert_eq!(rep.restore, Restore::Miss);
+    assert_eq!(rep.remote.as_ref().unwrap().restore, "error");
+    let w = rep.warning.clone().unwrap_or_default();
+    assert!(w.contains("damaged") && w.contains("quarantined"), "{w}");
+    assert!(lines.iter().any(|l| l.contains("quarantined")), "{lines:?}");
+    assert!(!remote.contains(&bad), "the damaged entry is still served");
+    assert!(!local.contains(&bad), "nothing damaged lands locally");
+    // The remote is still on: the next stage's key is fetched from it.
+    let (rep, _) = store.restore_stage(&good, &t.path().join("t2"), false, true);
+    assert!(matches!(rep.restore, Restore::Hit { .. }), "{rep:?}");
+    assert_eq!(rep.remote.as_ref().unwrap().restore, "hit");
+    assert_eq!(log.calls(), ["probe", "get", "quarantine", "get"]);
+    // The build's save uploads a fresh entry under the key.
+    let mut rep = crate::cache::report::StageReport::new(&bad);
+    tree(&t.path().join("t1"), "rebuilt");
+    store.save_stage(&bad, &t.path().join("t1"), &|_| false, true, &mut rep);
+    store.finish(&mut [&mut rep]);
+    assert_eq!(rep.remote.as_ref().unwrap().upload, "uploaded", "{rep:?}");
+    assert!(remote.contains(&bad));
+
+    // A read-only run reports it and changes nothing on the remote.
+    let f = remote.entry_dir(&good).join("data/debug/deps/libx.rlib");
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    std::fs::write(&f, "WHOLE").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let ro = Tiered::new(
+        LocalStorage::new(cache_at(&t.path().join("c"))),
+        Box::new(LocalStorage::new(remote.clone())),
+    )
+    .into_read_only();
+    let (rep, _) = ro.restore_stage(&good, &t.path().join("t3"), false, true);
+    assert!(rep.warning.unwrap_or_default().contains("read-only"));
+    assert!(remote.contains(&good));
 }
