@@ -666,5 +666,7 @@ fn record_upload(
     }
 }
 
+mod trees;
+
 #[cfg(test)]
 mod tests;
