@@ -346,6 +346,18 @@ pub enum CacheCmd {
         #[arg(long)]
         repo: String,
     },
+    /// The actions/cache key of the cache root (runner kind `hosted`): writes `key`, `restore-keys` and `path` to $GITHUB_OUTPUT and prints them. Run it after `cargo xtask checkout`.
+    ActionsKey {
+        /// Manifest, checkout root, selected repos (`--only`: the key's selection) and variant, as given to `ci`.
+        #[command(flatten)]
+        common: Common,
+        /// Toolchain for every repo, as given to `ci --toolchain` (part of the key).
+        #[arg(long)]
+        toolchain: Option<String>,
+        /// Cache root (default as for `ci`): the `path` output.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Build each selected repo's dependencies (its compiling steps: clippy, build, test --no-run, doc) and save the target entries, pruned to dependency artifacts.
     Warm {
         /// Plan flags.
