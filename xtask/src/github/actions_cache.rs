@@ -238,9 +238,12 @@ fn repo_inputs(
 }
 
 /// The `$GITHUB_OUTPUT` text for `k`: `key=…`, then `restore-keys` and `path` in the
-/// multi-line syntax (`name<<DELIMITER`, one value per line, `DELIMITER`). `path` is the
-/// cache root and, as an exclusion, its `tmp/` (what a run was still deleting is never
-/// worth saving). The delimiter is derived from the values (a hash of them), so no value
+/// multi-line syntax (`name<<DELIMITER`, one value per line, `DELIMITER`). `path` is what
+/// to save: everything in the cache root but its `tmp/` (what a run was still deleting
+/// is never worth saving, and its leftovers are named by pids that mean nothing on the
+/// next runner), as `<root>/*` and `!<root>/tmp`: `actions/cache` ignores an exclusion
+/// below a directory it includes whole (actions/toolkit#713), so both patterns are of
+/// one level. The delimiter is derived from the values (a hash of them), so no value
 /// line can be the delimiter and end the block early.
 ///
 /// Errors: the cache root's path holds a newline or is not UTF-8 (it could not be one
@@ -257,7 +260,7 @@ pub fn output_text(k: &ActionsKey, cache_root: &Path) -> Result<String> {
         &sha256_hex(format!("{}\n{}\n{root}", k.key, k.restore_keys.join("\n")))[..32]
     );
     Ok(format!(
-        "key={}\nrestore-keys<<{delimiter}\n{}\n{delimiter}\npath<<{delimiter}\n{root}\n!{root}/tmp\n{delimiter}\n",
+        "key={}\nrestore-keys<<{delimiter}\n{}\n{delimiter}\npath<<{delimiter}\n{root}/*\n!{root}/tmp\n{delimiter}\n",
         k.key,
         k.restore_keys.join("\n"),
     ))
@@ -384,7 +387,7 @@ mod tests {
         assert_eq!(lines[3], k.restore_keys[1]);
         assert_eq!(lines[4], delim);
         assert_eq!(lines[5], format!("path<<{delim}"));
-        assert_eq!(lines[6], "/home/runner/.cache/bllvm-ci");
+        assert_eq!(lines[6], "/home/runner/.cache/bllvm-ci/*");
         assert_eq!(lines[7], "!/home/runner/.cache/bllvm-ci/tmp");
         assert_eq!(lines[8], delim);
         assert!(!text.contains(&format!("{delim}{delim}")));

@@ -6,6 +6,7 @@ mod gha;
 mod layers;
 mod lifecycle;
 mod matrix;
+mod persistence;
 mod release;
 mod reliability;
 mod reliability_input;
