@@ -460,6 +460,18 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+    /// First and second runner on the sample chain per runner kind (self-hosted, hosted through actions/cache's tar + zstd, remote through the configured bucket): wall time, crates compiled, repos cached.
+    Runners {
+        /// Scratch dir (default: target/bllvm-ci/bench-runners); removed first and at the end.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only this runner kind (repeatable; default: every kind, remote only when a remote is configured).
+        #[arg(long = "kind", value_enum, value_name = "KIND")]
+        kinds: Vec<RunnerKindArg>,
+        /// Write the figures into this Markdown file (replacing its `<!-- bench:runners -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// Remote cache save and restore throughput (the remote from `[cache.remote]` and the environment) next to the local engine's.
     Remote {
         /// Scratch dir (default: target/bllvm-ci/bench-remote).
@@ -478,6 +490,18 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+}
+
+/// `bench runners --kind` values.
+#[cfg(feature = "dev")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerKindArg {
+    /// GitHub-hosted: the cache root through actions/cache.
+    Hosted,
+    /// Self-hosted: the cache root on the runner's persistent disk.
+    SelfHosted,
+    /// A fleet sharing an S3-compatible bucket.
+    Remote,
 }
 
 /// `cargo xtask explain`.
