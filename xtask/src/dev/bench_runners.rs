@@ -325,7 +325,7 @@ fn registry_crates(chain: &Path) -> BTreeSet<String> {
 fn count(run_dir: &Path, registry: &BTreeSet<String>) -> Result<Measure> {
     let mut m = Measure::default();
     for e in walkdir::WalkDir::new(run_dir).into_iter().flatten() {
-        if e.path().extension().map_or(true, |x| x != "log") {
+        if e.path().extension().is_none_or(|x| x != "log") {
             continue;
         }
         for line in fs::read_to_string(e.path()).unwrap_or_default().lines() {

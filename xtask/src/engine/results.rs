@@ -87,6 +87,10 @@ pub struct Record {
     pub steps: Vec<RecordedStep>,
 }
 
+/// What a run asked the remote for, by `(repo, fingerprint)`: the record, or `None` for a
+/// miss.
+type Fetched = HashMap<(String, String), Option<Record>>;
+
 /// The result store of a cache root, and of the remote behind it when made with
 /// [`Results::shared`]. Clones share what was fetched and the warnings.
 #[derive(Debug, Clone)]
@@ -96,7 +100,7 @@ pub struct Results {
     shared: Option<Tiered>,
     /// Remote lookups of this run by `(repo, fingerprint)`: the record a read-only cache
     /// could not keep on disk, or `None` for a miss (asked once per run).
-    fetched: Arc<Mutex<HashMap<(String, String), Option<Record>>>>,
+    fetched: Arc<Mutex<Fetched>>,
     warnings: Arc<Mutex<Vec<String>>>,
 }
 

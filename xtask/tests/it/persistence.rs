@@ -518,6 +518,28 @@ fn hosted_the_second_runner_caches_every_unchanged_repo_from_the_restored_cache_
         service.restore(&kc.key, &kc.restore_keys).as_deref(),
         Some(kb.key.as_str())
     );
+    // A restored root is input like any other: a record that claims another repo's
+    // success is ignored with a warning, and the repo runs.
+    let leaf_results = c.cache_root().join("results").join(LEAF);
+    let mut planted = 0;
+    for e in fs::read_dir(&leaf_results).unwrap().flatten() {
+        let rec = e.path().join("record.json");
+        if rec.is_file() {
+            let text = fs::read_to_string(&rec).unwrap();
+            fs::write(&rec, text.replace(LEAF, "bllvm-node")).unwrap();
+            planted += 1;
+        }
+    }
+    assert!(planted > 0, "no record of {LEAF} in the restored root");
+    let (out_c, _) = c.ci(0, &[], true);
+    assert!(
+        out_c.contains(&format!("warning: result record of {LEAF}")) && out_c.contains("ignored"),
+        "{out_c}"
+    );
+    for (name, status) in statuses(&c.run_dir(0)) {
+        let want = if name == LEAF { "ok" } else { "cached" };
+        assert_eq!(status, want, "{name}");
+    }
     eprintln!(
         "hosted: runner A {secs_a:.1}s, {compiled_a} crates compiled; runner B {secs_b:.1}s, {compiled_b} compiled, all cached; B after a leaf change {secs_b2:.1}s, {compiled_b2} compiled; archive {} bytes",
         fs::metadata(service.archive(&ka.key)).unwrap().len()

@@ -77,7 +77,8 @@ fn plant(root: &Path, f: &Fingerprint, bytes: &[u8]) -> PathBuf {
 fn damaged_and_hostile_records_are_ignored_with_a_warning() {
     let f = fp("a");
     let good = record("solo", &f, "ok");
-    let edits: Vec<(&str, Box<dyn Fn(&mut Record)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Record)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("another repo", Box::new(|r| r.repo = "other".into())),
         (
             "another fingerprint",
