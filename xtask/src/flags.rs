@@ -348,6 +348,18 @@ pub enum CacheCmd {
         #[arg(long)]
         repo: String,
     },
+    /// The actions/cache key of the cache root (runner kind `hosted`): writes `key`, `restore-keys` and `path` to $GITHUB_OUTPUT and prints them. Run it after `cargo xtask checkout`.
+    ActionsKey {
+        /// Manifest, checkout root, selected repos (`--only`: the key's selection) and variant, as given to `ci`.
+        #[command(flatten)]
+        common: Common,
+        /// Toolchain for every repo, as given to `ci --toolchain` (part of the key).
+        #[arg(long)]
+        toolchain: Option<String>,
+        /// Cache root (default as for `ci`): the `path` output.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Build each selected repo's dependencies (its compiling steps: clippy, build, test --no-run, doc) and save the target entries, pruned to dependency artifacts.
     Warm {
         /// Plan flags.
@@ -450,6 +462,18 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+    /// First and second runner on the sample chain per runner kind (self-hosted, hosted through actions/cache's tar + zstd, remote through the configured bucket): wall time, crates compiled, repos cached.
+    Runners {
+        /// Scratch dir (default: target/bllvm-ci/bench-runners); removed first and at the end.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only this runner kind (repeatable; default: every kind, remote only when a remote is configured).
+        #[arg(long = "kind", value_enum, value_name = "KIND")]
+        kinds: Vec<RunnerKindArg>,
+        /// Write the figures into this Markdown file (replacing its `<!-- bench:runners -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// Remote cache save and restore throughput (the remote from `[cache.remote]` and the environment) next to the local engine's.
     Remote {
         /// Scratch dir (default: target/bllvm-ci/bench-remote).
@@ -468,6 +492,18 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+}
+
+/// `bench runners --kind` values.
+#[cfg(feature = "dev")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerKindArg {
+    /// GitHub-hosted: the cache root through actions/cache.
+    Hosted,
+    /// Self-hosted: the cache root on the runner's persistent disk.
+    SelfHosted,
+    /// A fleet sharing an S3-compatible bucket.
+    Remote,
 }
 
 /// `cargo xtask explain`.

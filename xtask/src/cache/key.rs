@@ -23,10 +23,16 @@ pub enum Stage {
     Git,
     /// One repo's cargo target dir.
     Target,
+    /// One repo's success record (`record.json` and its step logs), exchanged with the
+    /// remote store only, so a success recorded on one runner makes the repo `cached` on
+    /// every runner sharing the bucket. Locally the engine keeps its own result store
+    /// (`engine/results.rs`): no `entries/result/` exists, and [`Stage::ALL`] leaves it out.
+    Result,
 }
 
 impl Stage {
-    /// All stages, in restore order.
+    /// The stages of the local cache root, in restore order ([`Stage::Result`] is remote
+    /// only).
     pub const ALL: [Stage; 3] = [Stage::Registry, Stage::Git, Stage::Target];
 
     /// Directory name and display name.
@@ -35,6 +41,7 @@ impl Stage {
             Stage::Registry => "registry",
             Stage::Git => "git",
             Stage::Target => "target",
+            Stage::Result => "result",
         }
     }
 

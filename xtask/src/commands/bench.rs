@@ -1,4 +1,4 @@
-//! `cargo xtask bench noop|cache|remote`: the benchmarks of `dev/` (compiled with the
+//! `cargo xtask bench noop|cache|remote|runners`: the benchmarks of `dev/` (compiled with the
 //! `dev` feature only), each given its options from the flags.
 
 use std::path::PathBuf;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::dev::{bench, bench_noop, bench_remote};
-use crate::flags::{BenchArgs, BenchCmd};
+use crate::dev::{bench, bench_noop, bench_remote, bench_runners};
+use crate::flags::{BenchArgs, BenchCmd, RunnerKindArg};
 
 /// Run the benchmark the subcommand names.
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
@@ -34,6 +34,25 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             reps,
             record,
         }),
+        BenchCmd::Runners { dir, kinds, record } => {
+            let kinds = if kinds.is_empty() {
+                bench_runners::Kind::ALL.to_vec()
+            } else {
+                kinds
+                    .into_iter()
+                    .map(|k| match k {
+                        RunnerKindArg::Hosted => bench_runners::Kind::Hosted,
+                        RunnerKindArg::SelfHosted => bench_runners::Kind::SelfHosted,
+                        RunnerKindArg::Remote => bench_runners::Kind::Remote,
+                    })
+                    .collect()
+            };
+            bench_runners::run(&bench_runners::RunnersOptions {
+                dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-runners")),
+                kinds,
+                record,
+            })
+        }
         BenchCmd::Remote {
             dir,
             files,

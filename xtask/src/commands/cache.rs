@@ -1,6 +1,7 @@
-//! `cargo xtask cache <list|stats|prune|verify|clear|key|put|get>`: the cache's command
-//! line. Each command opens the cache with the `[cache]` settings of the manifest (when
-//! it exists) and prints for people, or JSON where asked.
+//! `cargo xtask cache <list|stats|prune|verify|clear|key|actions-key|warm|put|get>`: the
+//! cache's command line. Each command opens the cache with the `[cache]` settings of the
+//! manifest (when it exists) and prints for people, or JSON where asked; `actions-key`
+//! opens no cache at all (it only names the cache root for `actions/cache`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -97,6 +98,11 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             read_only,
         } => get(&root, &stage, key, &dst, read_only),
         CacheCmd::Warm { resolve } => warm(&resolve),
+        CacheCmd::ActionsKey {
+            common,
+            toolchain,
+            cache_dir,
+        } => actions_key(&common, toolchain, cache_dir.as_deref()),
         CacheCmd::Key { .. } => bail!("`cache key` is handled by main"),
     }
 }
@@ -362,6 +368,39 @@ fn warm_steps(r: &crate::engine::plan::RepoPlan, profile: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cache actions-key`: the `actions/cache` key of the cache root (see
+/// `github/actions_cache.rs`), appended to `$GITHUB_OUTPUT` when it is set and printed
+/// (the outputs on stdout, every input on stderr, so a miss can be explained).
+///
+/// Errors: the manifest, an `--only` repo, the variant or a checkout is missing, or
+/// `$GITHUB_OUTPUT` cannot be written.
+fn actions_key(
+    common: &crate::flags::Common,
+    toolchain: Option<String>,
+    cache_dir: Option<&Path>,
+) -> Result<ExitCode> {
+    use crate::github::actions_cache;
+    let manifest = Manifest::load(&common.manifest)?;
+    let inputs = actions_cache::gather(
+        &manifest,
+        &actions_cache::GatherOptions {
+            root: common.root.clone(),
+            only: common.only.clone(),
+            variant: common.variant.clone(),
+            toolchain,
+        },
+    )?;
+    let key = actions_cache::derive(&inputs);
+    let root = resolve_root(cache_dir, manifest.cache.dir.as_deref());
+    let text = actions_cache::output_text(&key, &root)?;
+    crate::report::gha::append_env_file("GITHUB_OUTPUT", &text)?;
+    print!("{text}");
+    for (n, v) in &key.inputs {
+        eprintln!("  {n} = {}", v.replace('\n', "; "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask cache …`: `key` resolves a plan; the others work on the cache root alone.

@@ -174,6 +174,7 @@ pub fn open_with(
         skip_unavailable_toolchains: false,
         exec: crate::engine::steps::ExecContext::for_display(),
         checkout: Default::default(),
+        results: None,
     };
     let root = crate::cache::resolve_root(r.cache_dir.as_deref(), manifest.cache.dir.as_deref());
     // The manifest's `[cache]` retention and disk guard apply to every run, not only to

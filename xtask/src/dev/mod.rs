@@ -11,6 +11,8 @@ pub mod bench;
 pub mod bench_noop;
 #[cfg(feature = "dev")]
 pub mod bench_remote;
+#[cfg(feature = "dev")]
+pub mod bench_runners;
 pub mod demo;
 #[cfg(feature = "dev")]
 pub mod mutants;

@@ -14,21 +14,50 @@
 //! A record is written under a temporary name and published with one rename, like cache
 //! entries (`support::publish`), so a reader never sees half a record.
 //!
-//! Records read back are untrusted (`cache::untrusted`): read bounded, never through a
-//! symlink or from a FIFO, and a record counts only when it is of this format, names the
-//! repo and fingerprint of the directory it is in, says `ok` (for a success record), and
-//! names steps that are safe file names (a step name becomes `logs/<step>.log`). Anything
-//! else is "no record": the repo builds.
+//! # Shared records
+//!
+//! A store made with [`Results::shared`] also uses the remote tier of the run's cache
+//! store (`cache::Tiered`, `[cache.remote]`): each success it records is shared there as a
+//! `result` entry (the record dir as published here, `cache/storage/tiered/trees.rs`), and
+//! a fingerprint the cache root has no record of is asked for there. So a repo whose
+//! fingerprint has a recorded success anywhere in the shared cache is `cached` on any
+//! runner: another machine of the fleet, or the next job of a fanned-out workflow. A
+//! record fetched from the remote is kept under the cache root like one of its own (a
+//! read-only cache keeps it in memory for the run). A run that may not save shares
+//! nothing: its cache store writes nothing anywhere.
+//!
+//! # Records are untrusted
+//!
+//! The cache root may come from an `actions/cache` tarball, the remote from any writer of
+//! the bucket. Records are read as `cache::untrusted` reads metadata: bounded, never
+//! through a symlink or from a FIFO, under directories that are real directories. A
+//! record counts only when `record.json` is a regular file of sane size that parses, names exactly this repo and fingerprint, says `ok`, whose inputs hash to
+//! that fingerprint, and whose step names are safe file names (logs are read by name);
+//! a fetched tree must hold nothing but that record and its steps' logs, all regular
+//! files. Anything else is ignored with a warning ([`Results::take_warnings`]) and the
+//! repo runs: a record can only ever save work, never decide a build.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::key::hash_inputs;
 use crate::cache::untrusted;
+use crate::cache::{CacheKey, Stage, Tiered};
 use crate::engine::fingerprint::Fingerprint;
-use crate::support::publish;
+use crate::support::publish::{self, Published};
+
+/// Format version of `record.json` and `last.json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The largest `record.json` or `last.json` read back, in bytes. A record lists the
+/// fingerprint's inputs and the steps (a few kB); anything near this size is not one of
+/// ours, and reading it whole could exhaust memory.
+pub const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 /// One step of a recorded run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,7 +71,7 @@ pub struct RecordedStep {
 /// What `record.json` and `last.json` hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
-    /// Format version.
+    /// Format version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// Repo name.
     pub repo: String,
@@ -60,17 +89,55 @@ pub struct Record {
     pub steps: Vec<RecordedStep>,
 }
 
-/// The result store of a cache root.
+/// What a run asked the remote for, by `(repo, fingerprint)`: the record, or `None` for a
+/// miss.
+type Fetched = HashMap<(String, String), Option<Record>>;
+
+/// The result store of a cache root, and of the remote behind it when made with
+/// [`Results::shared`]. Clones share what was fetched and the warnings.
 #[derive(Debug, Clone)]
 pub struct Results {
     dir: PathBuf,
+    /// The run's cache store, whose remote tier shares records (`None`: local only).
+    shared: Option<Tiered>,
+    /// Remote lookups of this run by `(repo, fingerprint)`: the record a read-only cache
+    /// could not keep on disk, or `None` for a miss (asked once per run).
+    fetched: Arc<Mutex<Fetched>>,
+    warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Results {
-    /// The store under `cache_root/results`.
+    /// The store under `cache_root/results`, local only.
     pub fn new(cache_root: &Path) -> Results {
         Results {
             dir: cache_root.join("results"),
+            shared: None,
+            fetched: Arc::default(),
+            warnings: Arc::default(),
+        }
+    }
+
+    /// The store of `store`'s cache root, sharing records through its remote tier when it
+    /// has one (see the module docs).
+    pub fn shared(store: &Tiered) -> Results {
+        Results {
+            shared: store.has_remote().then(|| store.clone()),
+            ..Results::new(store.cache().root())
+        }
+    }
+
+    /// The warnings about records that were ignored (damaged, hostile, a remote that
+    /// failed) since the last call, for the caller to report.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+
+    /// Note warning `w`, once per run (a record is looked up by the plan and again by
+    /// `logs`).
+    fn warn(&self, w: String) {
+        let mut all = self.warnings.lock().expect("warnings lock");
+        if !all.contains(&w) {
+            all.push(w);
         }
     }
 
@@ -81,44 +148,43 @@ impl Results {
             .then(|| self.dir.join(repo).join(fp))
     }
 
-    /// Read a record at `path` that must be `repo`'s: `None` when it is missing,
-    /// unreadable, of another format or repo, or names a step that is not a safe file
-    /// name.
-    fn read(path: &Path, repo: &str) -> Option<Record> {
-        let rec: Record = serde_json::from_str(&untrusted::read_meta(path).ok()?).ok()?;
-        let valid = rec.schema_version == 1
-            && rec.repo == repo
-            && matches!(rec.status.as_str(), "ok" | "failed")
-            && rec.steps.len() <= 1000
-            && rec.steps.iter().all(|s| untrusted::is_safe_name(&s.name));
-        valid.then_some(rec)
-    }
-
-    /// The success record for `repo` at `fingerprint`, if any: one that says `ok` for
-    /// exactly this fingerprint (see the module docs for what else it must be).
+    /// The success record for `repo` at `fingerprint`, if any: the cache root's, else one
+    /// fetched from the shared remote. A record that fails its checks (module docs) is
+    /// ignored with a warning.
     pub fn get(&self, repo: &str, fingerprint: &str) -> Option<Record> {
-        let p = self.record_dir(repo, fingerprint)?.join("record.json");
-        Results::read(&p, repo).filter(|r| r.status == "ok" && r.fingerprint == fingerprint)
+        let dir = self.record_dir(repo, fingerprint)?;
+        match read_record(&dir.join("record.json")) {
+            Ok(None) => {}
+            Ok(Some(rec)) => match check(&rec, repo, fingerprint) {
+                Ok(()) => return Some(rec),
+                Err(e) => self.warn(ignored(repo, fingerprint, &dir, &e)),
+            },
+            Err(e) => self.warn(ignored(repo, fingerprint, &dir, &e)),
+        }
+        self.get_shared(repo, fingerprint)
     }
 
-    /// The last run's record of `repo` (any status), if any.
+    /// The last run's record of `repo` (any status), if any and if it is that repo's.
     pub fn last(&self, repo: &str) -> Option<Record> {
         if !untrusted::is_safe_name(repo) {
             return None;
         }
-        Results::read(&self.dir.join(repo).join("last.json"), repo)
+        read_record(&self.dir.join(repo).join("last.json"))
+            .ok()
+            .flatten()
+            .filter(|r| r.repo == repo && r.steps.iter().all(|s| untrusted::is_safe_name(&s.name)))
     }
 
-    /// Log files of the success record (sorted by step order when the record names them).
+    /// Log files of the success record (sorted by step order when the record names them):
+    /// regular files only, never a symlink to elsewhere.
     pub fn logs(&self, repo: &str, fingerprint: &str) -> Vec<PathBuf> {
         let Some(rec) = self.get(repo, fingerprint) else {
             return Vec::new();
         };
-        let Some(dir) = self.record_dir(repo, fingerprint).map(|d| d.join("logs")) else {
+        let Some(dir) = self.record_dir(repo, fingerprint) else {
             return Vec::new();
         };
-        // Step names were checked by `read`; a log that is not a regular file (a
-        // symlink out of the store, a FIFO) is left out.
+        let dir = dir.join("logs");
         rec.steps
             .iter()
             .map(|s| dir.join(format!("{}.log", s.name)))
@@ -127,12 +193,15 @@ impl Results {
     }
 
     /// Record a run: always updates `last.json`; when `status` is `ok`, also publishes the
-    /// success record with copies of `logs` (`(step, log path)`).
+    /// success record with copies of `logs` (`(step, log path)`) and, for a store made
+    /// with [`Results::shared`], shares it through the remote in the background (the
+    /// cache store's `finish` waits for the upload).
     ///
-    /// Errors: I/O. Callers make it a warning: a result record never decides a build.
+    /// Errors: I/O, or the record could not be staged for sharing. Callers make it a
+    /// warning: a result record never decides a build.
     pub fn record(&self, fp: &Fingerprint, rec: &Record, logs: &[(String, PathBuf)]) -> Result<()> {
         let Some(final_dir) = self.record_dir(&rec.repo, &fp.hash) else {
-            anyhow::bail!(
+            bail!(
                 "repo `{}` or fingerprint `{}` is not a safe directory name: not recorded",
                 rec.repo,
                 fp.hash
@@ -152,25 +221,36 @@ impl Results {
         if rec.status != "ok" {
             return Ok(());
         }
-        if self.get(&rec.repo, &fp.hash).is_some() {
-            return Ok(());
-        }
-        // Whatever else is in its place (a garbage record, a symlink) would make every
-        // later record of this fingerprint "exist" while no run can use it: set aside.
-        if fs::symlink_metadata(&final_dir).is_ok() {
-            let trash = publish::temp_path(&repo_dir, ".trash");
-            if fs::rename(&final_dir, &trash).is_ok() {
-                let _ = untrusted::remove_any(&trash);
+        let valid = read_record(&final_dir.join("record.json"))
+            .ok()
+            .flatten()
+            .is_some_and(|r| check(&r, &rec.repo, &fp.hash).is_ok());
+        if !valid {
+            // Whatever else is in its place (a garbage record, a symlink) would make every
+            // later record of this fingerprint "exist" while no run can use it: set aside.
+            if fs::symlink_metadata(&final_dir).is_ok() {
+                let trash = publish::temp_path(&repo_dir, ".trash");
+                if fs::rename(&final_dir, &trash).is_ok() {
+                    let _ = untrusted::remove_any(&trash);
+                }
             }
+            self.publish_record(&repo_dir, &final_dir, fp, rec, logs)?;
         }
-        let tmp = publish::temp_path(&repo_dir, &format!(".tmp-{}", fp.hash));
+        self.share(&rec.repo, &fp.hash, &final_dir)
+    }
+
+    fn publish_record(
+        &self,
+        repo_dir: &Path,
+        final_dir: &Path,
+        fp: &Fingerprint,
+        rec: &Record,
+        logs: &[(String, PathBuf)],
+    ) -> Result<()> {
+        let tmp = publish::temp_path(repo_dir, &format!(".tmp-{}", fp.hash));
         let filled = (|| -> Result<()> {
             fs::create_dir_all(tmp.join("logs"))?;
             for (step, path) in logs {
-                anyhow::ensure!(
-                    untrusted::is_safe_name(step),
-                    "step name `{step}` is not a safe file name"
-                );
                 fs::copy(path, tmp.join("logs").join(format!("{step}.log")))
                     .with_context(|| format!("copy log {}", path.display()))?;
             }
@@ -183,112 +263,209 @@ impl Results {
         }
         // `Exists`: another run recorded the same fingerprint first; the records are
         // equivalent, so theirs stands.
-        publish::publish_dir(&tmp, &final_dir)
+        publish::publish_dir(&tmp, final_dir)
             .with_context(|| format!("publish {}", final_dir.display()))?;
         Ok(())
     }
+
+    /// Share the published record dir of `repo` at `fp` through the remote (a no-op
+    /// without one, or when the run may not write it).
+    fn share(&self, repo: &str, fp: &str, dir: &Path) -> Result<()> {
+        let (Some(store), Some(key)) = (&self.shared, remote_key(repo, fp)) else {
+            return Ok(());
+        };
+        store
+            .share_tree(&key, dir)
+            .with_context(|| format!("share the result record of {repo}"))?;
+        Ok(())
+    }
+
+    /// The shared remote's record of `repo` at `fp`, asked once per run: checked, then
+    /// kept under the cache root (or in memory, for a read-only cache).
+    fn get_shared(&self, repo: &str, fp: &str) -> Option<Record> {
+        let store = self.shared.as_ref()?;
+        let id = (repo.to_owned(), fp.to_owned());
+        if let Some(known) = self.fetched.lock().expect("fetched lock").get(&id) {
+            return known.clone();
+        }
+        let rec = remote_key(repo, fp).and_then(|key| self.fetch(store, &key, repo, fp));
+        // Kept for the run whatever the answer: a read-only cache cannot keep it on disk,
+        // and a miss is not asked twice.
+        self.fetched
+            .lock()
+            .expect("fetched lock")
+            .insert(id, rec.clone());
+        rec
+    }
+
+    /// Fetch, check and keep the remote record for `key`; every problem is a warning and
+    /// a miss.
+    fn fetch(&self, store: &Tiered, key: &CacheKey, repo: &str, fp: &str) -> Option<Record> {
+        let writable = !store.cache().is_read_only();
+        let scratch = if writable {
+            fs::create_dir_all(self.dir.join(repo)).ok().map(|()| None)
+        } else {
+            tempfile::tempdir().ok().map(Some)
+        };
+        let Some(scratch) = scratch else {
+            self.warn(format!(
+                "cannot make room for the shared result record of {repo}: asked nothing"
+            ));
+            return None;
+        };
+        let into = match &scratch {
+            Some(t) => t.path().join("record"),
+            None => publish::temp_path(&self.dir.join(repo), &format!(".remote-{fp}")),
+        };
+        match store.fetch_tree(key, &into) {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                self.warn(format!("{e:#}"));
+                return None;
+            }
+        }
+        let rec = match read_record(&into.join("record.json"))
+            .and_then(|r| r.context("it holds no record.json"))
+            .and_then(|r| check(&r, repo, fp).and(check_tree(&into, &r)).map(|()| r))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = crate::support::fs::remove_tree(&into);
+                self.warn(ignored(
+                    repo,
+                    fp,
+                    Path::new(&format!("{} (remote)", key.key)),
+                    &e,
+                ));
+                return None;
+            }
+        };
+        if scratch.is_none() {
+            self.keep(&into, repo, fp);
+        }
+        Some(rec)
+    }
+
+    /// Publish a fetched and checked record dir `tmp` as the record of `repo` at `fp`
+    /// (another run publishing it first is as good); a failure is a warning, and the
+    /// record still counts for this run.
+    fn keep(&self, tmp: &Path, repo: &str, fp: &str) {
+        let Some(dir) = self.record_dir(repo, fp) else {
+            return;
+        };
+        match publish::publish_dir(tmp, &dir) {
+            Ok(Published::Renamed | Published::Exists) => {}
+            Err(e) => self.warn(format!(
+                "could not keep the shared result record of {repo} under {}: {e}",
+                self.dir.display()
+            )),
+        }
+    }
+}
+
+/// The remote key of `repo`'s record at fingerprint `fp`: `<repo>-<fp>` in stage
+/// `result` (`None` when that is not a valid key, e.g. a fingerprint that is not hex).
+fn remote_key(repo: &str, fp: &str) -> Option<CacheKey> {
+    let key = CacheKey {
+        stage: Stage::Result,
+        key: format!("{repo}-{fp}"),
+        inputs: vec![
+            ("repo".to_owned(), repo.to_owned()),
+            ("fingerprint".to_owned(), fp.to_owned()),
+        ],
+    };
+    let hex = fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && crate::cache::key::check_key(&key.key).is_ok()).then_some(key)
+}
+
+/// The warning for a record of `repo` at `fp` (found at `place`) that failed a check.
+fn ignored(repo: &str, fp: &str, place: &Path, e: &anyhow::Error) -> String {
+    format!(
+        "result record of {repo} at {} ({}) ignored: {e:#}",
+        &fp[..16.min(fp.len())],
+        place.display()
+    )
+}
+
+/// Read a record file: `Ok(None)` when there is none; an error when it is not a regular
+/// file, is larger than [`MAX_RECORD_BYTES`], or does not parse.
+fn read_record(path: &Path) -> Result<Option<Record>> {
+    let bytes = match untrusted::read_bounded(path, MAX_RECORD_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let rec =
+        serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+    Ok(Some(rec))
+}
+
+/// Whether `rec` is a success record of exactly `repo` at fingerprint `fp` (see the
+/// module docs).
+///
+/// Errors: the first check it fails, saying what was found.
+fn check(rec: &Record, repo: &str, fp: &str) -> Result<()> {
+    ensure!(
+        rec.schema_version == SCHEMA_VERSION,
+        "schema version {} (expected {SCHEMA_VERSION})",
+        rec.schema_version
+    );
+    ensure!(rec.repo == repo, "it is the record of `{}`", rec.repo);
+    ensure!(
+        rec.fingerprint == fp,
+        "it is the record of fingerprint {}",
+        rec.fingerprint
+    );
+    ensure!(
+        rec.status == "ok",
+        "its status is `{}`, not `ok`",
+        rec.status
+    );
+    ensure!(
+        hash_inputs(&rec.inputs) == fp,
+        "its inputs do not hash to its fingerprint"
+    );
+    for s in &rec.steps {
+        ensure!(
+            untrusted::is_safe_name(&s.name),
+            "step name {:?} is not a safe file name",
+            s.name
+        );
+    }
+    Ok(())
+}
+
+/// A fetched record tree holds `record.json` and, under `logs/`, one `<step>.log` per
+/// step of `rec` at most; every file a regular file.
+///
+/// Errors: the first file that does not belong, or a walk error.
+fn check_tree(dir: &Path, rec: &Record) -> Result<()> {
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e.with_context(|| format!("walk {}", dir.display()))?;
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays under its root");
+        let rel = rel.to_string_lossy();
+        let ty = e.file_type();
+        let ok = match rel.split_once('/') {
+            None => (rel == "record.json" && ty.is_file()) || (rel == "logs" && ty.is_dir()),
+            Some(("logs", name)) => {
+                ty.is_file()
+                    && rec
+                        .steps
+                        .iter()
+                        .any(|s| name.strip_suffix(".log") == Some(s.name.as_str()))
+            }
+            Some(_) => false,
+        };
+        if !ok {
+            bail!("it holds `{rel}`, which no record has");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(repo: &str, fp: &str, status: &str, steps: &[&str]) -> Record {
-        Record {
-            schema_version: 1,
-            repo: repo.into(),
-            fingerprint: fp.into(),
-            inputs: vec![],
-            status: status.into(),
-            run_id: "r1".into(),
-            finished_unix: 1,
-            steps: steps
-                .iter()
-                .map(|s| RecordedStep {
-                    name: (*s).into(),
-                    secs: 1.0,
-                })
-                .collect(),
-        }
-    }
-
-    fn fp() -> Fingerprint {
-        Fingerprint {
-            hash: "ab12".repeat(16),
-            inputs: vec![],
-        }
-    }
-
-    #[test]
-    fn a_record_counts_only_for_its_own_repo_fingerprint_and_safe_steps() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Results::new(t.path());
-        let log = t.path().join("build.log");
-        fs::write(&log, "built").unwrap();
-        let f = fp();
-        store
-            .record(
-                &f,
-                &rec("a", &f.hash, "ok", &["build"]),
-                &[("build".into(), log)],
-            )
-            .unwrap();
-        assert!(store.get("a", &f.hash).is_some());
-        assert_eq!(store.logs("a", &f.hash).len(), 1);
-        let path = t.path().join("results/a").join(&f.hash).join("record.json");
-        let write = |r: &Record| fs::write(&path, serde_json::to_vec(r).unwrap()).unwrap();
-        // Another repo's record, another fingerprint, a failure, a hostile step name: no
-        // record (the repo builds), and no path is built from the step name.
-        for bad in [
-            rec("b", &f.hash, "ok", &["build"]),
-            rec("a", "ffff", "ok", &["build"]),
-            rec("a", &f.hash, "failed", &["build"]),
-            rec("a", &f.hash, "ok", &["../../../../etc/passwd"]),
-            rec("a", &f.hash, "ok", &["x/y"]),
-        ] {
-            write(&bad);
-            assert!(store.get("a", &f.hash).is_none(), "{:?}", bad.steps);
-            assert!(store.logs("a", &f.hash).is_empty());
-        }
-        // Garbage, non-UTF-8 and a FIFO: absent, never a panic or a hang.
-        fs::write(&path, [0xff, 0xfe, b'{']).unwrap();
-        assert!(store.get("a", &f.hash).is_none());
-        fs::remove_file(&path).unwrap();
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(store.get("a", &f.hash).is_none());
-        // A later successful run replaces the garbage instead of "existing" forever.
-        let log = t.path().join("build.log");
-        store
-            .record(
-                &f,
-                &rec("a", &f.hash, "ok", &["build"]),
-                &[("build".into(), log)],
-            )
-            .unwrap();
-        assert!(store.get("a", &f.hash).is_some());
-        // Names that are not one safe component are never looked up or written.
-        assert!(store.get("../x", &f.hash).is_none());
-        assert!(store.last("..").is_none());
-        assert!(store
-            .record(&f, &rec("a/../../x", &f.hash, "ok", &[]), &[])
-            .is_err());
-        assert!(!t.path().join("x").exists());
-    }
-
-    #[test]
-    fn a_symlinked_store_dir_is_replaced_not_written_through() {
-        let t = tempfile::tempdir().unwrap();
-        let victim = t.path().join("victim");
-        fs::create_dir_all(&victim).unwrap();
-        fs::create_dir_all(t.path().join("cache/results")).unwrap();
-        std::os::unix::fs::symlink(&victim, t.path().join("cache/results/a")).unwrap();
-        let store = Results::new(&t.path().join("cache"));
-        let f = fp();
-        store
-            .record(&f, &rec("a", &f.hash, "ok", &[]), &[])
-            .unwrap();
-        assert_eq!(fs::read_dir(&victim).unwrap().count(), 0);
-        assert!(store.get("a", &f.hash).is_some());
-    }
-}
+mod tests;

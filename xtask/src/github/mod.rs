@@ -1,7 +1,9 @@
 //! Layer 4: everything GitHub — the event a run was started by, `repository_dispatch`
 //! and the PR comment (the only code that talks to the GitHub API, in [`dispatch`]),
-//! downstream propagation, release sets, and workflow generation.
+//! downstream propagation, release sets, workflow generation, and the `actions/cache` key
+//! of the `hosted` runner kind.
 
+pub mod actions_cache;
 pub mod chain;
 pub mod dedupe;
 pub mod dispatch;

@@ -16,6 +16,7 @@ use crate::cache::Tiered;
 use crate::engine::events::{Event, Fanout, Reporter};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::{self, PlanOptions};
+use crate::engine::results::Results;
 use crate::engine::run::{self, RunOptions};
 use crate::engine::summary::{RepoReport, RepoStatus, RunSummary};
 use crate::github::events::Event as GithubEvent;
@@ -69,7 +70,12 @@ impl Job<'_> {
             return Ok(self.cancelled_before_plan(sig, &why, &reporter));
         }
         let mut chain_cache = Vec::new();
-        let resolved = match plan::resolve_with(self.manifest, &self.plan, cache, &mut |keys| {
+        // Results shared through the store's remote count as this runner's own.
+        let opts = PlanOptions {
+            results: Some(Results::shared(self.store)),
+            ..self.plan.clone()
+        };
+        let resolved = match plan::resolve_with(self.manifest, &opts, cache, &mut |keys| {
             chain_cache = run::restore_chain(self.store, keys, self.run.restore, &reporter);
         }) {
             Ok(r) => r,

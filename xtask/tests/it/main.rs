@@ -7,6 +7,7 @@ mod hostile;
 mod layers;
 mod lifecycle;
 mod matrix;
+mod persistence;
 mod release;
 mod reliability;
 mod reliability_input;

@@ -705,5 +705,7 @@ fn record_upload(
     }
 }
 
+mod trees;
+
 #[cfg(test)]
 mod tests;

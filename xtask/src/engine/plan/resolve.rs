@@ -129,7 +129,10 @@ pub(super) fn resolve_in(
     };
     let chain = Chain {
         contents: content_hashes(manifest, &root, &probes),
-        results: Results::new(cache.root()),
+        results: opts
+            .results
+            .clone()
+            .unwrap_or_else(|| Results::new(cache.root())),
         variant: opts
             .variant
             .clone()
@@ -150,6 +153,16 @@ pub(super) fn resolve_in(
         affected,
     };
     let repos = plan_repos(&chain)?;
+    // Records the plan found damaged or hostile (or a shared remote that failed) were
+    // ignored: say so.
+    let mut notes = notes;
+    notes.extend(
+        chain
+            .results
+            .take_warnings()
+            .into_iter()
+            .map(|w| format!("warning: {w}")),
+    );
     Ok(Resolved {
         plan: finish_plan(chain, repos, keys, locked),
         guards,

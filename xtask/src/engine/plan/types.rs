@@ -43,6 +43,10 @@ pub struct PlanOptions {
     pub exec: ExecContext,
     /// How the checkouts may be locked and changed (read-only unless `ci`).
     pub checkout: CheckoutAccess,
+    /// The result store that decides `cached` (`None`: the cache root's, local only).
+    /// `ci` passes [`crate::engine::results::Results::shared`], which also asks the
+    /// remote cache, so a success recorded on another runner counts.
+    pub results: Option<crate::engine::results::Results>,
 }
 
 /// What `ci` will do with a repo, as `graph` and `plan` show it.

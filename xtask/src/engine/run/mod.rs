@@ -59,7 +59,8 @@ pub fn run(
         .map_or_else(|| "run".to_owned(), |n| n.to_string_lossy().into_owned());
     let total = plan.repos.iter().filter(|r| r.selected).count();
     reporter.report(&Event::RunStarted { plan, total });
-    let results = Results::new(cache.root());
+    // Successes are shared through the store's remote, when it has one and may write.
+    let results = Results::shared(store);
     let mut reports = schedule::run_all(start, plan, store, opts, reporter, &mut |r, report| {
         // A read-only cache (untrusted events, --no-save) writes nothing under its root,
         // results included: a trusted run must never skip a repo on the word of an
