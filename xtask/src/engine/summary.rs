@@ -97,6 +97,12 @@ pub struct RepoReport {
     /// Test counts from the JUnit report of a nextest test step (absent without nextest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<crate::engine::testing::TestCounts>,
+    /// The failing tests of its test steps, in run order: from nextest's JUnit report and
+    /// the doctest step's output, each with its panic message and place (at most
+    /// [`crate::engine::testing::MAX_FAILED_TESTS`]; `tests` counts every one). Added to
+    /// schema 1; absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_tests: Vec<crate::engine::testing::FailedTest>,
     /// Cache results per stage (the target stage).
     pub cache: Vec<StageReport>,
     /// Seconds spent restoring caches.
@@ -136,6 +142,7 @@ impl RepoReport {
             start_secs: 0.0,
             end_secs: 0.0,
             tests: None,
+            failed_tests: Vec::new(),
             hints: Vec::new(),
             steps: Vec::new(),
             cache: Vec::new(),
