@@ -119,6 +119,12 @@ pub struct RepoReport {
     /// (`ci/error-patterns.toml`, see `explain`), at most 3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// What the run knew about the failed repo beyond its logs when it computed `hints`
+    /// (the toolchain against the repo's pin, registry versions against the checkouts';
+    /// names in `report::explain::CONTEXT_NAMES`), so `explain` over the run gives the
+    /// same hints. Added to schema 1; absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hint_context: BTreeMap<String, String>,
     /// Release outputs (`ci --release`): files, hashes, determinism; see
     /// [`crate::engine::release_build`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +150,7 @@ impl RepoReport {
             tests: None,
             failed_tests: Vec::new(),
             hints: Vec::new(),
+            hint_context: BTreeMap::new(),
             steps: Vec::new(),
             cache: Vec::new(),
             restore_secs: 0.0,
