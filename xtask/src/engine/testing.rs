@@ -47,7 +47,13 @@ pub struct SubStep {
 }
 
 /// Expand a step's final arguments: a `cargo test` without `--doc` becomes nextest plus
-/// doctests when `nextest` is true; anything else stays one command. `tool_config` is
+/// doctests when `nextest` is true; anything else stays one command.
+///
+/// The doctests run only where `cargo test` would run them: a command that selects
+/// targets (`--lib`, `--tests`, `--all-targets`, `--bin x`, ...) runs none, so it gets no
+/// doctest step. libtest's `--test-threads N` after `--` becomes nextest's own option
+/// (nextest refuses it there); the other libtest arguments nextest understands after
+/// `--` (`--nocapture`, `--exact`, `--skip`, `--ignored`, filters) stay. `tool_config` is
 /// where our nextest config is written (see [`write_tool_config`]); `target_dir` is the
 /// repo's cargo target dir.
 pub fn expand(
@@ -74,6 +80,11 @@ pub fn expand(
         None => (&args[1..], &args[args.len()..]),
     };
     let mut nx = vec!["nextest".to_owned(), "run".to_owned()];
+    let (threads, after) = libtest_threads(after);
+    if let Some(n) = threads {
+        nx.extend(["--test-threads".to_owned(), n]);
+    }
+    let doctests = !before.iter().any(|a| selects_targets(a));
     let mut it = before.iter();
     let mut doc = vec!["test".to_owned(), "--doc".to_owned()];
     while let Some(a) = it.next() {
@@ -85,13 +96,7 @@ pub fn expand(
             }
             continue;
         }
-        // Target selection flags do not apply to doctests.
-        if !matches!(
-            a.as_str(),
-            "--all-targets" | "--tests" | "--lib" | "--bins" | "--examples" | "--benches"
-        ) {
-            doc.push(a.clone());
-        }
+        doc.push(a.clone());
         nx.push(a.clone());
     }
     nx.extend([
@@ -101,21 +106,63 @@ pub fn expand(
         PROFILE.to_owned(),
         "--no-tests=pass".to_owned(),
     ]);
-    nx.extend(after.iter().cloned());
-    vec![
-        SubStep {
-            name: name.to_owned(),
-            args: nx,
-            junit: Some(target_dir.join("nextest").join(PROFILE).join("junit.xml")),
-            lenient_no_lib: false,
-        },
-        SubStep {
+    nx.extend(after);
+    let mut subs = vec![SubStep {
+        name: name.to_owned(),
+        args: nx,
+        junit: Some(target_dir.join("nextest").join(PROFILE).join("junit.xml")),
+        lenient_no_lib: false,
+    }];
+    if doctests {
+        subs.push(SubStep {
             name: format!("{name}-doc"),
             args: doc,
             junit: None,
             lenient_no_lib: true,
-        },
-    ]
+        });
+    }
+    subs
+}
+
+/// Whether a `cargo test` argument selects targets, after which cargo runs no doctests
+/// (cargo's rule: doctests run with no target selection, or with `--doc`).
+fn selects_targets(a: &str) -> bool {
+    let name = a.split('=').next().unwrap_or(a);
+    matches!(
+        name,
+        "--lib"
+            | "--bin"
+            | "--bins"
+            | "--example"
+            | "--examples"
+            | "--test"
+            | "--tests"
+            | "--bench"
+            | "--benches"
+            | "--all-targets"
+    )
+}
+
+/// libtest's `--test-threads N` (or `=N`) taken out of the arguments after `--`: its value,
+/// and the rest in order.
+fn libtest_threads(after: &[String]) -> (Option<String>, Vec<String>) {
+    let mut threads = None;
+    let mut rest = Vec::new();
+    let mut it = after.iter();
+    while let Some(a) = it.next() {
+        if let Some(n) = a.strip_prefix("--test-threads=") {
+            threads = Some(n.to_owned());
+        } else if a == "--test-threads" {
+            threads = it.next().cloned();
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    // `--` alone left over selects nothing: drop it.
+    if rest.len() == 1 && rest[0] == "--" {
+        rest.clear();
+    }
+    (threads, rest)
 }
 
 /// Write our nextest tool config (profile [`PROFILE`]: no fail-fast, JUnit report).
@@ -871,5 +918,72 @@ error: 2 targets failed:
         assert!(!is_doctest("cargo", &args(&["test", "--workspace"])));
         assert!(!is_doctest("cargo", &args(&["test", "--", "--doc"])));
         assert!(!is_doctest("sh", &args(&["test", "--doc"])));
+    }
+
+    #[test]
+    fn target_selection_runs_no_doctests_and_test_threads_moves_before_the_separator() {
+        let args: Vec<String> = [
+            "test",
+            "--lib",
+            "--tests",
+            "--",
+            "--test-threads=1",
+            "--nocapture",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let subs = expand(
+            "test",
+            "cargo",
+            &args,
+            true,
+            Path::new("/c.toml"),
+            Path::new("/t"),
+        );
+        assert_eq!(
+            subs.len(),
+            1,
+            "cargo test --lib --tests runs no doctests: {subs:?}"
+        );
+        assert_eq!(
+            subs[0].args,
+            [
+                "nextest",
+                "run",
+                "--test-threads",
+                "1",
+                "--lib",
+                "--tests",
+                "--tool-config-file",
+                "bllvm-ci:/c.toml",
+                "--profile",
+                "bllvm-ci",
+                "--no-tests=pass",
+                "--",
+                "--nocapture"
+            ]
+        );
+        let only_threads: Vec<String> = ["test", "--", "--test-threads", "2"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let subs = expand(
+            "t",
+            "cargo",
+            &only_threads,
+            true,
+            Path::new("/c"),
+            Path::new("/t"),
+        );
+        assert_eq!(subs.len(), 2);
+        assert!(
+            !subs[0].args.contains(&"--".to_owned()),
+            "{:?}",
+            subs[0].args
+        );
+        assert_eq!(&subs[0].args[2..4], ["--test-threads", "2"]);
+        assert!(selects_targets("--test=it") && selects_targets("--bin"));
+        assert!(!selects_targets("--doc") && !selects_targets("--workspace"));
     }
 }
