@@ -473,7 +473,7 @@ pub fn run_failures(run_dir: &Path) -> Result<Vec<RunFailure>> {
             if let (false, Some(log)) = (ok, st["log"].as_str()) {
                 out.push(RunFailure {
                     label: format!("{name} `{}` ({log})", st["name"].as_str().unwrap_or("?")),
-                    source: Source::Log(PathBuf::from(log)),
+                    source: Source::Log(locate_log(run_dir, name, Path::new(log))),
                     context: context.clone(),
                 });
             }
@@ -487,6 +487,19 @@ pub fn run_failures(run_dir: &Path) -> Result<Vec<RunFailure>> {
         }
     }
     Ok(out)
+}
+
+/// Where a step log the summary names is: as written when it exists (the summary holds
+/// the path the run used, relative to the directory `ci` ran in when its run dir was
+/// relative), else in the run directory's layout, `<run dir>/<repo>/<file name>`.
+fn locate_log(run_dir: &Path, repo: &str, log: &Path) -> PathBuf {
+    if log.exists() {
+        return log.to_path_buf();
+    }
+    match log.file_name() {
+        Some(file) if !repo.contains(['/', '\\']) && repo != ".." => run_dir.join(repo).join(file),
+        _ => log.to_path_buf(),
+    }
 }
 
 /// A repo row's `hint_context`, sanitized (absent or malformed: empty).

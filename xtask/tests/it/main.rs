@@ -6,6 +6,7 @@ mod gha;
 mod layers;
 mod lifecycle;
 mod matrix;
+mod realchain;
 mod release;
 mod reliability;
 mod reliability_input;
