@@ -228,6 +228,18 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             note.replace('|', "\\|")
         );
     }
+    md += &failing_tests_and_hints(s);
+    for c in &s.chain_cache {
+        md += &format!("\nchain-wide cache `{}`: {}\n", c.stage, c.restore_word());
+    }
+    md.push_str(&format!("\nTotal: {:.1} s.\n", s.secs));
+    md
+}
+
+/// The step summary's lists under the table: each failed repo's failing tests (name,
+/// place, first line of the panic) and its suggested fixes.
+fn failing_tests_and_hints(s: &RunSummary) -> String {
+    let mut md = String::new();
     for r in s.repos.iter().filter(|r| !r.failed_tests.is_empty()) {
         md += &format!("\n**{}**: failing tests\n", r.name);
         for t in &r.failed_tests {
@@ -252,10 +264,6 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             md += &format!("- {}\n", h.replace('\n', " "));
         }
     }
-    for c in &s.chain_cache {
-        md += &format!("\nchain-wide cache `{}`: {}\n", c.stage, c.restore_word());
-    }
-    md.push_str(&format!("\nTotal: {:.1} s.\n", s.secs));
     md
 }
 
