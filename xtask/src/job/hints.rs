@@ -31,23 +31,29 @@ pub fn add_hints(summary: &mut RunSummary, plan: &Plan, manifest: &Manifest) {
         let RepoStatus::Failed(why) = &r.status else {
             continue;
         };
+        let text = match r.steps.iter().rev().find(|s| !s.ok()) {
+            Some(step) => match std::fs::read(Path::new(&step.log)) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => continue,
+            },
+            None => why.clone(),
+        };
         let cx = plan
             .repos
             .iter()
             .find(|p| p.name == r.name)
-            .map(|p| context(plan, p, manifest))
+            .map(|p| context(plan, p, manifest, &text))
             .unwrap_or_default();
-        r.hints = match r.steps.iter().rev().find(|s| !s.ok()) {
-            Some(step) => explain::hints(Path::new(&step.log), &cx, MAX_HINTS),
-            None => explain::hints_in(why, &cx, MAX_HINTS),
-        };
+        r.hints = explain::hints_in(&text, &cx, MAX_HINTS);
         r.hint_context = cx.0;
     }
 }
 
-/// What the run knows about repo `r` beyond its logs (see
-/// [`explain::CONTEXT_NAMES`] for each name).
-pub fn context(plan: &Plan, r: &RepoPlan, manifest: &Manifest) -> HintContext {
+/// What the run knows about repo `r` beyond `log`, the text its hints come from (see
+/// [`explain::CONTEXT_NAMES`] for each name). Of the sibling crates taken from crates.io
+/// at another version than their checkout's, those the log names come first (a compile
+/// error names the crate whose API it trips on), and only those when it names any.
+pub fn context(plan: &Plan, r: &RepoPlan, manifest: &Manifest, log: &str) -> HintContext {
     let mut cx = HintContext::default();
     let used = r.rustc.as_deref().and_then(rustc_release);
     if let Some(used) = &used {
@@ -62,11 +68,27 @@ pub fn context(plan: &Plan, r: &RepoPlan, manifest: &Manifest) -> HintContext {
     }
     if r.deps == DepsMode::Registry {
         let skew = registry_skew(plan, r);
-        if !skew.is_empty() {
-            cx.set("registry_versions", skew.join("; "));
+        let shown = named_in(&skew, log);
+        if !shown.is_empty() {
+            cx.set("registry_versions", shown.join("; "));
         }
     }
     cx
+}
+
+/// The lines of `skew` whose crate `log` names (as `blvm-x` or as the path `blvm_x`), or
+/// every line when it names none.
+fn named_in<'a>(skew: &'a [(String, String)], log: &str) -> Vec<&'a str> {
+    let named: Vec<&str> = skew
+        .iter()
+        .filter(|(krate, _)| log.contains(krate.as_str()) || log.contains(&krate.replace('-', "_")))
+        .map(|(_, line)| line.as_str())
+        .collect();
+    if named.is_empty() {
+        skew.iter().map(|(_, line)| line.as_str()).collect()
+    } else {
+        named
+    }
 }
 
 /// The `release:` line of `rustc -vV` (`1.95.0`).
@@ -101,9 +123,9 @@ fn version_of(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// The sibling crates repo `r`'s lockfile takes from a registry at a version other than
-/// their checkout's: `crate 0.1.30 from crates.io (checkout repo: 0.1.19)`, sorted by
-/// crate. Empty when the lockfile cannot be read.
-pub fn registry_skew(plan: &Plan, r: &RepoPlan) -> Vec<String> {
+/// their checkout's, each `(crate, "crate 0.1.30 from crates.io (checkout repo: 0.1.19)")`,
+/// sorted by crate. Empty when the lockfile cannot be read.
+pub fn registry_skew(plan: &Plan, r: &RepoPlan) -> Vec<(String, String)> {
     let checkouts: BTreeMap<&str, (&str, &str)> = plan
         .repos
         .iter()
@@ -114,12 +136,12 @@ pub fn registry_skew(plan: &Plan, r: &RepoPlan) -> Vec<String> {
                 .map(move |(krate, v)| (krate.as_str(), (q.name.as_str(), v.as_str())))
         })
         .collect();
-    let mut out: Vec<String> = registry_packages(&r.dir.join("Cargo.lock"))
+    let mut out: Vec<(String, String)> = registry_packages(&r.dir.join("Cargo.lock"))
         .into_iter()
         .filter_map(|(krate, version)| {
             let (repo, at) = checkouts.get(krate.as_str())?;
-            (version != *at)
-                .then(|| format!("{krate} {version} from crates.io (checkout {repo}: {at})"))
+            let line = format!("{krate} {version} from crates.io (checkout {repo}: {at})");
+            (version != *at).then_some((krate, line))
         })
         .collect();
     out.sort();
@@ -190,5 +212,20 @@ mod tests {
         std::fs::write(&lock, "not toml [").unwrap();
         assert!(registry_packages(&lock).is_empty());
         assert!(registry_packages(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn the_crates_a_log_names_come_alone_else_all() {
+        let skew = vec![
+            ("blvm-muhash".to_owned(), "muhash line".to_owned()),
+            ("blvm-primitives".to_owned(), "primitives line".to_owned()),
+        ];
+        let log = "error[E0004]: pattern `blvm_primitives::Network::Testnet4` not covered";
+        assert_eq!(named_in(&skew, log), ["primitives line"]);
+        assert_eq!(
+            named_in(&skew, "error: linker failed"),
+            ["muhash line", "primitives line"]
+        );
+        assert!(named_in(&[], log).is_empty());
     }
 }

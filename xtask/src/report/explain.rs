@@ -345,17 +345,6 @@ pub fn hints_in(text: &str, cx: &HintContext, max: usize) -> Vec<String> {
         .collect()
 }
 
-/// One line per knowledge-base entry the log file at `log` matches with the run's
-/// context `cx`, at most `max`, as `[id] title: fix` — what the runner puts under a failed
-/// step in its summary. Empty when the file cannot be read or nothing matches (a hint is
-/// never an error).
-pub fn hints(log: &Path, cx: &HintContext, max: usize) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(log) else {
-        return Vec::new();
-    };
-    hints_in(&String::from_utf8_lossy(&bytes), cx, max)
-}
-
 /// Remove ANSI escape sequences (cargo's colours) and carriage returns.
 pub fn normalize(log: &str) -> String {
     static ANSI: OnceLock<Regex> = OnceLock::new();
@@ -678,6 +667,15 @@ counter-example = "y"
             .as_deref()
             .unwrap()
             .starts_with("error[E0425]"));
+    }
+
+    /// [`hints_in`] over the log file at `log` (empty when it cannot be read), as the
+    /// runner reads a failed step's log.
+    fn hints(log: &Path, cx: &HintContext, max: usize) -> Vec<String> {
+        let Ok(bytes) = std::fs::read(log) else {
+            return Vec::new();
+        };
+        hints_in(&String::from_utf8_lossy(&bytes), cx, max)
     }
 
     #[test]
