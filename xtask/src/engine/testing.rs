@@ -309,10 +309,15 @@ impl Case {
             line: None,
             col: None,
         };
+        // The panic in the test's output, else the one nextest's `message` names (its
+        // first line: the place without the message, when the output was cut off).
         if let Some(p) = panic_of(&self.text).or_else(|| panic_of(&self.message)) {
-            t.message = p.message;
+            if !p.message.is_empty() {
+                t.message = p.message;
+            }
             (t.file, t.line, t.col) = (p.file, p.line, p.col);
-        } else if t.message.is_empty() {
+        }
+        if t.message.is_empty() {
             t.message = cap_message(self.text.trim());
         }
         t
@@ -443,14 +448,17 @@ pub struct Panic {
 
 /// The first panic in `text`: Rust 1.73 and later print `thread 'NAME' panicked at
 /// FILE:LINE:COL:` (1.84 and later with ` (ID)` after the name) and the message on the
-/// lines after it, up to the backtrace note; older ones `thread 'NAME' panicked at 'MSG',
+/// lines after it, up to the backtrace note (nextest's `message` attribute holds the first
+/// line alone, without the colon: a place and an empty message); older ones `thread 'NAME' panicked at 'MSG',
 /// FILE:LINE:COL`. `None` when `text` holds no panic.
 pub fn panic_of(text: &str) -> Option<Panic> {
     static NEW: OnceLock<regex::Regex> = OnceLock::new();
     static OLD: OnceLock<regex::Regex> = OnceLock::new();
     let new = NEW.get_or_init(|| {
-        regex::Regex::new(r"(?m)^\s*thread '[^']*'(?: \(\d+\))? panicked at (.+?):(\d+):(\d+):\s*$")
-            .expect("valid regex")
+        regex::Regex::new(
+            r"(?m)^\s*thread '[^']*'(?: \(\d+\))? panicked at (.+?):(\d+):(\d+):?\s*$",
+        )
+        .expect("valid regex")
     });
     let old = OLD.get_or_init(|| {
         regex::Regex::new(
@@ -459,7 +467,14 @@ pub fn panic_of(text: &str) -> Option<Panic> {
         .expect("valid regex")
     });
     let num = |m: Option<regex::Match<'_>>| m.and_then(|m| m.as_str().parse::<u32>().ok());
-    if let Some(c) = new.captures(text) {
+    let start = |c: &regex::Captures<'_>| c.get(0).map_or(usize::MAX, |m| m.start());
+    let (new_c, old_c) = (new.captures(text), old.captures(text));
+    // The first panic of the text; an old-style line also fits the new pattern loosely.
+    let new_first = match (&new_c, &old_c) {
+        (Some(n), Some(o)) => start(n) < start(o),
+        (n, _) => n.is_some(),
+    };
+    if let (true, Some(c)) = (new_first, new_c) {
         let rest = &text[c.get(0).map_or(0, |m| m.end())..];
         let lines: Vec<&str> = rest
             .lines()
@@ -473,7 +488,7 @@ pub fn panic_of(text: &str) -> Option<Panic> {
             col: num(c.get(3)),
         });
     }
-    old.captures(text).map(|c| Panic {
+    old_c.map(|c| Panic {
         message: cap_message(c.get(1).map_or("", |m| m.as_str())),
         file: c.get(2).map(|m| m.as_str().to_owned()),
         line: num(c.get(3)),
@@ -985,5 +1000,17 @@ error: 2 targets failed:
         assert_eq!(&subs[0].args[2..4], ["--test-threads", "2"]);
         assert!(selects_targets("--test=it") && selects_targets("--bin"));
         assert!(!selects_targets("--doc") && !selects_targets("--workspace"));
+    }
+
+    #[test]
+    fn a_failure_whose_output_was_cut_keeps_the_place_from_the_message_attribute() {
+        let xml = r#"<testsuites><testcase name="t" classname="c"><failure message="thread &apos;t&apos; (7) panicked at src/x.rs:9:5" type="test failure">line of output
+another</failure></testcase></testsuites>"#;
+        let f = &parse_junit(xml).unwrap().failures[0];
+        assert_eq!(
+            (f.file.as_deref(), f.line, f.col),
+            (Some("src/x.rs"), Some(9), Some(5))
+        );
+        assert_eq!(f.message, "thread 't' (7) panicked at src/x.rs:9:5");
     }
 }
