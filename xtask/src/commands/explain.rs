@@ -1,6 +1,7 @@
 //! `cargo xtask explain [LOG | RUN_DIR | -]`: the error knowledge base
-//! ([`crate::report::explain`]) over a step log, every failed step of a run directory, or
-//! stdin. This module reads the inputs and prints; the matching lives in the report layer.
+//! ([`crate::report::explain`]) over a step log, every failure of a run directory (failed
+//! steps, and repos that failed before any step, e.g. a resolution error), or stdin. A log
+//! or run directory is scanned with the context the run recorded for its repo. This module reads the inputs and prints; the matching lives in the report layer.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::flags::{ExplainArgs, Format};
-use crate::report::explain::{failed_step_logs, render, KnowledgeBase};
+use crate::report::explain::{
+    context_for_log, render, run_failures, HintContext, KnowledgeBase, Source,
+};
 
 /// Print the matches of every input: text for people, or with `--format json` an array of
 /// `{log, matches}`.
@@ -27,8 +30,8 @@ pub fn run(a: &ExplainArgs) -> Result<ExitCode> {
         None => KnowledgeBase::embedded(),
     };
     let mut json = Vec::new();
-    for (i, (name, log)) in inputs.iter().enumerate() {
-        let matches = kb.scan(log);
+    for (i, (name, log, cx)) in inputs.iter().enumerate() {
+        let matches = kb.scan_with(log, cx);
         match a.format {
             Format::Text => {
                 if i > 0 {
@@ -45,30 +48,38 @@ pub fn run(a: &ExplainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The logs to scan, each as (label, text): the given log, the failed steps' logs of a run
-/// directory, or stdin (no argument or `-`).
-fn read_inputs(log: Option<&Path>, format: Format) -> Result<Vec<(String, String)>> {
+/// The logs to scan, each as (label, text, the run's context): the given log, the failures
+/// of a run directory, or stdin (no argument or `-`).
+fn read_inputs(log: Option<&Path>, format: Format) -> Result<Vec<(String, String, HintContext)>> {
     let mut inputs = Vec::new();
     match log {
         None => {}
         Some(p) if p == Path::new("-") => {}
         Some(p) if p.is_dir() => {
-            let steps = failed_step_logs(p)?;
-            if steps.is_empty() && format == Format::Text {
-                println!("{}: no failed step in this run", p.display());
+            let failures = run_failures(p)?;
+            if failures.is_empty() && format == Format::Text {
+                println!("{}: no failure in this run", p.display());
             }
-            for (label, log) in steps {
-                inputs.push((label, read_log(&log)?));
+            for f in failures {
+                let text = match &f.source {
+                    Source::Log(log) => read_log(log)?,
+                    Source::Text(t) => t.clone(),
+                };
+                inputs.push((f.label, text, f.context));
             }
         }
-        Some(p) => inputs.push((p.display().to_string(), read_log(p)?)),
+        Some(p) => inputs.push((p.display().to_string(), read_log(p)?, context_for_log(p))),
     }
     if log.is_none_or(|p| p == Path::new("-")) {
         let mut b = Vec::new();
         std::io::stdin()
             .read_to_end(&mut b)
             .context("read the log from stdin")?;
-        inputs.push(("stdin".into(), String::from_utf8_lossy(&b).into_owned()));
+        inputs.push((
+            "stdin".into(),
+            String::from_utf8_lossy(&b).into_owned(),
+            HintContext::default(),
+        ));
     }
     Ok(inputs)
 }

@@ -277,6 +277,9 @@ pub fn compiler_version(
         .envs(env)
         // A probe never downloads a toolchain: a missing one is reported, with the fix.
         .env("RUSTUP_AUTO_INSTALL", "0")
+        // rustup prints a backtrace of itself with its error when this is set (CI sets
+        // it): noise in the message that names the missing toolchain.
+        .env("RUST_BACKTRACE", "0")
         .output();
     let out = match (out, &rustc) {
         (Ok(o), _) => o,

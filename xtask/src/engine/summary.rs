@@ -97,6 +97,12 @@ pub struct RepoReport {
     /// Test counts from the JUnit report of a nextest test step (absent without nextest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<crate::engine::testing::TestCounts>,
+    /// The failing tests of its test steps, in run order: from nextest's JUnit report and
+    /// the doctest step's output, each with its panic message and place (at most
+    /// [`crate::engine::testing::MAX_FAILED_TESTS`]; `tests` counts every one). Added to
+    /// schema 1; absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_tests: Vec<crate::engine::testing::FailedTest>,
     /// Cache results per stage (the target stage).
     pub cache: Vec<StageReport>,
     /// Seconds spent restoring caches.
@@ -113,6 +119,12 @@ pub struct RepoReport {
     /// (`ci/error-patterns.toml`, see `explain`), at most 3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// What the run knew about the failed repo beyond its logs when it computed `hints`
+    /// (the toolchain against the repo's pin, registry versions against the checkouts';
+    /// names in `report::explain::CONTEXT_NAMES`), so `explain` over the run gives the
+    /// same hints. Added to schema 1; absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hint_context: BTreeMap<String, String>,
     /// Release outputs (`ci --release`): files, hashes, determinism; see
     /// [`crate::engine::release_build`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +148,9 @@ impl RepoReport {
             start_secs: 0.0,
             end_secs: 0.0,
             tests: None,
+            failed_tests: Vec::new(),
             hints: Vec::new(),
+            hint_context: BTreeMap::new(),
             steps: Vec::new(),
             cache: Vec::new(),
             restore_secs: 0.0,

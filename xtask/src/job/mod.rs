@@ -5,6 +5,7 @@
 //! comes once per invocation over the finished summaries: the notification and the PR
 //! comment.
 
+pub mod hints;
 pub mod matrix;
 pub mod preflight;
 
@@ -21,11 +22,9 @@ use crate::engine::run::{self, RunOptions};
 use crate::engine::summary::{RepoReport, RepoStatus, RunSummary};
 use crate::github::events::Event as GithubEvent;
 use crate::report::console::{render_summary, Console};
-use crate::report::{explain, gha, metrics, notify};
+use crate::report::{gha, metrics, notify};
 use crate::support::signals;
-
-/// Knowledge-base hints kept per failed repo.
-const MAX_HINTS: usize = 3;
+pub use hints::add_hints;
 
 /// One job: what to resolve and how to run it.
 pub struct Job<'a> {
@@ -102,7 +101,7 @@ impl Job<'_> {
             chain_cache,
             &reporter,
         )?;
-        add_hints(&mut summary);
+        add_hints(&mut summary, &resolved.plan, self.manifest);
         write_summary(&self.run.run_dir, &mut summary);
         if gha::enabled() {
             if let Err(e) = gha::finish(&resolved.plan, &summary) {
@@ -166,19 +165,6 @@ impl Job<'_> {
         write_summary(&self.run.run_dir, &mut summary);
         reporter.report(&Event::RunFinished { summary: &summary });
         summary
-    }
-}
-
-/// What the error knowledge base (`ci/error-patterns.toml`) suggests for each failed repo,
-/// from the log of its failing step.
-pub fn add_hints(summary: &mut RunSummary) {
-    for r in &mut summary.repos {
-        if !matches!(r.status, RepoStatus::Failed(_)) {
-            continue;
-        }
-        if let Some(step) = r.steps.iter().rev().find(|s| !s.ok()) {
-            r.hints = explain::hints(Path::new(&step.log), MAX_HINTS);
-        }
     }
 }
 

@@ -211,7 +211,7 @@ fn check_toolchains(
             ),
         ));
     }
-    let results: Vec<Vec<Problem>> = std::thread::scope(|s| {
+    let results: Vec<Probed> = std::thread::scope(|s| {
         let handles: Vec<_> = m
             .repos
             .iter()
@@ -220,30 +220,47 @@ fn check_toolchains(
                 let dir = Manifest::checkout_dir(&req.root, r);
                 let choice =
                     Choice::resolve(None, req.toolchain.as_deref(), r.toolchain.as_deref(), &dir);
-                s.spawn(move || probe_toolchain(r, &dir, &choice))
+                s.spawn(move || probe_toolchain(r, &dir, choice))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    out.extend(results.into_iter().flatten());
+    out.extend(cannot_run_problems(&results));
+    out.extend(results.into_iter().flat_map(|p| p.problems));
+}
+
+/// What probing one repo's toolchain found.
+struct Probed {
+    /// The repo.
+    repo: String,
+    /// Its toolchain choice.
+    choice: Choice,
+    /// The toolchain cannot run `rustc -vV`: the toolchain rule's message (first line,
+    /// rustup's error; last line, the fix), without rustup's help and backtrace.
+    cannot_run: Option<String>,
+    /// Other problems (missing components).
+    problems: Vec<Problem>,
 }
 
 /// The problems of one repo's toolchain: it cannot run, or lacks a component.
-fn probe_toolchain(r: &Repo, dir: &Path, choice: &Choice) -> Vec<Problem> {
-    let pin = choice.describe();
-    let effective = choice.override_name();
+fn probe_toolchain(r: &Repo, dir: &Path, choice: Choice) -> Probed {
+    let mut probed = Probed {
+        repo: r.name.clone(),
+        cannot_run: None,
+        problems: Vec::new(),
+        choice,
+    };
+    let pin = probed.choice.describe();
+    let effective = probed.choice.override_name().map(str::to_owned);
     // The toolchain rule's own message: it blames where the choice came from.
-    if let Err(e) = crate::engine::metadata::rustc_version(dir, choice) {
-        let e = format!("{e:#}").replace("\nfix:", "\n  fix:");
-        return vec![fatal("toolchain", format!("{}: {e}", r.name))];
+    if let Err(e) = crate::engine::metadata::rustc_version(dir, &probed.choice) {
+        probed.cannot_run = Some(clean_toolchain_error(&format!("{e:#}")));
+        return probed;
     }
-    components_needed(r)
+    probed.problems = components_needed(r)
         .into_iter()
         .filter_map(|(component, binary)| {
-            run_quiet(dir, binary, &["--version"], effective).err().map(|e| {
+            run_quiet(dir, binary, &["--version"], effective.as_deref()).err().map(|e| {
                 fatal(
                     "toolchain",
                     format!(
@@ -253,7 +270,93 @@ fn probe_toolchain(r: &Repo, dir: &Path, choice: &Choice) -> Vec<Problem> {
                 )
             })
         })
+        .collect();
+    probed
+}
+
+/// The toolchain rule's error for a toolchain that cannot run, reduced to its first line
+/// (which toolchain, and rustup's `error:`) and its `fix:` line: rustup's own `help:`
+/// lines and the backtrace it prints when `RUST_BACKTRACE` is set say nothing more.
+fn clean_toolchain_error(e: &str) -> String {
+    let first = e.lines().next().unwrap_or("").trim_end();
+    match e.lines().rev().find(|l| l.trim_start().starts_with("fix:")) {
+        Some(fix) => format!(
+            "{first}\n  fix: {}",
+            fix.trim_start().trim_start_matches("fix:").trim()
+        ),
+        None => first.to_owned(),
+    }
+}
+
+/// One problem per toolchain that cannot run, naming every repo that would build with
+/// it: a machine without the chain's pinned 1.88.0 hears it once, with the fix, not once
+/// per repo. A toolchain only one repo uses keeps the toolchain rule's own message (it
+/// blames where the choice came from).
+fn cannot_run_problems(results: &[Probed]) -> Vec<Problem> {
+    let mut groups: Vec<(Option<String>, Vec<&Probed>)> = Vec::new();
+    for p in results.iter().filter(|p| p.cannot_run.is_some()) {
+        let name = p.choice.name();
+        match groups.iter_mut().find(|(n, _)| n.is_some() && *n == name) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((name, vec![p])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, members)| match (name, members.as_slice()) {
+            (Some(name), [_, _, ..]) => {
+                fatal("toolchain", shared_toolchain_message(&name, &members))
+            }
+            (_, members) => {
+                let p = members[0];
+                fatal(
+                    "toolchain",
+                    format!("{}: {}", p.repo, p.cannot_run.as_deref().unwrap_or("")),
+                )
+            }
+        })
         .collect()
+}
+
+/// The one message for toolchain `name` that several repos (`members`) would build with
+/// and that cannot run: which repos and why they use it, rustup's error, and the two
+/// ways out (install it, or build with what is installed).
+fn shared_toolchain_message(name: &str, members: &[&Probed]) -> String {
+    let repos: Vec<&str> = members.iter().map(|p| p.repo.as_str()).collect();
+    let mut by_source: Vec<(String, Vec<&str>)> = Vec::new();
+    for p in members {
+        let why = p.choice.describe();
+        match by_source.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, rs)) => rs.push(&p.repo),
+            None => by_source.push((why, vec![&p.repo])),
+        }
+    }
+    let sources: Vec<String> = by_source
+        .iter()
+        .map(|(why, rs)| format!("{why} ({})", rs.join(", ")))
+        .collect();
+    let rustup = members[0]
+        .cannot_run
+        .as_deref()
+        .and_then(|e| e.lines().next())
+        .and_then(|l| l.find("error:").map(|i| l[i..].to_owned()))
+        .unwrap_or_else(|| "it cannot run `rustc -vV`".to_owned());
+    let flagged = members
+        .iter()
+        .any(|p| matches!(p.choice.source, crate::engine::toolchain::Source::Flag(_)));
+    let other = if flagged {
+        "pass another --toolchain".to_owned()
+    } else {
+        format!(
+            "pass `--toolchain stable` to build every repo with an installed toolchain (the summary then marks lint failures newer than {name} as such)"
+        )
+    };
+    format!(
+        "toolchain {name} cannot run, and {} repos build with it: {}\n  rustup: {rustup}\n  chosen by: {}\n  fix: install it (`rustup toolchain install {name} --component clippy,rustfmt`), or {other}",
+        repos.len(),
+        repos.join(", "),
+        sources.join("; ")
+    )
 }
 
 fn check_disk(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {

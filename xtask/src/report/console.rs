@@ -189,7 +189,17 @@ impl Reporter for Console {
             } else {
                 format!("{text}\n")
             }),
-            Event::RepoFinished { repo, report } => self.print_block(repo, report),
+            Event::RepoFinished { repo, report } => {
+                self.print_block(repo, report);
+                if self.gha {
+                    let text: String = report
+                        .failed_tests
+                        .iter()
+                        .map(|t| format!("{}\n", gha::test_annotation(t, &repo.name, &repo.dir)))
+                        .collect();
+                    self.print(&text);
+                }
+            }
             Event::RunStarted { .. } => {}
             Event::RunFinished { summary } => self.print(&render_summary(summary)),
         }
@@ -372,6 +382,7 @@ fn repo_notes(r: &RepoReport, width: usize) -> String {
             s += &format!("  {:<width$}    {lead}{line}\n", "");
         }
     }
+    s += &failed_tests_notes(r, width);
     for h in &r.hints {
         s += &format!("  {:<width$}    hint: {h}\n", "");
     }
@@ -387,6 +398,33 @@ fn repo_notes(r: &RepoReport, width: usize) -> String {
     for c in r.cache.iter().filter(|c| c.warning.is_some()) {
         let w = c.warning.as_deref().unwrap_or_default();
         s += &format!("  {:<width$}    warning: cache {}: {w}\n", "", c.stage);
+    }
+    s
+}
+
+/// Failing tests shown under a repo's row; the rest are counted.
+const MAX_FAILED_TESTS_SHOWN: usize = 5;
+
+/// `test failed: NAME (FILE:LINE:COL): first line of the panic` per failing test (at most
+/// [`MAX_FAILED_TESTS_SHOWN`]), then how many more there are.
+fn failed_tests_notes(r: &RepoReport, width: usize) -> String {
+    let mut s = String::new();
+    for t in r.failed_tests.iter().take(MAX_FAILED_TESTS_SHOWN) {
+        s += &format!(
+            "  {:<width$}    test failed: {}: {}\n",
+            "",
+            t.title(),
+            t.headline()
+        );
+    }
+    let total = r.tests.map_or(0, |t| t.failed);
+    let shown = r.failed_tests.len().min(MAX_FAILED_TESTS_SHOWN) as u64;
+    if total > shown && shown > 0 {
+        s += &format!(
+            "  {:<width$}    … and {} more failing test(s) (the repo's junit.xml and test logs list them)\n",
+            "",
+            total - shown
+        );
     }
     s
 }

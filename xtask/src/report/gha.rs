@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 
 use crate::engine::plan::Plan;
 use crate::engine::summary::{RepoStatus, RunSummary};
+use crate::engine::testing::FailedTest;
 use crate::support::exec::Diagnostic;
 
 /// Whether we run inside GitHub Actions (`GITHUB_ACTIONS=true`, set by the runner).
@@ -75,6 +76,55 @@ pub fn annotation(d: &Diagnostic, repo: &str, checkout: &Path) -> Option<String>
         props.join(","),
         escape_data(&d.message)
     ))
+}
+
+/// The `::error` annotation for a failing test: titled `<repo>: test <name> failed`, the
+/// message its panic message, placed at the panic (or the doctest) when the test's output
+/// names a place inside the repo's checkout. The `file` is relative to the repository
+/// root (the checkout `checkout`), which is where GitHub looks for it on a pull request:
+/// the repo's workflows check it out under a directory of its name, so a path relative to
+/// `$GITHUB_WORKSPACE` would not attach. A place outside the checkout (a dependency, the
+/// standard library) gives an annotation without a file.
+pub fn test_annotation(t: &FailedTest, repo: &str, checkout: &Path) -> String {
+    let mut props = Vec::new();
+    if let Some(file) = t.file.as_deref().and_then(|f| repo_relative(f, checkout)) {
+        props.push(format!("file={}", escape_property(&file)));
+        if let Some(l) = t.line {
+            props.push(format!("line={l}"));
+        }
+        if let Some(c) = t.col {
+            props.push(format!("col={c}"));
+        }
+    }
+    let title = format!("{repo}: test {} failed", t.name);
+    props.push(format!("title={}", escape_property(&title)));
+    let message = if t.message.is_empty() {
+        "the test failed"
+    } else {
+        t.message.as_str()
+    };
+    format!("::error {}::{}", props.join(","), escape_data(message))
+}
+
+/// `file` (as rustc printed it: relative to the workspace root, which is the checkout, or
+/// absolute) relative to the checkout, with `/` separators; `None` when it lies outside.
+pub fn repo_relative(file: &str, checkout: &Path) -> Option<String> {
+    let p = Path::new(file);
+    let rel = if p.is_absolute() {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canon(p).strip_prefix(canon(checkout)).ok()?.to_path_buf()
+    } else {
+        p.to_path_buf()
+    };
+    let parts: Vec<String> = rel
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 fn display_path(abs: &Path) -> String {
@@ -178,16 +228,42 @@ pub fn summary_markdown(s: &RunSummary) -> String {
             note.replace('|', "\\|")
         );
     }
+    md += &failing_tests_and_hints(s);
+    for c in &s.chain_cache {
+        md += &format!("\nchain-wide cache `{}`: {}\n", c.stage, c.restore_word());
+    }
+    md.push_str(&format!("\nTotal: {:.1} s.\n", s.secs));
+    md
+}
+
+/// The step summary's lists under the table: each failed repo's failing tests (name,
+/// place, first line of the panic) and its suggested fixes.
+fn failing_tests_and_hints(s: &RunSummary) -> String {
+    let mut md = String::new();
+    for r in s.repos.iter().filter(|r| !r.failed_tests.is_empty()) {
+        md += &format!("\n**{}**: failing tests\n", r.name);
+        for t in &r.failed_tests {
+            md += &format!(
+                "- `{}`: {}\n",
+                t.title().replace('`', "'"),
+                t.headline().replace('\n', " ")
+            );
+        }
+        let total = r.tests.map_or(0, |t| t.failed);
+        if total > r.failed_tests.len() as u64 {
+            md += &format!(
+                "- … and {} more (the run dir's `{}/junit.xml`)\n",
+                total - r.failed_tests.len() as u64,
+                r.name
+            );
+        }
+    }
     for r in s.repos.iter().filter(|r| !r.hints.is_empty()) {
         md += &format!("\n**{}**: suggested fixes\n", r.name);
         for h in &r.hints {
             md += &format!("- {}\n", h.replace('\n', " "));
         }
     }
-    for c in &s.chain_cache {
-        md += &format!("\nchain-wide cache `{}`: {}\n", c.stage, c.restore_word());
-    }
-    md.push_str(&format!("\nTotal: {:.1} s.\n", s.secs));
     md
 }
 

@@ -2,9 +2,11 @@
 //! run succeeds after a failed one (recovery), as the seeds' "real-time notifications"
 //! propose (issue 5).
 //!
-//! The message names the failed repo and step, the first error line of the step's log,
-//! the fix the error knowledge base suggests ([`crate::report::explain`]), and the GitHub Actions
-//! run URL (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`/`actions/runs/GITHUB_RUN_ID`).
+//! The message names the failed repo and step, the first error line of the step's log (for
+//! failing tests: the first failing test, its panic message and place), the failing tests,
+//! the fix the error knowledge base suggests ([`crate::report::explain`], the hint of the
+//! run's summary when there is one), and the GitHub Actions run URL
+//! (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`/`actions/runs/GITHUB_RUN_ID`).
 //!
 //! Invariants: a notification never changes a build's result (every failure here is a
 //! printed warning); a webhook URL is a secret and is never printed, not even inside an
@@ -63,11 +65,17 @@ pub struct Notice {
     pub first_error: Option<String>,
     /// The first fix the error knowledge base suggests for the log.
     pub fix: Option<String>,
+    /// The failed repo's failing tests, `name (file:line:col): first line of the panic`
+    /// (at most [`MAX_TESTS`]).
+    pub failed_tests: Vec<String>,
     /// Other repos that failed in the same run.
     pub also_failed: Vec<String>,
     /// GitHub Actions run page, when running there.
     pub run_url: Option<String>,
 }
+
+/// Failing tests a message lists.
+pub const MAX_TESTS: usize = 5;
 
 /// The run page, from `GITHUB_SERVER_URL` (default `https://github.com`),
 /// `GITHUB_REPOSITORY` and `GITHUB_RUN_ID`; `None` outside GitHub Actions.
@@ -107,6 +115,12 @@ pub struct Failure {
     pub diagnostic: Option<String>,
     /// The summary's reason (first line used when the log has no error line).
     pub reason: String,
+    /// The repo's failing tests (from the summary).
+    pub tests: Vec<crate::engine::testing::FailedTest>,
+    /// The repo's first hint in the summary (`[id] title: fix`), computed with what the
+    /// run knows beyond the log (toolchain, registry versions); preferred over a scan
+    /// of the log.
+    pub hint: Option<String>,
 }
 
 /// The last step of `r` that did not succeed.
@@ -152,6 +166,8 @@ impl Outcome {
                     .and_then(|s| s.errors.first())
                     .map(describe_diagnostic),
                 reason: (*why).clone(),
+                tests: r.failed_tests.clone(),
+                hint: r.hints.first().cloned(),
             }),
             also_failed: failed.iter().skip(1).map(|(r, _)| r.name.clone()).collect(),
         }
@@ -180,6 +196,7 @@ pub fn notice(
         step: None,
         first_error: None,
         fix: None,
+        failed_tests: Vec::new(),
         also_failed: outcome.also_failed.clone(),
         run_url: run_url(env),
     };
@@ -187,6 +204,17 @@ pub fn notice(
         return n;
     };
     n.repo = Some(f.repo.clone());
+    n.failed_tests = f
+        .tests
+        .iter()
+        .take(MAX_TESTS)
+        .map(|t| format!("{}: {}", t.title(), t.headline()))
+        .collect();
+    // A failing test says more than the test runner's closing `error: test run failed`.
+    let first_test = f
+        .tests
+        .first()
+        .map(|t| format!("test {} failed: {}", t.title(), t.headline()));
     if let Some((step, log)) = &f.step {
         n.step = Some(step.clone());
         if let Ok(bytes) = std::fs::read(log) {
@@ -194,6 +222,7 @@ pub fn notice(
             n.first_error = f
                 .diagnostic
                 .clone()
+                .or_else(|| first_test.clone())
                 .or_else(|| crate::report::explain::first_error(&log));
             n.fix = crate::report::explain::suggest(&log)
                 .into_iter()
@@ -205,7 +234,11 @@ pub fn notice(
         n.first_error = f
             .diagnostic
             .clone()
+            .or(first_test)
             .or_else(|| f.reason.lines().next().map(str::to_owned));
+    }
+    if let Some(h) = &f.hint {
+        n.fix = Some(h.clone());
     }
     n
 }
@@ -257,6 +290,11 @@ pub fn slack_payload(n: &Notice) -> Value {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": cut(&format!("*First error:*\n```{e}```"), 3000)}}));
     }
+    if !n.failed_tests.is_empty() {
+        let list: String = n.failed_tests.iter().map(|t| format!("• {t}\n")).collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": cut(&format!("*Failing tests:*\n{list}"), 3000)}}));
+    }
     if let Some(f) = &n.fix {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": cut(&format!("*Suggested fix:* {f}"), 3000)}}));
@@ -277,6 +315,10 @@ pub fn discord_payload(n: &Notice) -> Value {
     }
     if let Some(s) = &n.step {
         fields.push(json!({"name": "Step", "value": s, "inline": true}));
+    }
+    if !n.failed_tests.is_empty() {
+        let list: String = n.failed_tests.iter().map(|t| format!("• {t}\n")).collect();
+        fields.push(json!({"name": "Failing tests", "value": cut(list.trim_end(), 1024)}));
     }
     if let Some(f) = &n.fix {
         fields.push(json!({"name": "Suggested fix", "value": cut(f, 1024)}));
@@ -557,6 +599,8 @@ pub fn preflight_failed(manifest: &Manifest, variant: &str, problem: &str, cache
             step: None,
             diagnostic: None,
             reason: problem.to_owned(),
+            tests: Vec::new(),
+            hint: None,
         }),
         also_failed: Vec::new(),
     };
@@ -593,6 +637,7 @@ pub fn test_notice(manifest: &Manifest, env: &dyn Fn(&str) -> Option<String>) ->
         step: Some("notify".into()),
         first_error: Some("this is a test of the bllvm chain CI notifications".into()),
         fix: Some("nothing to fix: `cargo xtask notify` sent it".into()),
+        failed_tests: Vec::new(),
         also_failed: Vec::new(),
         run_url: run_url(env),
     }
@@ -662,6 +707,8 @@ mod tests {
                 step: Some(("build".into(), log.to_path_buf())),
                 diagnostic: None,
                 reason: "step `build` exited with code 101".into(),
+                tests: Vec::new(),
+                hint: None,
             }),
             also_failed: vec![],
         }
@@ -720,6 +767,54 @@ mod tests {
             Some("error[E0308]: mismatched types (src/lib.rs:3:9)")
         );
         assert!(n.fix.unwrap().contains("(linker-not-found)"));
+    }
+
+    #[test]
+    fn failing_tests_are_named_with_their_panic_and_the_summary_hint_is_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("test.log");
+        std::fs::write(
+            &log,
+            "        FAIL [   0.110s] fx tests::bad\nerror: test run failed\n",
+        )
+        .unwrap();
+        let mut o = failed_outcome(&log);
+        let f = o.failure.as_mut().unwrap();
+        f.step = Some(("test".into(), log.clone()));
+        f.tests = vec![crate::engine::testing::FailedTest {
+            name: "fx tests::bad".into(),
+            message: "assertion `left == right` failed\n  left: 3\n right: 4".into(),
+            file: Some("src/lib.rs".into()),
+            line: Some(13),
+            col: Some(16),
+        }];
+        f.hint = Some("[tests-failed] 1 test(s) failed: run it locally".into());
+        let n = notice(Kind::Failure, "c", &o, &|_| None);
+        assert_eq!(
+            n.first_error.as_deref(),
+            Some("test fx tests::bad (src/lib.rs:13:16) failed: assertion `left == right` failed")
+        );
+        assert_eq!(
+            n.failed_tests,
+            ["fx tests::bad (src/lib.rs:13:16): assertion `left == right` failed"]
+        );
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("[tests-failed] 1 test(s) failed: run it locally")
+        );
+        let slack = slack_payload(&n).to_string();
+        assert!(
+            slack.contains("*Failing tests:*")
+                && slack.contains("fx tests::bad (src/lib.rs:13:16)"),
+            "{slack}"
+        );
+        let discord = discord_payload(&n);
+        let fields = discord["embeds"][0]["fields"].as_array().unwrap();
+        assert!(
+            fields.iter().any(|f| f["name"] == "Failing tests"
+                && f["value"].as_str().unwrap().contains("fx tests::bad")),
+            "{discord}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod layers;
 mod lifecycle;
 mod matrix;
 mod persistence;
+mod realchain;
 mod release;
 mod reliability;
 mod reliability_input;

@@ -116,6 +116,11 @@ fn run_steps(r: &RepoPlan, opts: &RunOptions, report: &mut RepoReport, reporter:
             mark_cancelled(report, sig, None);
             return;
         }
+        if let Some(j) = &prepared.junit {
+            // A report left by an earlier run (or a restored target dir) must not be read
+            // as this step's when the step dies before nextest writes its own.
+            let _ = std::fs::remove_file(j);
+        }
         let run = step::execute(r, prepared, reporter);
         absorb_outputs(prepared, &run, &log_dir, report);
         report.warnings.extend(run.warning.clone());
@@ -203,8 +208,10 @@ fn with_tool_config<'p>(
     Ok((Cow::Owned(steps), Some(fallback)))
 }
 
-/// What a finished step leaves besides its log: test counts from its JUnit report (copied
-/// to the repo's log dir), and its coverage report.
+/// What a finished step leaves besides its log: test counts and failing tests from its
+/// JUnit report (copied to the repo's log dir) or, for a doctest step, from its output
+/// (so the totals include doctests), and its coverage report. A report that cannot be
+/// read or parsed is a warning: the step's exit code already decided the result.
 fn absorb_outputs(
     prepared: &PreparedStep,
     run: &step::StepRun,
@@ -218,16 +225,37 @@ fn absorb_outputs(
             Err(e) => report.warnings.push(format!("{e:#}")),
         }
     }
-    if let Some(j) = &prepared.junit {
-        if let Ok(xml) = std::fs::read_to_string(j) {
-            let counts = testing::count_junit(&xml);
-            let _ = std::fs::copy(j, log_dir.join("junit.xml"));
-            let t = report.tests.get_or_insert_with(Default::default);
-            t.passed += counts.passed;
-            t.failed += counts.failed;
-            t.skipped += counts.skipped;
+    let results = if let Some(j) = &prepared.junit {
+        let Ok(xml) = std::fs::read_to_string(j) else {
+            return;
+        };
+        let _ = std::fs::copy(j, log_dir.join("junit.xml"));
+        match testing::parse_junit(&xml) {
+            Ok(r) => r,
+            Err(e) => {
+                report.warnings.push(format!(
+                    "JUnit report {} of step `{}`: {e}; its test counts are missing",
+                    j.display(),
+                    prepared.name
+                ));
+                return;
+            }
         }
-    }
+    } else if testing::is_doctest(&prepared.program, &prepared.args) && run.cancelled.is_none() {
+        let Ok(bytes) = std::fs::read(&prepared.log) else {
+            return;
+        };
+        testing::parse_libtest(&String::from_utf8_lossy(&bytes))
+    } else {
+        return;
+    };
+    let mut all = testing::TestResults {
+        counts: report.tests.unwrap_or_default(),
+        failures: std::mem::take(&mut report.failed_tests),
+    };
+    all.absorb(results);
+    report.tests = Some(all.counts);
+    report.failed_tests = all.failures;
 }
 
 fn save_target(
