@@ -6,6 +6,7 @@ pub mod chain;
 pub mod dedupe;
 pub mod dispatch;
 pub mod events;
+pub mod follow;
 pub mod propagate;
 pub mod release;
 pub mod workflows;
