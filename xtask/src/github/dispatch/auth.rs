@@ -100,11 +100,6 @@ impl Clients {
         })
     }
 
-    /// The API base the clients talk to.
-    pub fn api_url(&self) -> &str {
-        &self.api_url
-    }
-
     /// The client for requests about `github` (`owner/name`).
     ///
     /// Errors: with an app, the errors of [`app::installation_token`].

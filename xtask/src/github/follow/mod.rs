@@ -19,6 +19,8 @@ pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::engine::graph::Graph;
+use crate::engine::manifest::Manifest;
 use crate::github::dispatch::client::clean_message;
 use crate::github::dispatch::runs::{unix_time, WorkflowRun};
 
@@ -210,6 +212,27 @@ pub fn pick<'a>(
 pub struct Scope {
     /// Repos in run order.
     pub repos: Vec<ScopeRepo>,
+}
+
+impl Scope {
+    /// Every repo of the manifest in the graph's run order, each with its downstream
+    /// closure.
+    ///
+    /// Errors: the graph has a cycle, or names a repo the manifest does not have.
+    pub fn of_chain(manifest: &Manifest, graph: &Graph) -> anyhow::Result<Scope> {
+        let repos = graph
+            .order()?
+            .into_iter()
+            .map(|name| {
+                Ok(ScopeRepo {
+                    github: manifest.repo(&name)?.github.clone(),
+                    downstream: graph.downstream_closure(&[name.as_str()]),
+                    name,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Scope { repos })
+    }
 }
 
 /// One repo of a [`Scope`].
