@@ -37,7 +37,7 @@ pub enum Cmd {
     /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd). Development build only (`--features dev`).
     Bench(BenchArgs),
     /// Dispatch `repository_dispatch` events to the repos downstream of one repo (`--wait`: and follow their runs), walk a release set through the chain in order, or show where a chain run is (`chain status`).
-    Chain(ChainArgs),
+    Chain(Box<ChainArgs>),
     /// Generate the GitHub Actions workflows from the manifest (`--check`: fail if they drifted).
     Workflows(WorkflowsArgs),
     /// Explain a failed step's log: the known errors it shows, what they mean, how to fix them.
@@ -569,7 +569,7 @@ pub struct ChainArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum ChainCmd {
     /// Where a chain run is: each repo's run for CHAIN_ID (state, conclusion, duration, link) in the chain's order, and the first failure. Exit 0 finished green, 1 a run failed, 8 not finished.
-    Status(ChainStatusArgs),
+    Status(Box<ChainStatusArgs>),
 }
 
 /// `cargo xtask chain status CHAIN_ID`.

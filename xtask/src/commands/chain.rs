@@ -204,17 +204,7 @@ fn run_release(
     set: &str,
     steps: Vec<ReleaseStep>,
 ) -> Result<ExitCode> {
-    let index = args
-        .index_url
-        .clone()
-        .or_else(|| p.manifest.chain.index_url.clone())
-        .unwrap_or_else(|| crates_index::DEFAULT_INDEX_URL.to_owned());
-    let wopts = WalkOptions {
-        run_timeout: Duration::from_secs(args.follow.timeout),
-        publish_timeout: Duration::from_secs(args.publish_timeout),
-        poll: Duration::from_millis(args.follow.poll_ms),
-        index_url: crates_index::base_url(&index).map_err(anyhow::Error::msg)?,
-    };
+    let wopts = walk_options(args, p)?;
     let api_url = api_url(&args.api);
     let rt = runtime()?;
     let _entered = rt.enter();
@@ -226,14 +216,14 @@ fn run_release(
         .iter()
         .any(|o| matches!(o.status, Status::Failed(_)));
     let live = targets.iter().any(|t| t.skip.is_none());
+    let report = |outcomes, dry_run| Report {
+        chain_id: p.chain_id.clone(),
+        from: format!("release {set}"),
+        dry_run,
+        outcomes,
+    };
     if !args.execute || invalid || !live {
-        let report = Report {
-            chain_id: p.chain_id.clone(),
-            from: format!("release {set}"),
-            dry_run: !args.execute,
-            outcomes: checked,
-        };
-        return print_release_plan(args.format, &report, &steps, &wopts);
+        return print_release_plan(args.format, &report(checked, !args.execute), &steps, &wopts);
     }
     let clients = match connect(&args.api, &p.manifest, &api_url)? {
         Ok(c) => c,
@@ -241,13 +231,7 @@ fn run_release(
     };
     if args.no_wait {
         let outcomes = rt.block_on(send::send_all(Some(&clients), &api_url, targets, true));
-        let report = Report {
-            chain_id: p.chain_id.clone(),
-            from: format!("release {set}"),
-            dry_run: false,
-            outcomes,
-        };
-        return print_release_plan(args.format, &report, &[], &wopts);
+        return print_release_plan(args.format, &report(outcomes, false), &[], &wopts);
     }
     if steps
         .iter()
@@ -271,6 +255,24 @@ fn run_release(
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The walk's timeouts, poll interval and index (`--index-url`, else `[chain]
+/// index-url`, else crates.io's).
+///
+/// Errors: an index URL that is not `http(s)`.
+fn walk_options(args: &ChainArgs, p: &Prepared) -> Result<WalkOptions> {
+    let index = args
+        .index_url
+        .clone()
+        .or_else(|| p.manifest.chain.index_url.clone())
+        .unwrap_or_else(|| crates_index::DEFAULT_INDEX_URL.to_owned());
+    Ok(WalkOptions {
+        run_timeout: Duration::from_secs(args.follow.timeout),
+        publish_timeout: Duration::from_secs(args.publish_timeout),
+        poll: Duration::from_millis(args.follow.poll_ms),
+        index_url: crates_index::base_url(&index).map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// The dispatch report of a release's dry run (or `--no-wait`), then the walk's plan with

@@ -227,6 +227,27 @@ pub struct ReleaseStep {
     pub crates: Vec<String>,
 }
 
+/// The set's versions, parsed.
+///
+/// Errors: a repo the manifest does not have, or a version that is not semver.
+fn set_versions(
+    manifest: &Manifest,
+    set: &BTreeMap<String, Entry>,
+) -> Result<BTreeMap<String, Version>> {
+    let mut versions = BTreeMap::new();
+    for (repo, entry) in set {
+        manifest.repo(repo)?;
+        let v = Version::parse(entry.version()).with_context(|| {
+            format!(
+                "`{repo} = \"{}\"` is not a semver version (like 0.2.0)",
+                entry.version()
+            )
+        })?;
+        versions.insert(repo.clone(), v);
+    }
+    Ok(versions)
+}
+
 /// The release steps of set `set_name`, in run order, after checking the set.
 ///
 /// Errors: the set does not exist, names a repo the manifest does not have, has a
@@ -245,17 +266,7 @@ pub fn plan_release(
             if file.release.is_empty() { "none".to_owned() } else { file.release.keys().cloned().collect::<Vec<_>>().join(", ") }
         );
     };
-    let mut versions = BTreeMap::new();
-    for (repo, entry) in set {
-        manifest.repo(repo)?;
-        let v = Version::parse(entry.version()).with_context(|| {
-            format!(
-                "`{repo} = \"{}\"` is not a semver version (like 0.2.0)",
-                entry.version()
-            )
-        })?;
-        versions.insert(repo.clone(), v);
-    }
+    let versions = set_versions(manifest, set)?;
     let workspaces = read_workspaces(plan)?;
     let problems = check_consistency(set_name, &versions, &workspaces.requirements);
     if !problems.is_empty() {

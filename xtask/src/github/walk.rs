@@ -156,40 +156,42 @@ async fn release_one(
         Status::DryRun | Status::Skipped(_) => {}
     }
     let run = wait_for_run(clients, chain_id, step, opts, since, known, on).await?;
+    wait_for_crates(step, opts, on).await?;
+    Ok(run)
+}
+
+/// Wait for every crate of `step` to appear in the index at its version.
+/// `Err((why, exit code))`: yanked (1) or not there within the timeout (8).
+async fn wait_for_crates(
+    step: &ReleaseStep,
+    opts: &WalkOptions,
+    on: &mut dyn FnMut(WalkEvent),
+) -> Result<(), (String, u8)> {
+    let v = &step.version;
     for krate in &step.crates {
         on(WalkEvent::Index {
             krate: krate.clone(),
-            version: step.version.clone(),
+            version: v.clone(),
         });
-        let waited = crates_index::wait_for(
-            &opts.index_url,
-            krate,
-            &step.version,
-            opts.publish_timeout,
-            opts.poll,
-        )
-        .await;
+        let waited =
+            crates_index::wait_for(&opts.index_url, krate, v, opts.publish_timeout, opts.poll)
+                .await;
         match waited {
             Ok(()) => {}
-            Err(IndexWaitError::Yanked) => {
-                return Err((
-                    format!("{krate} {} is in the index but yanked: publish a new version and put it in the set", step.version),
-                    follow::EXIT_FAILED,
-                ))
-            }
-            Err(IndexWaitError::TimedOut(last)) => {
-                return Err((
-                    format!(
-                        "{krate} {} did not appear in the index within {}s ({last}): check the repo's publish step, or raise --publish-timeout",
-                        step.version,
-                        opts.publish_timeout.as_secs()
-                    ),
-                    follow::EXIT_PENDING,
-                ))
-            }
+            Err(IndexWaitError::Yanked) => return Err((
+                format!("{krate} {v} is in the index but yanked: publish a new version and put it in the set"),
+                follow::EXIT_FAILED,
+            )),
+            Err(IndexWaitError::TimedOut(last)) => return Err((
+                format!(
+                    "{krate} {v} did not appear in the index within {}s ({last}): check the repo's publish step, or raise --publish-timeout",
+                    opts.publish_timeout.as_secs()
+                ),
+                follow::EXIT_PENDING,
+            )),
         }
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Follow the run the dispatch of `step` started until it finishes or the timeout.

@@ -717,7 +717,7 @@ fn a_release_walk_stops_on_a_missing_publish_and_checks_the_index_first() {
     let after: Vec<String> = paths(&env).split_off(before);
     assert_eq!(
         after,
-        [format!("GET /nowhere/config.json")],
+        ["GET /nowhere/config.json".to_owned()],
         "sent something before checking the index"
     );
 }

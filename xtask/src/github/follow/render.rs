@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{ChainStatus, RunState, Verdict};
+use super::{ChainStatus, Row, RunState, Verdict};
 
 /// `schema_version` of `chain status --format json`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -60,40 +60,7 @@ pub fn table(s: &ChainStatus) -> String {
         "duration".into(),
         "run".into(),
     ]];
-    for r in &s.rows {
-        rows.push(match &r.run {
-            Some(run) => [
-                r.repo.clone(),
-                run.state.label().into(),
-                match &run.state {
-                    RunState::Completed(c) => c.as_str().to_owned(),
-                    _ => "-".into(),
-                },
-                run.duration_secs(s.now_unix)
-                    .map(duration)
-                    .unwrap_or_else(|| "-".into()),
-                if run.url.is_empty() {
-                    format!("run {}", run.id)
-                } else {
-                    run.url.clone()
-                },
-            ],
-            None => [
-                r.repo.clone(),
-                if r.blocked_by.is_some() {
-                    "not started".into()
-                } else {
-                    "no run yet".into()
-                },
-                "-".into(),
-                "-".into(),
-                r.blocked_by
-                    .as_ref()
-                    .map(|u| format!("({u} failed upstream)"))
-                    .unwrap_or_else(|| "-".into()),
-            ],
-        });
-    }
+    rows.extend(s.rows.iter().map(|r| cells(r, s.now_unix)));
     let widths: Vec<usize> = (0..5)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -111,6 +78,37 @@ pub fn table(s: &ChainStatus) -> String {
         out.push('\n');
     }
     out
+}
+
+/// One row's cells: repo, state, conclusion, duration, link (or why there is no run).
+fn cells(r: &Row, now: i64) -> [String; 5] {
+    let Some(run) = &r.run else {
+        let (state, why) = match &r.blocked_by {
+            Some(u) => ("not started", format!("({u} failed upstream)")),
+            None => ("no run yet", "-".to_owned()),
+        };
+        return [r.repo.clone(), state.into(), "-".into(), "-".into(), why];
+    };
+    let conclusion = match &run.state {
+        RunState::Completed(c) => c.as_str().to_owned(),
+        _ => "-".into(),
+    };
+    let duration = run
+        .duration_secs(now)
+        .map(duration)
+        .unwrap_or_else(|| "-".into());
+    let link = if run.url.is_empty() {
+        format!("run {}", run.id)
+    } else {
+        run.url.clone()
+    };
+    [
+        r.repo.clone(),
+        run.state.label().into(),
+        conclusion,
+        duration,
+        link,
+    ]
 }
 
 /// Headline, table and the first failure, as `chain status` prints them.
