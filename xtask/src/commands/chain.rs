@@ -223,7 +223,8 @@ fn run_release(
         outcomes,
     };
     if !args.execute || invalid || !live {
-        return print_release_plan(args.format, &report(checked, !args.execute), &steps, &wopts);
+        let plan: &[ReleaseStep] = if args.execute { &[] } else { &steps };
+        return print_release_plan(args.format, &report(checked, !args.execute), plan, &wopts);
     }
     let clients = match connect(&args.api, &p.manifest, &api_url)? {
         Ok(c) => c,
@@ -375,8 +376,10 @@ fn plan_propagation(args: &ChainArgs, p: &Prepared) -> Result<Planned> {
 }
 
 /// Why nothing may be dispatched from this event: a pull request or a run in a fork never
-/// dispatches, an untrusted `repository_dispatch` never propagates (issue 8), and a
-/// dispatch another run already handled is not propagated twice (issue 13, see
+/// dispatches, an untrusted `repository_dispatch` never propagates (issue 8), a run of a
+/// release set does not propagate (the walk releases each repo itself, only once its
+/// upstreams' crates are published: a propagated release would start before that), and
+/// a dispatch another run already handled is not propagated twice (issue 13, see
 /// [`crate::github::dedupe`]).
 ///
 /// Errors: the dispatch records under `cache_root` cannot be read.
@@ -390,6 +393,11 @@ fn blocked(event: &Event, manifest: &Manifest, cache_root: &Path) -> Result<Opti
     }
     if let Some(why) = event.untrusted_source(&send::repo_names(manifest)) {
         return Ok(Some(why));
+    }
+    if let Some(set) = event.incoming().and_then(|i| i.release_set) {
+        return Ok(Some(format!(
+            "runs of release set {set} do not propagate: `chain --release {set} --execute` releases each repo in order, after its upstreams' crates are published"
+        )));
     }
     crate::github::dedupe::check(event, cache_root)
 }

@@ -102,7 +102,7 @@ impl Env {
     }
 
     /// Write a GitHub event payload and point the command at it.
-    fn event(&self, c: &mut Command, name: &str, payload: Value) {
+    pub(super) fn event(&self, c: &mut Command, name: &str, payload: Value) {
         let p = self.dir.path().join("event.json");
         std::fs::write(&p, payload.to_string()).unwrap();
         c.env("GITHUB_EVENT_NAME", name).env("GITHUB_EVENT_PATH", p);

@@ -327,10 +327,15 @@ fn status_exit_codes_say_whether_the_chain_finished_green() {
         ("bllvm-node", 201),
         ("bllvm-sdk", 301),
     ] {
-        env.get(
-            &runs_path(repo),
-            list(vec![gh_run(repo, id, chain, "in_progress", None)]),
-        );
+        let mut listed = gh_run(repo, id, chain, "in_progress", None);
+        if repo == "bllvm-protocol" {
+            // A server that echoes the token into what is shown gets it replaced (`run`
+            // also checks that the token is in no output).
+            listed["html_url"] = json!(format!(
+                "https://github.com/bllvm-sample/{repo}/actions/runs/{id}?t={TOKEN}"
+            ));
+        }
+        env.get(&runs_path(repo), list(vec![listed]));
         env.get(
             &format!("{}/{id}", runs_path(repo)),
             ok_json(gh_run(repo, id, chain, "completed", Some("success"))),
@@ -346,6 +351,11 @@ fn status_exit_codes_say_whether_the_chain_finished_green() {
     );
     assert!(
         out.stdout.contains("bllvm-node      in_progress  -"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("actions/runs/101?t=***"),
         "{}",
         out.stdout
     );
@@ -395,8 +405,9 @@ fn status_exit_codes_say_whether_the_chain_finished_green() {
     let out = run(env.status(chain, &[]));
     assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr
-            .contains("the token cannot reach this repository (404"),
+        out.stderr.contains(
+            "the token cannot read this repository's workflow runs (404: Not Found): it needs `actions: read`"
+        ),
         "{}",
         out.stderr
     );
@@ -861,4 +872,27 @@ fn a_github_app_dispatches_with_one_installation_token_per_owner() {
         out.stderr
     );
     assert!(!out.stderr.contains("not-a-key-but-a-secret-value"));
+}
+
+/// A run started by a release walk does not dispatch its dependents: the walk releases
+/// each repo itself, after its upstreams' crates are published.
+#[test]
+fn a_run_of_a_release_set_does_not_propagate() {
+    let env = Env::new();
+    let mut c = env.chain(&["--from", "bllvm-consensus"]);
+    env.event(
+        &mut c,
+        "repository_dispatch",
+        json!({"client_payload": {"source": "release", "chain_id": "gh-9-1", "hop": 1,
+            "event": "release", "path": [], "version": "0.1.0", "release_set": "0.1.0",
+            "dispatch_id": "gh-9-1:1:bllvm-consensus"}}),
+    );
+    let out = run(c);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("skipped  bllvm-protocol (bllvm-sample/bllvm-protocol): runs of release set 0.1.0 do not propagate"),
+        "{}",
+        out.stdout
+    );
+    assert!(env.requests().is_empty());
 }

@@ -254,7 +254,10 @@ impl Client {
                 "the answer to {what} could not be read whole (at most {MAX_REPLY_BYTES} bytes)"
             )));
         }
-        serde_json::from_slice(&reply.body).map_err(|e| {
+        // What is parsed may be shown (run links, job names): a server that echoes the
+        // token gets it replaced, like an error answer's message.
+        let body = redact(&reply.body, self.token.expose());
+        serde_json::from_slice(&body).map_err(|e| {
             unexpected(format!(
                 "the answer to {what} is not what GitHub sends: {e}"
             ))
@@ -416,6 +419,26 @@ pub(crate) fn clean_message(text: &str, token: &str) -> String {
     out
 }
 
+/// `body` with every occurrence of `token` (at least 4 bytes) replaced by `***`.
+fn redact(body: &[u8], token: &str) -> Vec<u8> {
+    let t = token.as_bytes();
+    if t.len() < 4 || !body.windows(t.len()).any(|w| w == t) {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(t) {
+            out.extend_from_slice(b"***");
+            i += t.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The error and its causes on one line (octocrab's `Display` alone hides the cause).
 fn transport_message(e: &octocrab::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -433,6 +456,18 @@ fn transport_message(e: &octocrab::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parsed_body_never_holds_the_token() {
+        let tok = "ghp_secretTOKEN123";
+        let body = format!(r#"{{"html_url": "https://x/{tok}/{tok}"}}"#);
+        assert_eq!(
+            redact(body.as_bytes(), tok),
+            br#"{"html_url": "https://x/***/***"}"#.to_vec()
+        );
+        assert_eq!(redact(b"abcd", "abcd"), b"***".to_vec());
+        assert_eq!(redact(b"abc", ""), b"abc".to_vec());
+    }
 
     #[test]
     fn an_answer_is_cut_cleaned_and_never_shows_the_token() {

@@ -133,6 +133,16 @@ pub enum DispatchError {
         /// GitHub's message.
         message: String,
     },
+    /// 403 or 404 on reading workflow runs: the token cannot see the repo's Actions.
+    #[error("{repo}: the token cannot read this repository's workflow runs ({status}: {message}): it needs `actions: read` on {repo} (a fine-grained PAT, or a GitHub App with that permission)")]
+    CannotReadRuns {
+        /// Target `owner/name`.
+        repo: String,
+        /// 403 or 404.
+        status: u16,
+        /// GitHub's message.
+        message: String,
+    },
     /// The dispatch breaks GitHub's rules: found locally, or a 422 from GitHub.
     #[error("{repo}: invalid dispatch: {reason}")]
     Invalid {
@@ -194,7 +204,9 @@ impl DispatchError {
         match self {
             DispatchError::MissingToken { .. } | DispatchError::AppConfig { .. } => 2,
             DispatchError::BadCredentials { .. } | DispatchError::AppRejected { .. } => 3,
-            DispatchError::NoAccess { .. } | DispatchError::NotInstalled { .. } => 4,
+            DispatchError::NoAccess { .. }
+            | DispatchError::NotInstalled { .. }
+            | DispatchError::CannotReadRuns { .. } => 4,
             DispatchError::Invalid { .. } => 5,
             DispatchError::RateLimited { .. } => 6,
             DispatchError::Server { .. }
@@ -211,7 +223,7 @@ impl DispatchError {
             DispatchError::NotInstalled { .. } => "not-installed",
             DispatchError::AppRejected { .. } => "app-rejected",
             DispatchError::BadCredentials { .. } => "bad-credentials",
-            DispatchError::NoAccess { .. } => "no-access",
+            DispatchError::NoAccess { .. } | DispatchError::CannotReadRuns { .. } => "no-access",
             DispatchError::Invalid { .. } => "invalid",
             DispatchError::RateLimited { .. } => "rate-limited",
             DispatchError::Server { .. } => "server",

@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use super::client::{Budget, Client};
+use super::client::{Budget, Client, Reply};
 use super::DispatchError;
 
 /// Newest dispatched runs read per repo and round: GitHub's largest page.
@@ -119,9 +119,7 @@ pub async fn list(
         // `created=>=TIME`, with `>=` percent-encoded (not a valid URI character).
         route.push_str(&format!("&created=%3E%3D{since}"));
     }
-    let reply = client
-        .request(github, http::Method::GET, &route, None)
-        .await?;
+    let reply = read(client, github, &route).await?;
     let page: RunsPage = client.parse(github, "the runs list", &reply)?;
     Ok(Read {
         data: page.workflow_runs,
@@ -138,9 +136,7 @@ pub async fn get(
     id: u64,
 ) -> Result<Read<WorkflowRun>, DispatchError> {
     let route = format!("/repos/{github}/actions/runs/{id}");
-    let reply = client
-        .request(github, http::Method::GET, &route, None)
-        .await?;
+    let reply = read(client, github, &route).await?;
     Ok(Read {
         data: client.parse(github, "the run", &reply)?,
         budget: Budget::from_headers(&reply.headers),
@@ -152,14 +148,28 @@ pub async fn get(
 /// Errors: as [`list`].
 pub async fn jobs(client: &Client, github: &str, id: u64) -> Result<Read<Vec<Job>>, DispatchError> {
     let route = format!("/repos/{github}/actions/runs/{id}/jobs?filter=latest&per_page={PER_PAGE}");
-    let reply = client
-        .request(github, http::Method::GET, &route, None)
-        .await?;
+    let reply = read(client, github, &route).await?;
     let page: JobsPage = client.parse(github, "the jobs list", &reply)?;
     Ok(Read {
         data: page.jobs,
         budget: Budget::from_headers(&reply.headers),
     })
+}
+
+/// `GET route` for `github`, with a 403 or 404 told as what reading runs needs.
+async fn read(client: &Client, github: &str, route: &str) -> Result<Reply, DispatchError> {
+    match client.request(github, http::Method::GET, route, None).await {
+        Err(DispatchError::NoAccess {
+            repo,
+            status,
+            message,
+        }) => Err(DispatchError::CannotReadRuns {
+            repo,
+            status,
+            message,
+        }),
+        other => other,
+    }
 }
 
 /// `unix` (seconds) as RFC 3339 UTC (`2024-05-01T12:00:00Z`), or `None` out of range.
