@@ -36,8 +36,8 @@ pub enum Cmd {
     Logs(LogsArgs),
     /// Benchmarks (`bench cache`: restore and save against rsync and tar + zstd). Development build only (`--features dev`).
     Bench(BenchArgs),
-    /// Dispatch `repository_dispatch` events to the repos downstream of one repo, or walk a release set through the chain.
-    Chain(ChainArgs),
+    /// Dispatch `repository_dispatch` events to the repos downstream of one repo (`--wait`: and follow their runs), walk a release set through the chain in order, or show where a chain run is (`chain status`).
+    Chain(Box<ChainArgs>),
     /// Generate the GitHub Actions workflows from the manifest (`--check`: fail if they drifted).
     Workflows(WorkflowsArgs),
     /// Explain a failed step's log: the known errors it shows, what they mean, how to fix them.
@@ -520,14 +520,22 @@ pub struct ExplainArgs {
     pub format: Format,
 }
 
-/// `cargo xtask chain`: tell downstream repos to run (`repository_dispatch`).
+/// `cargo xtask chain`: tell downstream repos to run (`repository_dispatch`), follow a
+/// chain run (`chain status`), or release a set in order (`--release`).
 ///
-/// The token comes from the variable `[chain] token-env` names, else `GITHUB_TOKEN`; it is
-/// never printed. Exit codes: 0 all sent or skipped; 2 the run could not start (no token,
-/// bad flags); 3 bad credentials (401); 4 the token cannot reach a repo (403/404); 5 invalid
-/// dispatch (422); 6 rate limited past --max-wait; 7 server or network errors after retries.
+/// Credentials: a GitHub App when `[chain] app-id-env` and `private-key-env` are both set,
+/// else the token in the variable `[chain] token-env` names, else `GITHUB_TOKEN`; never
+/// printed. Exit codes: 0 all sent or skipped (with `--wait` or a release walk: and every
+/// run green); 1 a run failed (`--wait`, a release walk); 2 the run could not start (no
+/// credentials, bad flags); 3 bad credentials (401); 4 the token or app cannot reach a
+/// repo (403/404); 5 invalid dispatch (422); 6 rate limited past --max-wait; 7 server or
+/// network errors after retries; 8 a wait gave up at its timeout before runs finished.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ChainArgs {
+    /// `status`: where a chain run is; without it, dispatch.
+    #[command(subcommand)]
+    pub cmd: Option<ChainCmd>,
     /// Plan flags (the graph the targets come from).
     #[command(flatten)]
     pub resolve: Resolve,
@@ -555,24 +563,82 @@ pub struct ChainArgs {
     /// Correlation id of the chain run (default: the one received upstream, else gh-<run id>-<attempt>, else local-<time>-<pid>).
     #[arg(long, value_name = "ID")]
     pub chain_id: Option<String>,
-    /// GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
-    pub api_url: Option<String>,
     /// Print each request (URL, event type, payload) and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// After dispatching, follow the runs of the chain (the targets and what they dispatch) until they finish or --timeout.
+    #[arg(long, conflicts_with_all = ["dry_run", "release"])]
+    pub wait: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// Walk release set VERSION (from ci/versions.toml) through the whole chain in order; a dry run unless --execute.
+    /// Walk release set VERSION (from ci/versions.toml) through the whole chain in order, each repo's run green and crates published before the next; a dry run unless --execute.
     #[arg(long, value_name = "VERSION", conflicts_with_all = ["from", "transitive", "to", "dry_run"])]
     pub release: Option<String>,
-    /// With --release: send the dispatches (default: print them only).
+    /// With --release: release for real (default: print the plan only).
     #[arg(long, requires = "release")]
     pub execute: bool,
+    /// With --release --execute: send the dispatches in order without waiting for runs or the index.
+    #[arg(long, requires = "release")]
+    pub no_wait: bool,
     /// Release sets file (default: versions.toml beside the manifest).
     #[arg(long, value_name = "PATH")]
     pub versions: Option<PathBuf>,
+    /// Sparse index a release walk waits on for published crates (default: [chain] index-url, else https://index.crates.io/).
+    #[arg(long, value_name = "URL", requires = "release")]
+    pub index_url: Option<String>,
+    /// With --release: longest wait, in seconds, for one crate version to appear in the index.
+    #[arg(
+        long,
+        default_value_t = 1800,
+        value_name = "SECS",
+        requires = "release"
+    )]
+    pub publish_timeout: u64,
+    /// How to reach GitHub.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// How long and how often to look at runs.
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// `chain` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ChainCmd {
+    /// Where a chain run is: each repo's run for CHAIN_ID (state, conclusion, duration, link) in the chain's order, and the first failure. Exit 0 finished green, 1 a run failed, 8 not finished.
+    Status(Box<ChainStatusArgs>),
+}
+
+/// `cargo xtask chain status CHAIN_ID`.
+#[derive(Debug, Clone, Args)]
+pub struct ChainStatusArgs {
+    /// The chain id (a dispatched run's title ends with it; `chain` prints it).
+    #[arg(value_name = "CHAIN_ID")]
+    pub chain_id: String,
+    /// Keep looking until the chain finishes or --timeout, printing each change.
+    #[arg(long)]
+    pub watch: bool,
+    /// Output format (`json`: `schema_version` 1).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Plan flags (the chain's order and graph).
+    #[command(flatten)]
+    pub resolve: Resolve,
+    /// How to reach GitHub.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// How long and how often to look at runs.
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// How `chain` reaches GitHub.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
     /// Retries after a 5xx or network error (each dispatch carries the same dispatch_id).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub retries: u32,
@@ -582,6 +648,17 @@ pub struct ChainArgs {
     /// Longest wait, in seconds, for a rate limit (Retry-After / x-ratelimit-reset) or a backoff.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub max_wait: u64,
+}
+
+/// How `chain --wait`, `chain status --watch` and a release walk follow runs.
+#[derive(Debug, Clone, Args)]
+pub struct FollowArgs {
+    /// Longest wait, in seconds, for the runs followed (with --release: for each repo's run) to finish.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub timeout: u64,
+    /// First interval between looks at the runs, in milliseconds; doubles while nothing changes (up to 8x) and stretches to stay within GitHub's rate limit.
+    #[arg(long, default_value_t = 15_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_ms: u64,
 }
 
 /// `cargo xtask workflows`: write (or `--check`) the GitHub Actions workflows generated

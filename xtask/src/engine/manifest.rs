@@ -122,8 +122,11 @@ fn default_timeout() -> u64 {
 /// ```toml
 /// [chain]
 /// token-env = "BLLVM_CHAIN_TOKEN"   # a PAT with contents: write on every chain repo
+/// app-id-env = "BLLVM_APP_ID"       # or a GitHub App: its id ...
+/// private-key-env = "BLLVM_APP_KEY" # ... and its PEM private key
 /// max-hops = 8
 /// orchestrator = "BTCDecoded/bllvm-ci"
+/// index-url = "https://index.crates.io/"
 /// [chain.event-types]
 /// push = "bllvm-upstream-push"
 /// release = "bllvm-upstream-release"
@@ -131,8 +134,10 @@ fn default_timeout() -> u64 {
 ///
 /// Values are checked when the manifest is read, because they also go into the generated
 /// workflows: event types are 1-100 characters (GitHub's limit) of letters, digits and
-/// `-_.:/`; `token-env` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`);
-/// `max-hops` is at least 1; `orchestrator` is `owner/name`.
+/// `-_.:/`; `token-env`, `app-id-env` and `private-key-env` are environment variable
+/// names (`[A-Za-z_][A-Za-z0-9_]*`), the last two set together; `max-hops` is at least 1;
+/// `orchestrator` is `owner/name`; `index-url` is an `http(s)` URL (cargo's `sparse+`
+/// prefix allowed).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawChainSettings")]
 pub struct ChainSettings {
@@ -144,6 +149,10 @@ pub struct ChainSettings {
     /// `contents: write` on the downstream repos (the workflow `GITHUB_TOKEN` only reaches
     /// its own repo). When unset or empty at run time, `GITHUB_TOKEN` is used.
     pub token_env: Option<String>,
+    /// GitHub App authentication instead of a token: the variables holding the app's id
+    /// and its private key (PEM). When both are set at run time the app is used (an
+    /// installation token per repo owner); else the token. Never printed.
+    pub app: Option<AppEnv>,
     /// A dispatch never goes past this many hops from the repo that started the chain
     /// (the loop guard's second half; the first is never dispatching to a repo already
     /// on the chain's path). Default 8.
@@ -152,6 +161,19 @@ pub struct ChainSettings {
     /// template of the chain repos checks out (`cargo xtask workflows`). Default
     /// `BTCDecoded/bllvm-ci`.
     pub orchestrator: String,
+    /// The sparse index a release walk waits on for each published crate version
+    /// (`chain --release --execute`); `--index-url` overrides it. Default crates.io's,
+    /// `https://index.crates.io/`.
+    pub index_url: Option<String>,
+}
+
+/// The two variables of `[chain]`'s GitHub App authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppEnv {
+    /// Variable holding the app's id (or client id): `app-id-env`.
+    pub id_env: String,
+    /// Variable holding the app's private key, PEM: `private-key-env`.
+    pub private_key_env: String,
 }
 
 /// `[chain]` as written, before [`ChainSettings`]'s checks.
@@ -162,44 +184,40 @@ struct RawChainSettings {
     event_types: BTreeMap<String, String>,
     #[serde(default)]
     token_env: Option<String>,
+    #[serde(default)]
+    app_id_env: Option<String>,
+    #[serde(default)]
+    private_key_env: Option<String>,
     #[serde(default = "default_max_hops")]
     max_hops: u32,
     #[serde(default = "default_orchestrator")]
     orchestrator: String,
+    #[serde(default)]
+    index_url: Option<String>,
 }
 
 impl TryFrom<RawChainSettings> for ChainSettings {
     type Error = String;
 
     fn try_from(r: RawChainSettings) -> std::result::Result<Self, String> {
-        for (trigger, t) in &r.event_types {
-            let n = t.chars().count();
-            if n == 0 || n > 100 {
-                return Err(format!(
-                    "[chain.event-types] {trigger} = \"{t}\": an event type must be 1 to 100 characters (GitHub's limit)"
-                ));
-            }
-            if !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
-            {
-                return Err(format!(
-                    "[chain.event-types] {trigger} = \"{t}\": use only letters, digits and `-_.:/`"
-                ));
+        check_event_types(&r.event_types)?;
+        for (field, v) in [
+            ("token-env", &r.token_env),
+            ("app-id-env", &r.app_id_env),
+            ("private-key-env", &r.private_key_env),
+        ] {
+            if let Some(v) = v {
+                check_env_name(field, v)?;
             }
         }
-        if let Some(v) = &r.token_env {
-            let mut cs = v.chars();
-            let ok = cs
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                return Err(format!(
-                    "[chain] token-env = \"{v}\" is not an environment variable name (letters, digits, `_`; not starting with a digit)"
-                ));
-            }
-        }
+        let app = match (r.app_id_env, r.private_key_env) {
+            (Some(id_env), Some(private_key_env)) => Some(AppEnv {
+                id_env,
+                private_key_env,
+            }),
+            (None, None) => None,
+            _ => return Err("[chain] app-id-env and private-key-env go together: set both (a GitHub App) or neither (a token)".into()),
+        };
         if r.max_hops == 0 {
             return Err("[chain] max-hops must be at least 1".into());
         }
@@ -214,12 +232,62 @@ impl TryFrom<RawChainSettings> for ChainSettings {
                 r.orchestrator
             ));
         }
+        if let Some(u) = &r.index_url {
+            let bare = u.strip_prefix("sparse+").unwrap_or(u);
+            let host = bare
+                .strip_prefix("https://")
+                .or_else(|| bare.strip_prefix("http://"));
+            if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+                return Err(format!(
+                    "[chain] index-url = \"{u}\" is not a sparse index URL: use https://HOST/PATH/ (crates.io: https://index.crates.io/)"
+                ));
+            }
+        }
         Ok(ChainSettings {
             event_types: r.event_types,
             token_env: r.token_env,
+            app,
             max_hops: r.max_hops,
             orchestrator: r.orchestrator,
+            index_url: r.index_url,
         })
+    }
+}
+
+/// `[chain.event-types]`: 1-100 characters (GitHub's limit) of letters, digits, `-_.:/`.
+fn check_event_types(types: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    for (trigger, t) in types {
+        let n = t.chars().count();
+        if n == 0 || n > 100 {
+            return Err(format!(
+                "[chain.event-types] {trigger} = \"{t}\": an event type must be 1 to 100 characters (GitHub's limit)"
+            ));
+        }
+        if !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+        {
+            return Err(format!(
+                "[chain.event-types] {trigger} = \"{t}\": use only letters, digits and `-_.:/`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[chain] field = "v"` must name an environment variable.
+fn check_env_name(field: &str, v: &str) -> std::result::Result<(), String> {
+    let mut cs = v.chars();
+    let ok = cs
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "[chain] {field} = \"{v}\" is not an environment variable name (letters, digits, `_`; not starting with a digit)"
+        ))
     }
 }
 
@@ -228,8 +296,10 @@ impl Default for ChainSettings {
         ChainSettings {
             event_types: BTreeMap::new(),
             token_env: None,
+            app: None,
             max_hops: default_max_hops(),
             orchestrator: default_orchestrator(),
+            index_url: None,
         }
     }
 }
@@ -852,12 +922,16 @@ impl Manifest {
     }
 
     /// The variables of our environment the manifest names as secrets: the dispatch
-    /// token's (`[chain] token-env`) and the webhook URLs' (`[notify]`). Steps never see
+    /// token's (`[chain] token-env`), the GitHub App's (`app-id-env`, `private-key-env`)
+    /// and the webhook URLs' (`[notify]`). Steps never see
     /// them unless `pass-env` passes one (nor `GITHUB_TOKEN` and the other secrets of
     /// [`crate::engine::steps::withheld_env`]).
     pub fn secret_env_names(&self) -> Vec<&str> {
+        let app = self.chain.app.as_ref();
         let mut v: Vec<&str> = [
             self.chain.token_env.as_deref(),
+            app.map(|a| a.id_env.as_str()),
+            app.map(|a| a.private_key_env.as_str()),
             self.notify.slack_webhook_env.as_deref(),
             self.notify.discord_webhook_env.as_deref(),
         ]
@@ -1324,6 +1398,20 @@ github = "o/b"
         assert_eq!(m.chain.event_type("develop"), "dev");
         assert_eq!(m.chain.event_type("push"), "bllvm-upstream-push");
         assert_eq!(parse(repo).unwrap().chain.max_hops, 8);
+        let m = parse(&format!(
+            "[chain]\napp-id-env = \"APP_ID\"\nprivate-key-env = \"APP_KEY\"\nindex-url = \"sparse+http://127.0.0.1:1/\"\n{repo}"
+        ))
+        .unwrap();
+        let app = m.chain.app.as_ref().unwrap();
+        assert_eq!(
+            (app.id_env.as_str(), app.private_key_env.as_str()),
+            ("APP_ID", "APP_KEY")
+        );
+        assert_eq!(
+            m.chain.index_url.as_deref(),
+            Some("sparse+http://127.0.0.1:1/")
+        );
+        assert_eq!(m.secret_env_names(), ["APP_ID", "APP_KEY"]);
         // Checks of values point at the table, unknown fields at the field.
         for (bad, want, line) in [
             ("[chain]\nmax-hops = 0\n", "max-hops must be at least 1", 1),
@@ -1333,6 +1421,21 @@ github = "o/b"
                 1,
             ),
             ("[chain]\norchestrator = \"nope\"\n", "owner/name", 1),
+            (
+                "[chain]\napp-id-env = \"APP_ID\"\n",
+                "app-id-env and private-key-env go together",
+                1,
+            ),
+            (
+                "[chain]\napp-id-env = \"A\"\nprivate-key-env = \"K-EY\"\n",
+                "private-key-env = \"K-EY\" is not an environment variable name",
+                1,
+            ),
+            (
+                "[chain]\nindex-url = \"index.crates.io\"\n",
+                "not a sparse index URL",
+                1,
+            ),
             ("[chain]\nbogus = 1\n", "unknown field `bogus`", 2),
             (
                 "[chain.event-types]\npush = \"a\\\"b\"\n",

@@ -8,6 +8,7 @@ use crate::engine::manifest::Manifest;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::github::dispatch::auth::Clients;
 use crate::github::dispatch::client::{Client, RetryPolicy};
 use crate::github::dispatch::payload::{self, ChainPayload};
 use crate::github::dispatch::{DispatchError, Token, DEFAULT_API_URL};
@@ -50,10 +51,10 @@ pub fn dispatch_url(api_url: &str, github: &str) -> String {
     )
 }
 
-/// Send (or with `client == None`, only validate: a dry run) every target in order.
+/// Send (or with `clients == None`, only validate: a dry run) every target in order.
 /// With `stop_on_failure`, the targets after a failure are skipped (release order).
 pub async fn send_all(
-    client: Option<&Client>,
+    clients: Option<&Clients>,
     api_url: &str,
     targets: Vec<Target>,
     stop_on_failure: bool,
@@ -67,20 +68,7 @@ pub async fn send_all(
         } else if let Some(f) = &failed {
             Status::Skipped(format!("not sent: the dispatch to `{f}` before it failed"))
         } else {
-            let value = serde_json::to_value(&t.payload).map_err(|e| DispatchError::Invalid {
-                repo: t.github.clone(),
-                reason: format!("client_payload cannot be written as JSON: {e}"),
-            });
-            match value.and_then(|v| payload::validate(&t.github, &t.event_type, &v).map(|()| v)) {
-                Err(e) => Status::Failed(e),
-                Ok(value) => match client {
-                    None => Status::DryRun,
-                    Some(c) => match c.dispatch(&t.github, &t.event_type, &value).await {
-                        Ok(n) => Status::Sent(n),
-                        Err(e) => Status::Failed(e),
-                    },
-                },
-            }
+            send_one(clients, &t).await
         };
         if stop_on_failure && matches!(status, Status::Failed(_)) {
             failed = Some(t.repo.clone());
@@ -92,6 +80,30 @@ pub async fn send_all(
         });
     }
     out
+}
+
+/// Validate one target's dispatch and, with `clients`, send it.
+pub async fn send_one(clients: Option<&Clients>, t: &Target) -> Status {
+    let value = serde_json::to_value(&t.payload).map_err(|e| DispatchError::Invalid {
+        repo: t.github.clone(),
+        reason: format!("client_payload cannot be written as JSON: {e}"),
+    });
+    let value =
+        match value.and_then(|v| payload::validate(&t.github, &t.event_type, &v).map(|()| v)) {
+            Err(e) => return Status::Failed(e),
+            Ok(v) => v,
+        };
+    let Some(clients) = clients else {
+        return Status::DryRun;
+    };
+    let sent = match clients.for_repo(&t.github).await {
+        Ok(c) => c.dispatch(&t.github, &t.event_type, &value).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(n) => Status::Sent(n),
+        Err(e) => Status::Failed(e),
+    }
 }
 
 /// The outcomes of one `chain` run, for printing.
@@ -319,7 +331,7 @@ fn post_comment(event: &Event, summary: &str) -> Result<crate::github::dispatch:
 
 /// An error as one summary line: without the `owner/name: ` prefix the line already
 /// shows, and with GitHub's multi-line messages folded.
-fn one_line(e: &DispatchError, github: &str) -> String {
+pub fn one_line(e: &DispatchError, github: &str) -> String {
     let text = e.to_string();
     let text = text.strip_prefix(&format!("{github}: ")).unwrap_or(&text);
     text.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -10,13 +10,19 @@
 //!
 //! `cargo xtask chain --release 0.2.0` checks that a set is consistent with the
 //! dependency requirements the repos declare (every requirement of one repo of the set
-//! on a package of another accepts that repo's version in the set), then dispatches the
-//! release event type to each repo in run order. It is a dry run unless `--execute`
-//! is given, as with cargo-release.
+//! on a package of another accepts that repo's version in the set), then releases each
+//! repo in run order, one at a time ([`crate::github::walk`]): dispatch the release event
+//! type, wait for the run to finish green, wait for each crate the repo publishes to
+//! appear in the index at that version, then the next. It is a dry run unless
+//! `--execute` is given, as with cargo-release.
+//!
+//! Which crates a repo publishes: its workspace packages whose `publish` allows
+//! crates.io (no `publish` key, or a list naming `crates-io`), unless the set's entry
+//! says (`crates = ["name", ...]`; `[]` for none).
 //!
 //! This module owns the file format and the check; it reads each checkout's declared
 //! dependencies with `cargo metadata --no-deps` (read-only, no resolution) and sends
-//! nothing itself: `commands::chain` sends through [`crate::github::chain`].
+//! nothing itself: `commands::chain` walks the set through [`crate::github::walk`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +77,10 @@ pub struct EntryTable {
     #[serde(default)]
     #[allow(dead_code)]
     pub git_tag: Option<String>,
+    /// The crates the repo publishes at this version, which the walk waits for in the
+    /// index (default: read from the repo's `Cargo.toml`s; `[]`: none).
+    #[serde(default)]
+    pub crates: Option<Vec<String>>,
 }
 
 impl Entry {
@@ -79,6 +89,14 @@ impl Entry {
         match self {
             Entry::Version(v) => v,
             Entry::Table(t) => &t.version,
+        }
+    }
+
+    /// The crates the entry says the repo publishes, if it says.
+    pub fn crates(&self) -> Option<&[String]> {
+        match self {
+            Entry::Version(_) => None,
+            Entry::Table(t) => t.crates.as_deref(),
         }
     }
 }
@@ -131,9 +149,19 @@ pub fn check_consistency(
         .collect()
 }
 
-/// Declared requirements between repos of the plan, read with `cargo metadata --no-deps`
-/// in each cargo checkout. Packages map to repos through [`crate::engine::plan::RepoPlan::versions`].
-pub fn read_requirements(plan: &Plan) -> Result<Vec<Requirement>> {
+/// What the release walk reads from the repos' `Cargo.toml`s.
+#[derive(Debug, Clone, Default)]
+pub struct Workspaces {
+    /// Declared requirements between repos of the plan, sorted.
+    pub requirements: Vec<Requirement>,
+    /// Per repo, its workspace packages that publish to crates.io, sorted.
+    pub publishes: BTreeMap<String, Vec<String>>,
+}
+
+/// Declared requirements between repos of the plan and the packages each publishes, read
+/// with `cargo metadata --no-deps` in each cargo checkout. Packages map to repos through
+/// [`crate::engine::plan::RepoPlan::versions`].
+pub fn read_workspaces(plan: &Plan) -> Result<Workspaces> {
     let owner: BTreeMap<&str, &str> = plan
         .repos
         .iter()
@@ -143,7 +171,7 @@ pub fn read_requirements(plan: &Plan) -> Result<Vec<Requirement>> {
                 .map(move |p| (p.as_str(), r.name.as_str()))
         })
         .collect();
-    let mut out = Vec::new();
+    let mut out = Workspaces::default();
     for r in plan.repos.iter().filter(|r| r.kind == RepoKind::Cargo) {
         let meta = cargo_metadata::MetadataCommand::new()
             .current_dir(&r.dir)
@@ -156,11 +184,19 @@ pub fn read_requirements(plan: &Plan) -> Result<Vec<Requirement>> {
                     r.dir.display()
                 )
             })?;
+        let mut publishes = Vec::new();
         for p in meta.workspace_packages() {
+            // `publish` absent: anywhere; a list: those registries only (`[]`: none).
+            if p.publish
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|r| r == "crates-io"))
+            {
+                publishes.push(p.name.to_string());
+            }
             for d in &p.dependencies {
                 if let Some(up) = owner.get(d.name.as_str()) {
                     if *up != r.name {
-                        out.push(Requirement {
+                        out.requirements.push(Requirement {
                             repo: r.name.clone(),
                             upstream: (*up).to_owned(),
                             package: d.name.clone(),
@@ -170,30 +206,34 @@ pub fn read_requirements(plan: &Plan) -> Result<Vec<Requirement>> {
                 }
             }
         }
+        publishes.sort();
+        out.publishes.insert(r.name.clone(), publishes);
     }
-    out.sort_by(|a, b| (&a.repo, &a.package).cmp(&(&b.repo, &b.package)));
-    out.dedup();
+    out.requirements
+        .sort_by(|a, b| (&a.repo, &a.package).cmp(&(&b.repo, &b.package)));
+    out.requirements.dedup();
     Ok(out)
 }
 
-/// The release dispatches of set `set_name`, in run order, after checking the set.
+/// One repo of a release set, in the walk's order: its dispatch, the version it is
+/// released at and the crates the walk waits for in the index.
+#[derive(Debug, Clone)]
+pub struct ReleaseStep {
+    /// The dispatch.
+    pub target: Target,
+    /// The version of the set.
+    pub version: String,
+    /// Crates published at `version` (empty: the repo publishes none).
+    pub crates: Vec<String>,
+}
+
+/// The set's versions, parsed.
 ///
-/// Errors: the set does not exist, names a repo the manifest does not have, has a
-/// version that is not semver, or breaks a declared requirement (all listed).
-pub fn plan_release(
+/// Errors: a repo the manifest does not have, or a version that is not semver.
+fn set_versions(
     manifest: &Manifest,
-    plan: &Plan,
-    file: &VersionsFile,
-    set_name: &str,
-    event_type: Option<&str>,
-    chain_id: &str,
-) -> Result<Vec<Target>> {
-    let Some(set) = file.release.get(set_name) else {
-        bail!(
-            "no release set `{set_name}` (known: {}): add [release.\"{set_name}\"] to versions.toml",
-            if file.release.is_empty() { "none".to_owned() } else { file.release.keys().cloned().collect::<Vec<_>>().join(", ") }
-        );
-    };
+    set: &BTreeMap<String, Entry>,
+) -> Result<BTreeMap<String, Version>> {
     let mut versions = BTreeMap::new();
     for (repo, entry) in set {
         manifest.repo(repo)?;
@@ -205,7 +245,30 @@ pub fn plan_release(
         })?;
         versions.insert(repo.clone(), v);
     }
-    let problems = check_consistency(set_name, &versions, &read_requirements(plan)?);
+    Ok(versions)
+}
+
+/// The release steps of set `set_name`, in run order, after checking the set.
+///
+/// Errors: the set does not exist, names a repo the manifest does not have, has a
+/// version that is not semver, or breaks a declared requirement (all listed).
+pub fn plan_release(
+    manifest: &Manifest,
+    plan: &Plan,
+    file: &VersionsFile,
+    set_name: &str,
+    event_type: Option<&str>,
+    chain_id: &str,
+) -> Result<Vec<ReleaseStep>> {
+    let Some(set) = file.release.get(set_name) else {
+        bail!(
+            "no release set `{set_name}` (known: {}): add [release.\"{set_name}\"] to versions.toml",
+            if file.release.is_empty() { "none".to_owned() } else { file.release.keys().cloned().collect::<Vec<_>>().join(", ") }
+        );
+    };
+    let versions = set_versions(manifest, set)?;
+    let workspaces = read_workspaces(plan)?;
+    let problems = check_consistency(set_name, &versions, &workspaces.requirements);
     if !problems.is_empty() {
         bail!(
             "release set {set_name} is inconsistent:\n  {}",
@@ -215,9 +278,17 @@ pub fn plan_release(
     let event_type = event_type
         .map(str::to_owned)
         .unwrap_or_else(|| manifest.chain.event_type("release"));
-    let mut targets = Vec::new();
+    let mut steps = Vec::new();
     for r in plan.repos.iter().filter(|r| versions.contains_key(&r.name)) {
-        targets.push(Target {
+        let crates = match set[&r.name].crates() {
+            Some(c) => c.to_vec(),
+            None => workspaces
+                .publishes
+                .get(&r.name)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let target = Target {
             repo: r.name.clone(),
             github: manifest.repo(&r.name)?.github.clone(),
             event_type: event_type.clone(),
@@ -234,9 +305,14 @@ pub fn plan_release(
                 release_set: Some(set_name.to_owned()),
             },
             skip: None,
+        };
+        steps.push(ReleaseStep {
+            target,
+            version: versions[&r.name].to_string(),
+            crates,
         });
     }
-    Ok(targets)
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -277,12 +353,14 @@ mod tests {
     #[test]
     fn file_format() {
         let f: VersionsFile = toml::from_str(
-            "[release.\"0.2.0\"]\na = \"0.2.0\"\nb = { version = \"0.2.1\", git-tag = \"v0.2.1\" }\n",
+            "[release.\"0.2.0\"]\na = \"0.2.0\"\nb = { version = \"0.2.1\", git-tag = \"v0.2.1\" }\nc = { version = \"1.0.0\", crates = [\"c-core\", \"c\"] }\n",
         )
         .unwrap();
         let s = &f.release["0.2.0"];
         assert_eq!(s["a"].version(), "0.2.0");
         assert_eq!(s["b"].version(), "0.2.1");
+        assert_eq!((s["a"].crates(), s["b"].crates()), (None, None));
+        assert_eq!(s["c"].crates().unwrap(), ["c-core", "c"]);
         assert!(toml::from_str::<VersionsFile>(
             "[release.x]\na = { version = \"1.0.0\", bogus = 1 }\n"
         )

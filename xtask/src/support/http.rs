@@ -1,7 +1,8 @@
-//! One blocking JSON `POST` with a global timeout, over the HTTP stack octocrab already
-//! compiles into this binary (hyper 1, hyper-util's legacy client, hyper-rustls with
-//! rustls on ring and the system's root certificates), so webhooks need no HTTP client of
-//! their own (issue 12: one stack fewer to compile on every CI runner).
+//! One blocking JSON `POST` with a global timeout (webhooks), and one async `GET` with a
+//! global timeout and a body size bound (the crates.io sparse index), over the HTTP stack
+//! octocrab already compiles into this binary (hyper 1, hyper-util's legacy client, hyper-rustls with
+//! rustls on ring and the system's root certificates), so webhooks and the index need no
+//! HTTP client of their own (issue 12: one stack fewer to compile on every CI runner).
 //!
 //! HTTP/1.1 only, no redirects followed (a webhook that redirects is misconfigured), no
 //! proxy. Knows nothing of CI; callers redact what they print (a URL may be a secret).
@@ -45,6 +46,64 @@ pub fn post_json(url: &str, body: String, timeout: Duration) -> Result<http::Sta
             Ok(Ok(resp)) => Ok(resp.status()),
         }
     })
+}
+
+/// The answer to [`get`].
+#[derive(Debug)]
+pub struct Fetched {
+    /// The response status.
+    pub status: http::StatusCode,
+    /// The body, or its first `max_bytes` bytes when `complete` is false.
+    pub body: Vec<u8>,
+    /// Whether the body was read whole.
+    pub complete: bool,
+}
+
+/// GET `url` on the caller's runtime; the whole exchange (connect, TLS, send, response and
+/// body) takes at most `timeout`, and at most `max_bytes` of the body are read.
+///
+/// Errors, as text that may contain the URL: as [`post_json`], and a body that breaks off.
+pub async fn get(url: &str, timeout: Duration, max_bytes: usize) -> Result<Fetched, String> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse().map_err(|e| {
+        format!("invalid URL ({e}): it must be http://HOST/PATH or https://HOST/PATH")
+    })?;
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let request = http::Request::get(uri)
+        .header(http::header::USER_AGENT, "bllvm-ci")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector(https)?);
+    let exchange = async {
+        let resp = client.request(request).await.map_err(|e| with_causes(&e))?;
+        let (parts, body) = resp.into_parts();
+        let mut body = body;
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| with_causes(&e))?;
+            if let Ok(data) = frame.into_data() {
+                out.extend_from_slice(&data);
+                if out.len() > max_bytes {
+                    out.truncate(max_bytes);
+                    return Ok(Fetched {
+                        status: parts.status,
+                        body: out,
+                        complete: false,
+                    });
+                }
+            }
+        }
+        Ok(Fetched {
+            status: parts.status,
+            body: out,
+            complete: true,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(format!("timeout after {} s", timeout.as_secs_f64())),
+        Ok(r) => r,
+    }
 }
 
 /// An HTTP and HTTPS connector with rustls on ring (octocrab's provider) and the system's

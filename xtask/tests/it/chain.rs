@@ -15,26 +15,26 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 /// A recognisable fake token: it must appear in no output.
-const TOKEN: &str = "ghp_FAKEtokenNEVERprint0123456789abcd";
+pub(super) const TOKEN: &str = "ghp_FAKEtokenNEVERprint0123456789abcd";
 
-fn sample_manifest() -> PathBuf {
+pub(super) fn sample_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/sample/chain.toml")
 }
 
-fn dispatches(repo: &str) -> String {
+pub(super) fn dispatches(repo: &str) -> String {
     format!("/repos/bllvm-sample/{repo}/dispatches")
 }
 
 /// One runtime per test: the mock server runs on its own thread, so the test thread may
 /// block on the CLI while the server answers.
-struct Env {
-    rt: tokio::runtime::Runtime,
-    server: MockServer,
-    dir: tempfile::TempDir,
+pub(super) struct Env {
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) server: MockServer,
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(super) fn new() -> Env {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -47,11 +47,11 @@ impl Env {
         }
     }
 
-    fn mount(&self, m: Mock) {
+    pub(super) fn mount(&self, m: Mock) {
         self.rt.block_on(m.mount(&self.server));
     }
 
-    fn requests(&self) -> Vec<Request> {
+    pub(super) fn requests(&self) -> Vec<Request> {
         self.rt
             .block_on(self.server.received_requests())
             .expect("request recording is on")
@@ -60,7 +60,7 @@ impl Env {
     /// `cargo xtask chain` on the sample chain against the mock server, with no GitHub
     /// variables from the environment but the fake token and a run id (so the chain id is
     /// `gh-it-1`).
-    fn chain(&self, args: &[&str]) -> Command {
+    pub(super) fn chain(&self, args: &[&str]) -> Command {
         self.chain_at(&self.server.uri(), args)
     }
 
@@ -70,7 +70,7 @@ impl Env {
     }
 
     /// [`Env::chain`] with another manifest.
-    fn chain_with(&self, manifest: &Path, args: &[&str]) -> Command {
+    pub(super) fn chain_with(&self, manifest: &Path, args: &[&str]) -> Command {
         self.chain_full(manifest, &self.server.uri(), args)
     }
 
@@ -102,21 +102,21 @@ impl Env {
     }
 
     /// Write a GitHub event payload and point the command at it.
-    fn event(&self, c: &mut Command, name: &str, payload: Value) {
+    pub(super) fn event(&self, c: &mut Command, name: &str, payload: Value) {
         let p = self.dir.path().join("event.json");
         std::fs::write(&p, payload.to_string()).unwrap();
         c.env("GITHUB_EVENT_NAME", name).env("GITHUB_EVENT_PATH", p);
     }
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Out {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Run, and check the token is in neither stream.
-fn run(mut c: Command) -> Out {
+pub(super) fn run(mut c: Command) -> Out {
     let o = c.output().unwrap();
     let out = Out {
         code: o.status.code().unwrap_or(-1),
@@ -133,7 +133,7 @@ fn run(mut c: Command) -> Out {
     out
 }
 
-fn header<'a>(r: &'a Request, name: &str) -> &'a str {
+pub(super) fn header<'a>(r: &'a Request, name: &str) -> &'a str {
     r.headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -141,11 +141,11 @@ fn header<'a>(r: &'a Request, name: &str) -> &'a str {
         .unwrap()
 }
 
-fn body(r: &Request) -> Value {
+pub(super) fn body(r: &Request) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-fn ok_204(repo: &str) -> Mock {
+pub(super) fn ok_204(repo: &str) -> Mock {
     Mock::given(method("POST"))
         .and(path(dispatches(repo)))
         .respond_with(ResponseTemplate::new(204))
@@ -316,7 +316,7 @@ fn dry_run_text_snapshot() {
 }
 
 /// A copy of the sample manifest (checkouts still in `ci/sample`) with a `[chain]` table.
-fn manifest_with_chain_table(env: &Env, table: &str) -> PathBuf {
+pub(super) fn manifest_with_chain_table(env: &Env, table: &str) -> PathBuf {
     let sample = std::fs::read_to_string(sample_manifest()).unwrap();
     let root = sample_manifest().parent().unwrap().canonicalize().unwrap();
     let text = sample.replacen(
@@ -727,10 +727,13 @@ fn release_walks_the_set_in_order_dry_by_default() {
     ] {
         env.mount(ok_204(r));
     }
+    // `--no-wait`: the dispatches alone, in order (the walk that waits for each run and
+    // publish is tested in `follow.rs`).
     let out = run(env.chain(&[
         "--release",
         "0.1.0",
         "--execute",
+        "--no-wait",
         "--versions",
         v.to_str().unwrap(),
     ]));
@@ -766,6 +769,7 @@ fn release_stops_at_the_first_failure() {
         "--release",
         "0.1.0",
         "--execute",
+        "--no-wait",
         "--versions",
         v.to_str().unwrap(),
     ]));

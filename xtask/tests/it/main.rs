@@ -2,6 +2,7 @@
 mod cache;
 mod chain;
 mod debugging;
+mod follow;
 mod gha;
 mod hostile;
 mod layers;

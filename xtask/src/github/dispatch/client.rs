@@ -62,6 +62,53 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The most characters of an answer's message shown.
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// The most of a 2xx answer's body read, in bytes (a page of 100 workflow runs is about
+/// 0.5 MB); a longer body is not read and the reply is marked incomplete.
+pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A 2xx answer to [`Client::request`].
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// Response headers (the rate-limit budget: [`Budget::from_headers`]).
+    pub headers: http::HeaderMap,
+    /// The body, empty when it could not be read whole.
+    pub body: Vec<u8>,
+    /// Whether the body was read whole.
+    pub complete: bool,
+    /// Attempts it took.
+    pub attempts: u32,
+}
+
+/// What is left of the REST rate limit, from an answer's `x-ratelimit-remaining` and
+/// `x-ratelimit-reset` headers (GitHub docs, "Rate limits for the REST API": the
+/// requests left in the current window and when it resets, in Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Requests left in the current window.
+    pub remaining: u64,
+    /// When the window resets, Unix seconds.
+    pub reset_unix: u64,
+}
+
+impl Budget {
+    /// The budget an answer's headers state, or `None` when it states none (a proxy, a
+    /// server without rate limits) or states it in a form that does not parse.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Budget> {
+        let num = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Some(Budget {
+            remaining: num("x-ratelimit-remaining")?,
+            reset_unix: num("x-ratelimit-reset")?,
+        })
+    }
+}
+
 /// A non-2xx answer, as far as it is needed to decide what to do.
 #[derive(Debug, Clone)]
 struct Answer {
@@ -116,13 +163,37 @@ impl Client {
     ) -> Result<u32, DispatchError> {
         let route = format!("/repos/{github}/dispatches");
         let body = serde_json::json!({ "event_type": event_type, "client_payload": payload });
+        let reply = self
+            .request(github, http::Method::POST, &route, Some(&body))
+            .await?;
+        Ok(reply.attempts)
+    }
+
+    /// One REST call on behalf of `github` (`owner/name`, named in errors): `method` on
+    /// `route` (a path under the API base, with its query), with a JSON `body` if any,
+    /// retried as the module docs say. Returns the 2xx answer with its headers and at
+    /// most [`MAX_REPLY_BYTES`] of its body (a longer or unreadable body is left empty
+    /// and marked, so a parse of it fails rather than reading a prefix).
+    ///
+    /// Errors: the [`DispatchError`] of the last answer or transport failure.
+    pub async fn request(
+        &self,
+        github: &str,
+        method: http::Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, DispatchError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= self.policy.attempts;
-            let res = self.octo._post(route.as_str(), Some(&body)).await;
+            let request = http::Request::builder().method(method.clone()).uri(route);
+            let res = match self.octo.build_request(request, body) {
+                Ok(r) => self.octo.execute(r).await,
+                Err(e) => Err(e),
+            };
             let wait = match res {
-                Ok(r) if r.status().is_success() => return Ok(attempt),
+                Ok(r) if r.status().is_success() => return Ok(self.reply(r, attempt).await),
                 Ok(r) => {
                     let answer = self.answer(r).await;
                     self.after_status(github, &answer, attempt, last)?
@@ -138,6 +209,59 @@ impl Client {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Read a 2xx answer (see [`Client::request`]).
+    async fn reply(
+        &self,
+        r: http::Response<
+            http_body_util::combinators::BoxBody<hyper::body::Bytes, octocrab::Error>,
+        >,
+        attempts: u32,
+    ) -> Reply {
+        use http_body_util::BodyExt;
+        let (parts, body) = r.into_parts();
+        let read = http_body_util::Limited::new(body, MAX_REPLY_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec());
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            complete: read.is_ok(),
+            body: read.unwrap_or_default(),
+            attempts,
+        }
+    }
+
+    /// Parse a reply's body as `T`, for `github` (`what` names the call in the error).
+    ///
+    /// Errors: [`DispatchError::Unexpected`] when the body was cut, is not JSON or has
+    /// another shape; the message is cleaned like an error answer's.
+    pub fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        github: &str,
+        what: &str,
+        reply: &Reply,
+    ) -> Result<T, DispatchError> {
+        let unexpected = |message: String| DispatchError::Unexpected {
+            repo: github.to_owned(),
+            status: reply.status,
+            message: clean_message(&message, self.token.expose()),
+        };
+        if !reply.complete {
+            return Err(unexpected(format!(
+                "the answer to {what} could not be read whole (at most {MAX_REPLY_BYTES} bytes)"
+            )));
+        }
+        // What is parsed may be shown (run links, job names): a server that echoes the
+        // token gets it replaced, like an error answer's message.
+        let body = redact(&reply.body, self.token.expose());
+        serde_json::from_slice(&body).map_err(|e| {
+            unexpected(format!(
+                "the answer to {what} is not what GitHub sends: {e}"
+            ))
+        })
     }
 
     /// What to do after GitHub answered attempt `attempt` with an error status: how long to
@@ -273,10 +397,16 @@ fn answer_message(body: &[u8], reason: &str, token: &str) -> String {
     } else {
         text
     };
+    clean_message(&text, token)
+}
+
+/// Text from the server (or about it) made safe to show: the `token` replaced by `***`,
+/// control characters by spaces, at most [`MAX_MESSAGE_CHARS`] characters.
+pub(crate) fn clean_message(text: &str, token: &str) -> String {
     let text = if token.len() >= 4 {
         text.replace(token, "***")
     } else {
-        text
+        text.to_owned()
     };
     let mut out: String = text
         .chars()
@@ -285,6 +415,26 @@ fn answer_message(body: &[u8], reason: &str, token: &str) -> String {
         .collect();
     if text.chars().count() > MAX_MESSAGE_CHARS {
         out.push('…');
+    }
+    out
+}
+
+/// `body` with every occurrence of `token` (at least 4 bytes) replaced by `***`.
+fn redact(body: &[u8], token: &str) -> Vec<u8> {
+    let t = token.as_bytes();
+    if t.len() < 4 || !body.windows(t.len()).any(|w| w == t) {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(t) {
+            out.extend_from_slice(b"***");
+            i += t.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
     }
     out
 }
@@ -306,6 +456,18 @@ fn transport_message(e: &octocrab::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parsed_body_never_holds_the_token() {
+        let tok = "ghp_secretTOKEN123";
+        let body = format!(r#"{{"html_url": "https://x/{tok}/{tok}"}}"#);
+        assert_eq!(
+            redact(body.as_bytes(), tok),
+            br#"{"html_url": "https://x/***/***"}"#.to_vec()
+        );
+        assert_eq!(redact(b"abcd", "abcd"), b"***".to_vec());
+        assert_eq!(redact(b"abc", ""), b"abc".to_vec());
+    }
 
     #[test]
     fn an_answer_is_cut_cleaned_and_never_shows_the_token() {

@@ -11,9 +11,12 @@
 //! times, and every retry of one dispatch carries the same
 //! [`payload::ChainPayload::dispatch_id`] so a receiver can drop a duplicate.
 
+pub mod app;
+pub mod auth;
 pub mod client;
 pub mod comment;
 pub mod payload;
+pub mod runs;
 
 use std::fmt;
 
@@ -31,6 +34,11 @@ impl Token {
     /// Wrap a token read from the environment (tests build one directly).
     #[cfg(test)]
     pub fn new(secret: String) -> Token {
+        Token(secret)
+    }
+
+    /// Wrap a secret made here: an app's JWT or an installation token ([`app`]).
+    pub(crate) fn from_secret(secret: String) -> Token {
         Token(secret)
     }
 
@@ -70,9 +78,9 @@ impl fmt::Debug for Token {
 ///
 /// | code | kind |
 /// |---|---|
-/// | 2 | no token in the environment (the run could not start) |
-/// | 3 | 401: bad credentials |
-/// | 4 | 403/404: the token cannot reach the repo |
+/// | 2 | no token in the environment, or unusable app settings (the run could not start) |
+/// | 3 | 401: bad credentials; GitHub refused the app's JWT |
+/// | 4 | 403/404: the token cannot reach the repo; the app is not installed on its owner |
 /// | 5 | invalid dispatch: caught locally, or 422 from GitHub |
 /// | 6 | rate limited for longer than `--max-wait` |
 /// | 7 | 5xx or transport errors after every retry, or an unexpected status |
@@ -84,6 +92,30 @@ pub enum DispatchError {
         /// The variables that were looked at, in order.
         tried: Vec<String>,
     },
+    /// `[chain] app-id-env` / `private-key-env` hold something unusable.
+    #[error("GitHub App settings: {reason}")]
+    AppConfig {
+        /// What is wrong and what to set.
+        reason: String,
+    },
+    /// The app has no installation that can see the repo (404 on its installation).
+    #[error("{repo}: the GitHub App is not installed on {owner} or cannot see {repo}: install it on {owner} with `contents: write` and `actions: read` on the chain's repos")]
+    NotInstalled {
+        /// The owner (organisation or user).
+        owner: String,
+        /// Target `owner/name`.
+        repo: String,
+    },
+    /// GitHub refused the app's JWT or its installation token request.
+    #[error("{repo}: GitHub refused the GitHub App ({status}): {message}")]
+    AppRejected {
+        /// Target `owner/name`.
+        repo: String,
+        /// 401 or 403.
+        status: u16,
+        /// GitHub's message, or what to check.
+        message: String,
+    },
     /// 401 Unauthorized.
     #[error("{repo}: bad credentials (401): the token is invalid or expired; set a valid token (GITHUB_TOKEN or the variable [chain] token-env names)")]
     BadCredentials {
@@ -94,6 +126,16 @@ pub enum DispatchError {
     /// token cannot see.
     #[error("{repo}: the token cannot reach this repository ({status}: {message}): it needs the `contents: write` permission on {repo} (a fine-grained PAT or app token; the workflow GITHUB_TOKEN only covers its own repo)")]
     NoAccess {
+        /// Target `owner/name`.
+        repo: String,
+        /// 403 or 404.
+        status: u16,
+        /// GitHub's message.
+        message: String,
+    },
+    /// 403 or 404 on reading workflow runs: the token cannot see the repo's Actions.
+    #[error("{repo}: the token cannot read this repository's workflow runs ({status}: {message}): it needs `actions: read` on {repo} (a fine-grained PAT, or a GitHub App with that permission)")]
+    CannotReadRuns {
         /// Target `owner/name`.
         repo: String,
         /// 403 or 404.
@@ -160,9 +202,11 @@ impl DispatchError {
     /// The process exit code for this kind (see the table on [`DispatchError`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DispatchError::MissingToken { .. } => 2,
-            DispatchError::BadCredentials { .. } => 3,
-            DispatchError::NoAccess { .. } => 4,
+            DispatchError::MissingToken { .. } | DispatchError::AppConfig { .. } => 2,
+            DispatchError::BadCredentials { .. } | DispatchError::AppRejected { .. } => 3,
+            DispatchError::NoAccess { .. }
+            | DispatchError::NotInstalled { .. }
+            | DispatchError::CannotReadRuns { .. } => 4,
             DispatchError::Invalid { .. } => 5,
             DispatchError::RateLimited { .. } => 6,
             DispatchError::Server { .. }
@@ -175,8 +219,11 @@ impl DispatchError {
     pub fn kind(&self) -> &'static str {
         match self {
             DispatchError::MissingToken { .. } => "missing-token",
+            DispatchError::AppConfig { .. } => "app-config",
+            DispatchError::NotInstalled { .. } => "not-installed",
+            DispatchError::AppRejected { .. } => "app-rejected",
             DispatchError::BadCredentials { .. } => "bad-credentials",
-            DispatchError::NoAccess { .. } => "no-access",
+            DispatchError::NoAccess { .. } | DispatchError::CannotReadRuns { .. } => "no-access",
             DispatchError::Invalid { .. } => "invalid",
             DispatchError::RateLimited { .. } => "rate-limited",
             DispatchError::Server { .. } => "server",
