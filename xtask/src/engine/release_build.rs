@@ -1018,7 +1018,8 @@ mod tests {
         fs::write(&outside, b"abc").unwrap();
         let entry = t.path().join("cache/builds/r/r-k");
         let json = entry.join("entry.json");
-        let edits: [(&str, &dyn Fn(&mut serde_json::Value)); 4] = [
+        type Edit<'a> = (&'a str, &'a dyn Fn(&mut serde_json::Value));
+        let edits: [Edit; 4] = [
             ("a name that climbs out", &|j| {
                 j["files"][0]["name"] = "../../../../outside".into();
                 j["files"][0]["path"] = "r/../../../../outside".into();

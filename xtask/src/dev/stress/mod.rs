@@ -46,8 +46,8 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod full_disk;
-mod proc;
 mod hostile;
+mod proc;
 
 use std::collections::BTreeMap;
 use std::fs;

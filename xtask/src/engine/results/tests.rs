@@ -289,7 +289,12 @@ fn a_record_counts_only_for_its_own_repo_fingerprint_and_safe_steps() {
         with_steps(record("a", &f, "ok"), "b", "ok", &["build"]),
         other_fp,
         with_steps(record("a", &f, "ok"), "a", "failed", &["build"]),
-        with_steps(record("a", &f, "ok"), "a", "ok", &["../../../../etc/passwd"]),
+        with_steps(
+            record("a", &f, "ok"),
+            "a",
+            "ok",
+            &["../../../../etc/passwd"],
+        ),
         with_steps(record("a", &f, "ok"), "a", "ok", &["x/y"]),
     ] {
         write(&bad);
