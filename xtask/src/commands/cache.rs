@@ -13,6 +13,7 @@ use crate::cache::settings::CacheSettings;
 use crate::cache::{resolve_root, stats, Cache, CacheKey, Stage};
 use crate::engine::manifest::Manifest;
 use crate::flags::{CacheCmd, CacheRoot, Format, Resolve};
+use crate::support::exit::Exit;
 use crate::support::fs::human_bytes;
 
 /// The `[cache]` settings of the manifest at `path`, or the defaults when there is none.
@@ -61,7 +62,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             let events = stats::read_events(cache.root());
             print!("{}", stats::render(&events, &cache.list(), cache.policy()));
             print!("{}", stats::render_remote(&events));
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok.into())
         }
         CacheCmd::Prune { root, dry_run } => prune(&open(&root)?, dry_run),
         CacheCmd::Verify {
@@ -88,7 +89,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
                 eprintln!("{}", l.trim_start());
             }
             println!("{}", serde_json::to_string(&s)?);
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok.into())
         }
         CacheCmd::Get {
             root,
@@ -119,7 +120,7 @@ fn list(cache: &Cache, format: Format) -> Result<ExitCode> {
                 "entries": list,
             }))?
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     let total: u64 = list.iter().map(|l| l.info.bytes).sum();
     println!(
@@ -141,7 +142,7 @@ fn list(cache: &Cache, format: Format) -> Result<ExitCode> {
             if l.leased { "  (held by a job)" } else { "" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cache prune`: apply retention (or, with `dry_run`, say what it would evict), then
@@ -171,7 +172,7 @@ fn prune(cache: &Cache, dry_run: bool) -> Result<ExitCode> {
         ev.len(),
         human_bytes(ev.iter().map(|e| e.bytes).sum())
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cache verify`: check every entry (with `quick`, by `stat` only); exit 1 when one is
@@ -204,9 +205,9 @@ fn verify(cache: &Cache, quick: bool, discard: bool) -> Result<ExitCode> {
                 ": rerun with --discard to remove them (restores discard them anyway)"
             }
         );
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Failed.into());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cache clear`: remove every entry (of `stage` only, when given) that no job holds.
@@ -224,7 +225,7 @@ fn clear(cache: &Cache, stage: Option<&str>) -> Result<ExitCode> {
         }
     }
     println!("removed {n} entries; {held} held by running jobs were kept");
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cache get`: restore one entry into `dst` (through a read-only view with
@@ -253,7 +254,7 @@ fn get(
         eprintln!("{}", l.trim_start());
     }
     println!("{}", serde_json::to_string(&r)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// What the cache noted on this thread, one line each: evictions, then warnings
@@ -326,7 +327,7 @@ fn warm(resolve: &Resolve) -> Result<ExitCode> {
         }
         println!("{}: save {:?}", r.name, saved);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// Run the compiling steps of `r` for a warm-up (see [`warm_args`]); a failed step is
@@ -400,7 +401,7 @@ fn actions_key(
     for (n, v) in &key.inputs {
         eprintln!("  {n} = {}", v.replace('\n', "; "));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cargo xtask cache …`: `key` resolves a plan; the others work on the cache root alone.
@@ -429,7 +430,7 @@ pub fn cli(c: crate::flags::CacheArgs) -> Result<std::process::ExitCode> {
                     r.error.as_deref().unwrap_or("docs repo")
                 ),
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok.into())
         }
         other => run(other),
     }

@@ -30,6 +30,7 @@ use crate::github::propagate::{self, ChainRequest, Target};
 use crate::github::release::{self, ReleaseStep};
 use crate::github::walk::{self, WalkEvent, WalkOptions};
 use crate::support::env::process_env;
+use crate::support::exit::Exit;
 
 /// What to send: the label of the propagation, its targets, and how to send them.
 struct Planned {
@@ -162,11 +163,11 @@ fn print_propagation(
         eprintln!("error: following the runs: {e}");
     }
     let code = match (report.exit_code(), &status, &follow_error) {
-        (0, _, Some(e)) => e.exit_code(),
-        (0, Some(s), None) => s.exit_code(),
+        (Exit::Ok, _, Some(e)) => e.exit_code(),
+        (Exit::Ok, Some(s), None) => s.exit_code(),
         (code, _, _) => code,
     };
-    Ok(ExitCode::from(code))
+    Ok(code.into())
 }
 
 /// `chain status CHAIN_ID [--watch]`.
@@ -187,14 +188,14 @@ fn status(a: &ChainStatusArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
+            return Ok(e.exit_code().into());
         }
     };
     match a.format {
         Format::Text => print!("{}", render::text(&status)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&render::json(&status))?),
     }
-    Ok(ExitCode::from(status.exit_code()))
+    Ok(status.exit_code().into())
 }
 
 /// `--release SET`: the plan (dry run), the dispatches in order (`--no-wait`), or the walk.
@@ -240,7 +241,7 @@ fn run_release(
     {
         if let Err(e) = rt.block_on(crates_index::check_config(&wopts.index_url)) {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::CouldNotRun.into());
         }
     }
     let report = rt.block_on(walk::walk(
@@ -255,7 +256,7 @@ fn run_release(
         Format::Text => print!("{}", report.render()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(report.exit_code().into())
 }
 
 /// The walk's timeouts, poll interval and index (`--index-url`, else `[chain]
@@ -310,7 +311,7 @@ fn print_release_plan(
             println!("{}", serde_json::to_string_pretty(&j)?);
         }
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(report.exit_code().into())
 }
 
 /// The set's steps in run order, all skipped when this event may not dispatch.
@@ -420,7 +421,7 @@ fn connect(
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(Err(ExitCode::from(e.exit_code())));
+            return Ok(Err(e.exit_code().into()));
         }
     };
     if let Credentials::Token(_, var) = &creds {

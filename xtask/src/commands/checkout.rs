@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::engine::checkout;
 use crate::engine::manifest::Manifest;
 use crate::flags::CheckoutArgs;
+use crate::support::exit::Exit;
 
 /// `cargo xtask checkout`.
 pub fn run(a: CheckoutArgs) -> Result<ExitCode> {
@@ -15,5 +16,5 @@ pub fn run(a: CheckoutArgs) -> Result<ExitCode> {
     let sh = xshell::Shell::new()?;
     let cloned = checkout::checkout(&sh, &manifest, &root, &a.git_base, a.depth)?;
     println!("cloned {} repo(s)", cloned.len());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }

@@ -17,6 +17,7 @@ use crate::support::exec::Echo;
 use crate::support::signals;
 
 use super::open_with;
+use crate::support::exit::Exit;
 
 /// `cargo xtask ci`: exit 0 when every selected repo passed, 1 when one failed, 2 when the
 /// run could not start (including a checkout in use with `--no-wait`), 128 + the signal
@@ -104,7 +105,7 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
             }
             // Cancelled: no notification and no PR comment about a run that did not end.
             println!("logs: {}", run_dir.display());
-            return Ok(ExitCode::from(signals::exit_code(sig)));
+            return Ok(Exit::Signal(sig).into());
         }
     };
     println!("logs: {}", run_dir.display());

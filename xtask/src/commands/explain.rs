@@ -13,6 +13,7 @@ use crate::flags::{ExplainArgs, Format};
 use crate::report::explain::{
     context_for_log, render, run_failures, HintContext, KnowledgeBase, Source,
 };
+use crate::support::exit::Exit;
 
 /// Print the matches of every input: text for people, or with `--format json` an array of
 /// `{log, matches}`.
@@ -45,7 +46,7 @@ pub fn run(a: &ExplainArgs) -> Result<ExitCode> {
     if a.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// The logs to scan, each as (label, text, the run's context): the given log, the failures

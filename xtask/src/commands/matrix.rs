@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::engine::manifest::Manifest;
 use crate::engine::matrix;
 use crate::flags::{Format, MatrixArgs};
+use crate::support::exit::Exit;
 
 /// `cargo xtask matrix`.
 pub fn run(a: MatrixArgs) -> Result<ExitCode> {
@@ -22,5 +23,5 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }

@@ -32,6 +32,7 @@ use crate::cache::Cache;
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::PlanOptions;
 use crate::flags::{Cmd, Resolve, Xtask};
+use crate::support::exit::Exit;
 
 /// Exit code of a run that could not start, and of an internal error (a panic: a bug),
 /// whatever was under way. Never 0, so a bug can never read as a green run, and not 1,
@@ -72,14 +73,14 @@ pub fn finish(
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             let _ = writeln!(err, "error: {e:#}");
-            ExitCode::from(EXIT_COULD_NOT_RUN)
+            Exit::CouldNotRun.into()
         }
         Err(_) => {
             let _ = writeln!(
                 err,
                 "error: stopped by the internal error above (exit {EXIT_COULD_NOT_RUN}): the run's result is unknown, not green"
             );
-            ExitCode::from(EXIT_COULD_NOT_RUN)
+            Exit::CouldNotRun.into()
         }
     }
 }
@@ -229,11 +230,11 @@ mod tests {
         let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
         let caught = std::panic::catch_unwind(|| -> Result<ExitCode> { panic!("boom") });
         let mut out = Vec::new();
-        assert_eq!(finish(caught, &mut out), ExitCode::from(2));
+        assert_eq!(finish(caught, &mut out), Exit::CouldNotRun.into());
         assert!(text(out).contains("internal error above (exit 2)"));
         let mut out = Vec::new();
         let e = Ok(Err(anyhow::anyhow!("no manifest")));
-        assert_eq!(finish(e, &mut out), ExitCode::from(2));
+        assert_eq!(finish(e, &mut out), Exit::CouldNotRun.into());
         assert_eq!(text(out), "error: no manifest\n");
         let mut out = Vec::new();
         assert_eq!(

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use crate::dev::mutants::{self, Options};
 use crate::flags::MutantsArgs;
+use crate::support::exit::Exit;
 
 /// Run cargo-mutants as the flags say and print the table.
 pub fn run(a: &MutantsArgs) -> Result<ExitCode> {
@@ -33,7 +34,7 @@ pub fn run(a: &MutantsArgs) -> Result<ExitCode> {
     println!("$ {}", mutants::command_line(&opts));
     if opts.list {
         mutants::list(&opts)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     let scores = mutants::run(&opts)?;
     print!("{}", mutants::render(&scores));
@@ -50,8 +51,8 @@ pub fn run(a: &MutantsArgs) -> Result<ExitCode> {
         );
     }
     Ok(if low.is_empty() {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     } else {
-        ExitCode::from(1)
+        Exit::Failed.into()
     })
 }

@@ -10,6 +10,7 @@ use crate::engine::manifest::Manifest;
 use crate::flags::NotifyArgs;
 use crate::report::notify;
 use crate::support::env::process_env;
+use crate::support::exit::Exit;
 
 /// Exit 0 when every webhook answered, 1 when one failed (the warning says why, never with
 /// the URL), 2 (an error) when none is configured and set.
@@ -29,8 +30,8 @@ pub fn run(a: &NotifyArgs) -> Result<ExitCode> {
         eprintln!("{l}");
     }
     Ok(if failed {
-        ExitCode::from(1)
+        Exit::Failed.into()
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     })
 }

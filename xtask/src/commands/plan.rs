@@ -9,6 +9,7 @@ use crate::flags::{self, Format, GraphArgs, LogsArgs, PlanArgs};
 use crate::report::graph as graph_out;
 
 use super::open;
+use crate::support::exit::Exit;
 
 /// `cargo xtask plan`.
 pub fn plan(a: PlanArgs) -> Result<ExitCode> {
@@ -23,7 +24,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
             .find(|r| &r.name == name)
             .expect("every manifest repo is planned");
         print!("{}", plan::explain(r, &results::Results::new(cache.root())));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     match a.format {
         Format::Text => print!("{}", resolved.plan.render(a.resolve.verbose)),
@@ -32,7 +33,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&resolved.plan.to_json())?
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cargo xtask graph`.
@@ -47,7 +48,7 @@ pub fn graph(a: GraphArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&graph_out::json(&resolved.plan))?
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `cargo xtask logs REPO`: replay the logs recorded with the repo's current fingerprint.
@@ -74,5 +75,5 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
         println!("==> {}", l.display());
         print!("{}", std::fs::read_to_string(&l)?);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }

@@ -10,6 +10,7 @@ use anyhow::Result;
 use crate::engine::manifest::Manifest;
 use crate::flags::{Format, PreflightArgs, Resolve};
 use crate::job::preflight::{self, Release, Selection};
+use crate::support::exit::Exit;
 
 impl From<&Resolve> for Selection {
     fn from(r: &Resolve) -> Selection {
@@ -57,9 +58,9 @@ pub fn run(a: &PreflightArgs) -> Result<ExitCode> {
         }
     };
     Ok(if fatal {
-        ExitCode::from(2)
+        Exit::CouldNotRun.into()
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     })
 }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use crate::engine::manifest::Manifest;
 use crate::flags::ReportArgs;
 use crate::report::{metrics, trends};
+use crate::support::exit::Exit;
 
 /// Read the history, keep the last `--last` runs, print the text report or write the HTML
 /// page. Errors (exit 2) when the history is empty or unreadable.
@@ -39,7 +40,7 @@ pub fn run(a: &ReportArgs) -> Result<ExitCode> {
         }
         None => print!("{}", trends::render_text(&runs, &source)),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// `--history`, else `metrics/history.jsonl` under the cache root `ci` would use (the

@@ -12,6 +12,7 @@ use anyhow::Result;
 
 use crate::dev::stress::{self, Options, Scenario};
 use crate::flags::{Format, StressArgs, StressScenario};
+use crate::support::exit::Exit;
 
 impl From<StressScenario> for Scenario {
     fn from(s: StressScenario) -> Scenario {
@@ -82,8 +83,8 @@ pub fn run(a: &StressArgs) -> Result<ExitCode> {
         );
     }
     Ok(if outcomes.iter().any(|o| !o.problems.is_empty()) {
-        ExitCode::from(1)
+        Exit::Failed.into()
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     })
 }

@@ -10,6 +10,7 @@ use anyhow::Result;
 use crate::engine::manifest::Manifest;
 use crate::flags::{WorkflowsAction, WorkflowsArgs};
 use crate::github::workflows;
+use crate::support::exit::Exit;
 
 /// `cargo xtask workflows`.
 pub fn run(a: WorkflowsArgs) -> Result<ExitCode> {
@@ -85,7 +86,7 @@ fn toolchains(manifest: &Manifest, only: &[String], cell: Option<&str>) -> Resul
         }
         println!("{t}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// Largest `summary.json` read (bytes): a repo job's is a few KiB.
@@ -138,9 +139,9 @@ fn gather(dir: &Path, expect: &[String], comment: bool) -> Result<ExitCode> {
     }
     let failed = !missing.is_empty() || jobs.iter().any(|j| j.failed());
     Ok(if failed {
-        ExitCode::from(1)
+        Exit::Failed.into()
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     })
 }
 

@@ -21,6 +21,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::cache::{prune, transfer, Cache, CacheKey, Restore, Save, Stage};
+use crate::support::exit::Exit;
 use crate::support::fs::{self as fsutil, human_bytes};
 
 /// What `cargo xtask bench cache` was asked for.
@@ -99,7 +100,7 @@ pub fn cache(o: &CacheOptions) -> Result<ExitCode> {
         println!("recorded in {}", path.display());
     }
     fsutil::remove_tree(&dir)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// The baselines' tools must be installed.

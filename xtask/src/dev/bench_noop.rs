@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate::cache::Cache;
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::{self, PlanOptions};
+use crate::support::exit::Exit;
 
 /// Options of `bench noop`.
 #[derive(Debug, Clone)]
@@ -109,7 +110,7 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
         crate::dev::bench::record_section(path, "noop", &body)?;
         println!("recorded in {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// The loop side: every step's exact command, as `ci` would run it, in plan order.

@@ -107,7 +107,7 @@ mod imp {
             crate::dev::bench::record_section(path, "remote", &body)?;
             println!("recorded in {}", path.display());
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(crate::support::exit::Exit::Ok.into())
     }
 
     /// The remote of `ci/chain.toml` and the environment, probed.

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::support::exit::Exit;
 use crate::support::fs::{human_bytes, remove_tree};
 
 /// A runner kind, as `bench runners --kind` names it.
@@ -116,7 +117,7 @@ pub fn run(o: &RunnersOptions) -> Result<ExitCode> {
         println!("recorded in {}", path.display());
     }
     remove_tree(&dir)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// One kind: a first runner, what it persists, a second runner (unchanged, then

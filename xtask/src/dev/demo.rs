@@ -18,6 +18,7 @@ use crate::engine::steps::ExecContext;
 use crate::engine::summary::RunSummary;
 use crate::job::Job;
 use crate::support::exec::Echo;
+use crate::support::exit::Exit;
 use crate::support::fs as fsutil;
 
 /// Where the sample chain lives in this repo, relative to the workspace root.
@@ -99,14 +100,14 @@ pub fn run(o: &Options) -> Result<ExitCode> {
         let run_dir = dir.join(format!("runs/run{round}"));
         let summary = run_round(&manifest, &store, *force, &run_dir, o.echo)?;
         if summary.failed() {
-            return Ok(ExitCode::from(1));
+            return Ok(Exit::Failed.into());
         }
         summaries.push((summary, started.elapsed().as_secs_f64()));
     }
     println!();
     print!("{}", totals(&summaries));
     println!("logs: {}", dir.join("runs").display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// One round: resolve (restoring the chain-wide stages), print the plan, run.

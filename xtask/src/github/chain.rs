@@ -15,6 +15,7 @@ use crate::github::dispatch::{DispatchError, Token, DEFAULT_API_URL};
 use crate::github::events::Event;
 use crate::github::propagate::Target;
 use crate::support::env::process_env;
+use crate::support::exit::Exit;
 
 /// `schema_version` of `--format json`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -151,14 +152,14 @@ struct JsonTarget<'a> {
 impl Report {
     /// 0 when nothing failed, else the exit code of the first failure
     /// ([`DispatchError::exit_code`]).
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         self.outcomes
             .iter()
             .find_map(|o| match &o.status {
                 Status::Failed(e) => Some(e.exit_code()),
                 _ => None,
             })
-            .unwrap_or(0)
+            .unwrap_or(Exit::Ok)
     }
 
     /// Text for people: with `--dry-run` each request in full, then one summary line
@@ -239,7 +240,7 @@ impl Report {
                         None,
                         Some(e.to_string()),
                         Some(e.kind()),
-                        Some(e.exit_code()),
+                        Some(e.exit_code().code()),
                     ),
                 };
                 JsonTarget {
@@ -263,7 +264,7 @@ impl Report {
             chain_id: &self.chain_id,
             from: &self.from,
             dry_run: self.dry_run,
-            exit_code: self.exit_code(),
+            exit_code: self.exit_code().code(),
             targets,
         })
         .unwrap_or_else(
@@ -383,7 +384,7 @@ mod tests {
                 ),
             ],
         };
-        assert_eq!(r.exit_code(), 3);
+        assert_eq!(r.exit_code(), Exit::BadCredentials);
         assert_eq!(r.outcomes[0].url, "http://x/repos/o/proto/dispatches");
         let text = r.render();
         assert!(

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::github::events::Event;
+use crate::support::exit::Exit;
 
 /// Days a handled id is remembered; GitHub retries nothing for that long.
 pub const KEEP_DAYS: u64 = 30;
@@ -243,14 +244,14 @@ pub fn gate(event: &Event, cache_root: &Path, record: bool) -> Result<Handled, E
         }),
         Ok(Claim::Duplicate(why)) => {
             println!("{why}");
-            Err(ExitCode::SUCCESS)
+            Err(Exit::Ok.into())
         }
         Err(e) => {
             eprintln!(
                 "error: {e:#}: fix the permissions of {} (or remove it: a duplicate dispatch may then run again)",
                 records_dir(cache_root).display()
             );
-            Err(ExitCode::from(2))
+            Err(Exit::CouldNotRun.into())
         }
     }
 }

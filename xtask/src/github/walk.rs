@@ -23,8 +23,9 @@ use crate::github::dispatch::auth::Clients;
 use crate::github::dispatch::runs;
 use crate::github::dispatch::DispatchError;
 use crate::github::follow::watch::{FollowOptions, Follower, Progress};
-use crate::github::follow::{self, matches, RunInfo, Scope, ScopeRepo, Verdict};
+use crate::github::follow::{matches, RunInfo, Scope, ScopeRepo, Verdict};
 use crate::github::release::ReleaseStep;
+use crate::support::exit::Exit;
 
 /// How far before the dispatch (by our clock) a run may have been created and still be
 /// the dispatch's run: GitHub's clock and ours may differ by this much.
@@ -60,7 +61,7 @@ pub enum StepResult {
         why: String,
         /// 1 (a run failed, a crate was yanked), 8 (a wait timed out), or a dispatch
         /// error's code (3 to 7).
-        code: u8,
+        code: Exit,
     },
     /// Not sent, and why (an earlier step stopped the walk, or the event may not
     /// dispatch).
@@ -136,7 +137,7 @@ async fn release_one(
     step: &ReleaseStep,
     opts: &WalkOptions,
     on: &mut dyn FnMut(WalkEvent),
-) -> Result<RunInfo, (String, u8)> {
+) -> Result<RunInfo, (String, Exit)> {
     let t = &step.target;
     let dispatch_err = |e: DispatchError| (one_line(&e, &t.github), e.exit_code());
     let client = clients.for_repo(&t.github).await.map_err(dispatch_err)?;
@@ -166,7 +167,7 @@ async fn wait_for_crates(
     step: &ReleaseStep,
     opts: &WalkOptions,
     on: &mut dyn FnMut(WalkEvent),
-) -> Result<(), (String, u8)> {
+) -> Result<(), (String, Exit)> {
     let v = &step.version;
     for krate in &step.crates {
         on(WalkEvent::Index {
@@ -180,14 +181,14 @@ async fn wait_for_crates(
             Ok(()) => {}
             Err(IndexWaitError::Yanked) => return Err((
                 format!("{krate} {v} is in the index but yanked: publish a new version and put it in the set"),
-                follow::EXIT_FAILED,
+                Exit::Failed,
             )),
             Err(IndexWaitError::TimedOut(last)) => return Err((
                 format!(
                     "{krate} {v} did not appear in the index within {}s ({last}): check the repo's publish step, or raise --publish-timeout",
                     opts.publish_timeout.as_secs()
                 ),
-                follow::EXIT_PENDING,
+                Exit::NotFinished,
             )),
         }
     }
@@ -203,7 +204,7 @@ async fn wait_for_run(
     since: i64,
     known: BTreeSet<u64>,
     on: &mut dyn FnMut(WalkEvent),
-) -> Result<RunInfo, (String, u8)> {
+) -> Result<RunInfo, (String, Exit)> {
     let t = &step.target;
     let scope = Scope {
         repos: vec![ScopeRepo {
@@ -238,7 +239,7 @@ async fn wait_for_run(
                 "its run failed: {}",
                 status.first_failure().unwrap_or_default()
             ),
-            follow::EXIT_FAILED,
+            Exit::Failed,
         )),
         (_, run) => Err((
             format!(
@@ -249,7 +250,7 @@ async fn wait_for_run(
                 },
                 opts.run_timeout.as_secs()
             ),
-            follow::EXIT_PENDING,
+            Exit::NotFinished,
         )),
     }
 }
@@ -257,14 +258,14 @@ async fn wait_for_run(
 impl WalkReport {
     /// 0 when every step was released or not sent on purpose; else the stopping step's
     /// code.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         self.steps
             .iter()
             .find_map(|(_, r)| match r {
                 StepResult::Stopped { code, .. } => Some(*code),
                 _ => None,
             })
-            .unwrap_or(0)
+            .unwrap_or(Exit::Ok)
     }
 
     /// One line per repo: `released`, `stopped` (and why) or `not sent`.
@@ -329,7 +330,7 @@ impl WalkReport {
                         ("released", Some(run.url.as_str()), None, None)
                     }
                     StepResult::Stopped { why, code } => {
-                        ("stopped", None, Some(why.as_str()), Some(*code))
+                        ("stopped", None, Some(why.as_str()), Some(code.code()))
                     }
                     StepResult::NotSent(why) => ("not-sent", None, Some(why.as_str()), None),
                 };
@@ -349,7 +350,7 @@ impl WalkReport {
             "schema_version": SCHEMA_VERSION,
             "chain_id": self.chain_id,
             "release_set": self.set,
-            "exit_code": self.exit_code(),
+            "exit_code": self.exit_code().code(),
             "steps": steps,
         })
     }

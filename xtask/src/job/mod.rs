@@ -23,6 +23,7 @@ use crate::engine::summary::{RepoReport, RepoStatus, RunSummary};
 use crate::github::events::Event as GithubEvent;
 use crate::report::console::{render_summary, Console};
 use crate::report::{gha, metrics, notify};
+use crate::support::exit::Exit;
 use crate::support::signals;
 pub use hints::add_hints;
 
@@ -213,8 +214,8 @@ pub fn after_jobs(
 /// The process exit code for finished jobs: 1 when any repo of any job failed.
 pub fn exit_code(summaries: &[RunSummary]) -> std::process::ExitCode {
     if summaries.iter().any(RunSummary::failed) {
-        std::process::ExitCode::from(1)
+        Exit::Failed.into()
     } else {
-        std::process::ExitCode::SUCCESS
+        Exit::Ok.into()
     }
 }

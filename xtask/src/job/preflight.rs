@@ -25,6 +25,7 @@ use crate::engine::manifest::{Manifest, Repo, RepoKind};
 use crate::engine::toolchain::{self, Choice};
 use crate::support::disk::free_bytes;
 use crate::support::env::process_env;
+use crate::support::exit::Exit;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -588,7 +589,7 @@ pub fn gate(manifest: &Manifest, sel: impl Into<Selection>, cache_root: &Path) -
             cache_root,
         );
     }
-    fatal.then(|| ExitCode::from(2))
+    fatal.then(|| Exit::CouldNotRun.into())
 }
 
 /// Whether any of `problems` is fatal.

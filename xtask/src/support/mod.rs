@@ -6,6 +6,7 @@ pub mod dirlock;
 pub mod disk;
 pub mod env;
 pub mod exec;
+pub mod exit;
 pub mod fs;
 pub mod http;
 pub mod par;

@@ -156,7 +156,7 @@ pub fn cancel(sig: i32) {
 /// The exit code of a process cancelled by `sig`: 128 + the signal number, as shells
 /// report it (130 for SIGINT, 143 for SIGTERM).
 pub fn exit_code(sig: i32) -> u8 {
-    u8::try_from(128 + sig).unwrap_or(255)
+    super::exit::Exit::Signal(sig).code()
 }
 
 /// `SIGINT`, `SIGTERM`, `SIGHUP`, or `signal N`.

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::signals::{group_alive, GRACE};
+use crate::support::exit::Exit;
 
 /// The hidden first argument that makes this binary a watchdog.
 pub const ARG: &str = "__bllvm-ci-watchdog";
@@ -125,7 +126,7 @@ fn serve() -> ExitCode {
     }
     let alive: Vec<i32> = groups.into_iter().filter(|g| group_alive(*g)).collect();
     if alive.is_empty() {
-        return ExitCode::SUCCESS;
+        return Exit::Ok.into();
     }
     eprintln!(
         "bllvm-ci watchdog: ci ended while {} step process group(s) ran ({alive:?}): SIGTERM now, SIGKILL after {} s",
@@ -133,7 +134,7 @@ fn serve() -> ExitCode {
         GRACE.as_secs()
     );
     stop_groups(&alive);
-    ExitCode::SUCCESS
+    Exit::Ok.into()
 }
 
 /// SIGTERM to each group, then SIGKILL to those still there after [`GRACE`].

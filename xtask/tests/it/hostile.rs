@@ -253,13 +253,13 @@ fn a_fifo_in_the_target_dir_is_left_out_of_the_save_with_a_warning() {
         let (o, run_dir) = ci_with(
             t.path(),
             &format!("fifo-{moved}"),
-            "mkdir -p target/tmp && mkfifo target/tmp/pipe",
+            "mkdir -p target/debug/build/zz-0/out && mkfifo target/debug/build/zz-0/out/pipe",
             moved,
         );
         assert!(o.status.success(), "{}", text(&o));
         let w = target_warning(&run_dir);
         assert!(
-            w.contains("special file") && w.contains("tmp/pipe"),
+            w.contains("special file") && w.contains("out/pipe"),
             "{w}\n{}",
             text(&o)
         );
@@ -277,13 +277,13 @@ fn a_target_dir_with_a_symlink_chain_out_through_dot_is_not_saved() {
     let (o, run_dir) = ci_with(
         t.path(),
         "links",
-        "mkdir -p target/own && ln -s . target/own/dot && ln -s dot/dot/dot/../.. target/own/out",
+        "mkdir -p target/debug/build/own-0 && ln -s . target/debug/build/own-0/dot && ln -s dot/dot/dot/../../../.. target/debug/build/own-0/out",
         true,
     );
     assert!(o.status.success(), "{}", text(&o));
     let w = target_warning(&run_dir);
     assert!(
-        w.contains("point outside") && w.contains("own/out"),
+        w.contains("point outside") && w.contains("own-0/out"),
         "{w}\n{}",
         text(&o)
     );

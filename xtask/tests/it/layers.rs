@@ -413,24 +413,7 @@ fn long_functions(sources: &[Source], limit: usize) -> Vec<LongFn> {
     for s in sources.iter().filter(|s| !s.test_only) {
         let code: Vec<&str> = s.code.lines().collect();
         let text: Vec<&str> = s.text.lines().collect();
-        // Lines inside an inline `#[cfg(test)]` module.
-        let mut in_test = vec![false; code.len()];
-        let mut i = 0;
-        while i < code.len() {
-            if code[i].trim() == "#[cfg(test)]"
-                && code
-                    .get(i + 1)
-                    .is_some_and(|l| l.trim_start().starts_with("mod ") && l.contains('{'))
-            {
-                let end = block_end(&code, i + 1).unwrap_or(code.len() - 1);
-                for f in in_test.iter_mut().take(end + 1).skip(i) {
-                    *f = true;
-                }
-                i = end + 1;
-            } else {
-                i += 1;
-            }
-        }
+        let in_test = inline_test_lines(&code);
         for (n, line) in code.iter().enumerate() {
             if in_test[n] {
                 continue;
@@ -467,6 +450,28 @@ fn long_functions(sources: &[Source], limit: usize) -> Vec<LongFn> {
         }
     }
     out
+}
+
+/// For each line of `code`, whether it is inside an inline `#[cfg(test)] mod x { .. }`.
+fn inline_test_lines(code: &[&str]) -> Vec<bool> {
+    let mut in_test = vec![false; code.len()];
+    let mut i = 0;
+    while i < code.len() {
+        if code[i].trim() == "#[cfg(test)]"
+            && code
+                .get(i + 1)
+                .is_some_and(|l| l.trim_start().starts_with("mod ") && l.contains('{'))
+        {
+            let end = block_end(code, i + 1).unwrap_or(code.len() - 1);
+            for f in in_test.iter_mut().take(end + 1).skip(i) {
+                *f = true;
+            }
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    in_test
 }
 
 /// The line of the brace that closes the first block opened at or after `start`; `None`
@@ -540,6 +545,31 @@ fn no_production_function_is_over_100_lines() {
     assert!(
         excepted <= MAX_LONG_EXCEPTIONS,
         "{excepted} functions are marked `tidy: long fn`; at most {MAX_LONG_EXCEPTIONS} may be"
+    );
+}
+
+/// Exit codes are part of the interface (README's "Exit codes"): production code makes an
+/// `ExitCode` only through `support::exit::Exit`, so a code cannot drift from its meaning.
+#[test]
+fn exit_codes_come_only_from_the_exit_type() {
+    let re = regex::Regex::new(r"ExitCode::(from\s*\(|SUCCESS|FAILURE)").unwrap();
+    let mut found = Vec::new();
+    for s in sources()
+        .iter()
+        .filter(|s| !s.test_only && s.rel != "support/exit.rs")
+    {
+        let code: Vec<&str> = s.code.lines().collect();
+        let in_test = inline_test_lines(&code);
+        for (n, line) in code.iter().enumerate() {
+            if !in_test[n] && re.is_match(line) {
+                found.push(format!("{}:{}: {}", s.rel, n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "exit codes made from bare values; use support::exit::Exit (e.g. `Exit::Failed.into()`):\n{}",
+        found.join("\n")
     );
 }
 

@@ -17,6 +17,7 @@ use super::{
 use crate::cache::retention::Policy;
 use crate::cache::{Cache, Restore};
 use crate::dev::rng::Rng;
+use crate::support::exit::Exit;
 use crate::support::fs as fsutil;
 
 /// Run the scenario; what could not run is a problem of the outcome.
@@ -202,7 +203,7 @@ pub fn worker(dir: &Path, id: usize, rounds: usize, keys: usize, seed: u64) -> R
         dir.join(format!("worker{id}.json")),
         serde_json::to_vec(&out)?,
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// One round of a worker: the cache, the key drawn and where to restore it.

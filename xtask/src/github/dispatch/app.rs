@@ -288,6 +288,6 @@ mod tests {
             e.to_string().contains("K does not hold a PEM private key"),
             "{e}"
         );
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.exit_code().code(), 2);
     }
 }

@@ -18,6 +18,7 @@ pub mod comment;
 pub mod payload;
 pub mod runs;
 
+use crate::support::exit::Exit;
 use std::fmt;
 
 /// Default API base: what `GITHUB_API_URL` holds on github.com.
@@ -200,18 +201,22 @@ pub enum DispatchError {
 
 impl DispatchError {
     /// The process exit code for this kind (see the table on [`DispatchError`]).
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            DispatchError::MissingToken { .. } | DispatchError::AppConfig { .. } => 2,
-            DispatchError::BadCredentials { .. } | DispatchError::AppRejected { .. } => 3,
+            DispatchError::MissingToken { .. } | DispatchError::AppConfig { .. } => {
+                Exit::CouldNotRun
+            }
+            DispatchError::BadCredentials { .. } | DispatchError::AppRejected { .. } => {
+                Exit::BadCredentials
+            }
             DispatchError::NoAccess { .. }
             | DispatchError::NotInstalled { .. }
-            | DispatchError::CannotReadRuns { .. } => 4,
-            DispatchError::Invalid { .. } => 5,
-            DispatchError::RateLimited { .. } => 6,
+            | DispatchError::CannotReadRuns { .. } => Exit::NoAccess,
+            DispatchError::Invalid { .. } => Exit::InvalidPayload,
+            DispatchError::RateLimited { .. } => Exit::RateLimited,
             DispatchError::Server { .. }
             | DispatchError::Transport { .. }
-            | DispatchError::Unexpected { .. } => 7,
+            | DispatchError::Unexpected { .. } => Exit::Server,
         }
     }
 

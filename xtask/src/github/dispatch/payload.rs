@@ -128,7 +128,7 @@ mod tests {
         for bad in [String::new(), "x".repeat(101)] {
             let e = validate("r", &bad, &p).unwrap_err();
             assert!(e.to_string().contains("1 to 100 characters"), "{e}");
-            assert_eq!(e.exit_code(), 5);
+            assert_eq!(e.exit_code().code(), 5);
         }
     }
 

@@ -23,14 +23,7 @@ use crate::engine::graph::Graph;
 use crate::engine::manifest::Manifest;
 use crate::github::dispatch::client::clean_message;
 use crate::github::dispatch::runs::{unix_time, WorkflowRun};
-
-/// `chain status` exit code: the chain finished green.
-pub const EXIT_GREEN: u8 = 0;
-/// `chain status` exit code: a run failed (or was cancelled, timed out, ...).
-pub const EXIT_FAILED: u8 = 1;
-/// `chain status` exit code: not finished (a run is queued or in progress, or an expected
-/// run has not appeared), also when `--watch` or `--wait` gave up at `--timeout`.
-pub const EXIT_PENDING: u8 = 8;
+use crate::support::exit::Exit;
 
 /// How a completed run ended (GitHub's `conclusion`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,12 +377,14 @@ impl ChainStatus {
         }
     }
 
-    /// [`EXIT_GREEN`], [`EXIT_FAILED`] or [`EXIT_PENDING`].
-    pub fn exit_code(&self) -> u8 {
+    /// [`Exit::Ok`] finished green, [`Exit::Failed`] a run failed (or was cancelled,
+    /// timed out, ...), [`Exit::NotFinished`] a run is queued or in progress, or an
+    /// expected run has not appeared (also when `--watch` or `--wait` gave up).
+    pub fn exit_code(&self) -> Exit {
         match self.verdict() {
-            Verdict::Green => EXIT_GREEN,
-            Verdict::Failed(_) => EXIT_FAILED,
-            Verdict::Pending => EXIT_PENDING,
+            Verdict::Green => Exit::Ok,
+            Verdict::Failed(_) => Exit::Failed,
+            Verdict::Pending => Exit::NotFinished,
         }
     }
 

@@ -188,7 +188,7 @@ pub fn json(s: &ChainStatus) -> serde_json::Value {
         verdict,
         finished: s.finished(),
         timed_out: s.timed_out,
-        exit_code: s.exit_code(),
+        exit_code: s.exit_code().code(),
         first_failure: s.first_failure(),
         repos,
     })

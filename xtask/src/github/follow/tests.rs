@@ -128,7 +128,7 @@ fn verdict_rows_and_exit_codes() {
     let st = |s: &BTreeMap<String, Seen>| ChainStatus::build(&sc, "c", &expected, s, 200);
     // Nothing found yet: `a` is expected and pending.
     assert_eq!(st(&s).verdict(), Verdict::Pending);
-    assert_eq!(st(&s).exit_code(), EXIT_PENDING);
+    assert_eq!(st(&s).exit_code(), Exit::NotFinished);
     // `a` green: its downstream is expected too, and not there yet.
     s.insert("a".into(), seen(RunState::Completed(Conclusion::Success)));
     let status = st(&s);
@@ -147,14 +147,14 @@ fn verdict_rows_and_exit_codes() {
     assert_eq!(status.verdict(), Verdict::Failed("b".into()));
     assert_eq!(status.rows[2].blocked_by.as_deref(), Some("b"));
     assert!(status.finished());
-    assert_eq!(status.exit_code(), EXIT_FAILED);
+    assert_eq!(status.exit_code(), Exit::Failed);
     assert_eq!(status.first_failure().unwrap(), "b: run failure");
     // `b` green and `c` running: not finished; `c` green: green.
     s.insert("b".into(), seen(RunState::Completed(Conclusion::Success)));
     s.insert("c".into(), seen(RunState::InProgress));
     assert!(!st(&s).finished());
     s.insert("c".into(), seen(RunState::Completed(Conclusion::Success)));
-    assert_eq!(st(&s).exit_code(), EXIT_GREEN);
+    assert_eq!(st(&s).exit_code(), Exit::Ok);
     // A failure while another run still goes is failed but not finished.
     s.insert("a".into(), seen(RunState::Completed(Conclusion::Cancelled)));
     s.insert("c".into(), seen(RunState::Queued));
@@ -163,7 +163,7 @@ fn verdict_rows_and_exit_codes() {
     assert!(!status.finished());
     // No row at all is pending, never green.
     let empty = ChainStatus::build(&sc, "c", &BTreeSet::new(), &BTreeMap::new(), 0);
-    assert_eq!(empty.exit_code(), EXIT_PENDING);
+    assert_eq!(empty.exit_code(), Exit::NotFinished);
 }
 
 #[test]

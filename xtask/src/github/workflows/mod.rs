@@ -54,6 +54,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::engine::graph::Graph;
 use crate::engine::manifest::{Manifest, RepoKind};
+use crate::support::exit::Exit;
 
 pub use model::job_id;
 
@@ -192,7 +193,7 @@ pub fn run(manifest: &Manifest, out: &Path, check: bool) -> Result<ExitCode> {
         if check {
             println!("workflows are up to date with {}", manifest.path.display());
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     for p in &stale {
         eprintln!(
@@ -201,7 +202,7 @@ pub fn run(manifest: &Manifest, out: &Path, check: bool) -> Result<ExitCode> {
             manifest.path.display()
         );
     }
-    Ok(ExitCode::from(1))
+    Ok(Exit::Failed.into())
 }
 
 /// Write one generated file, creating its directory.
