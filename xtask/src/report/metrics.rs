@@ -382,6 +382,10 @@ impl Probe {
 
     /// Build the metrics of the finished run, write `<run dir>/build-metrics.json` and
     /// append them to the history; print where (or a warning: metrics never fail a run).
+    ///
+    /// A run whose cache is read-only (an untrusted event, `--no-save`) appends nothing:
+    /// it writes nothing under the cache root, and an untrusted run's numbers are not
+    /// the chain's (issue 13).
     pub fn finish(self, summary: &RunSummary, cache: &crate::cache::Cache, run_dir: &Path) {
         let env = crate::support::env::process_env;
         let entries = cache.entries();
@@ -398,20 +402,23 @@ impl Probe {
         };
         let m = BuildMetrics::from_summary(summary, &extra);
         let file = run_dir.join("build-metrics.json");
-        let history = history_path(&self.cache_root);
+        let history = (!cache.is_read_only()).then(|| history_path(&self.cache_root));
         let res = serde_json::to_vec_pretty(&m)
             .map_err(anyhow::Error::from)
             .and_then(|json| {
-                std::fs::write(&file, json).with_context(|| format!("write {}", file.display()))
+                std::fs::write(&file, json)
+                    .with_context(|| format!("write the run's metrics {}", file.display()))
             })
-            .and_then(|()| append(&history, &m));
-        match res {
-            Ok(()) => println!(
-                "metrics: {} (history: {})",
-                file.display(),
-                history.display()
+            .and_then(|()| history.as_deref().map_or(Ok(()), |h| append(h, &m)));
+        match (res, history) {
+            (Ok(()), Some(h)) => println!("metrics: {} (history: {})", file.display(), h.display()),
+            (Ok(()), None) => println!(
+                "metrics: {} (not added to the history: this run may not write the cache)",
+                file.display()
             ),
-            Err(e) => eprintln!("warning: metrics not recorded ({e:#}); the build result stands"),
+            (Err(e), _) => {
+                eprintln!("warning: metrics not recorded ({e:#}); the build result stands")
+            }
         }
     }
 }

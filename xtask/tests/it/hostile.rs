@@ -498,7 +498,8 @@ fn one_damaged_remote_object_is_quarantined_and_replaced_not_an_outage() {
         let _ = fs::remove_dir_all(chain.join("alpha/target"));
         let _ = fs::remove_dir_all(chain.join("beta/target"));
         let o = xtask()
-            .args(["ci", "--quiet", "--manifest"])
+            // `--force`: build even though runner one shared its result records.
+            .args(["ci", "--force", "--quiet", "--manifest"])
             .arg(&manifest)
             .arg("--cache-dir")
             .arg(t.path().join(runner).join("cache"))
@@ -522,7 +523,7 @@ fn one_damaged_remote_object_is_quarantined_and_replaced_not_an_outage() {
     let objects = server.objects();
     let manifest_obj = objects
         .iter()
-        .find(|o| o.contains("alpha") && o.ends_with("manifest.tsv"))
+        .find(|o| o.contains("target") && o.contains("alpha") && o.ends_with("manifest.tsv"))
         .unwrap_or_else(|| panic!("{objects:?}"));
     let mut bytes = server.read(manifest_obj);
     bytes.extend_from_slice(

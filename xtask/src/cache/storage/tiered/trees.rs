@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::{Storage, Tiered, Transfer};
+use super::{Damaged, Storage, Tiered, Transfer};
 use crate::cache::integrity::Manifest;
 use crate::cache::key::{check_key, EntryKey};
 use crate::cache::{transfer, CacheKey, EntryInfo, ENTRY_SCHEMA};
@@ -38,9 +38,10 @@ impl Tiered {
     /// now at `into`. `Ok(None)`: no remote, the remote is off for this run (a warning
     /// was given already), or nothing is stored under `key`; nothing was created.
     ///
-    /// Errors: the remote failed, or its entry failed its check: the remote is switched
-    /// off for the rest of the run, nothing is left behind, and the message (credentials
-    /// redacted) is the warning to give. Also an invalid key ([`check_key`]) or a
+    /// Errors: the remote failed (switched off for the rest of the run), or its entry
+    /// failed its check (quarantined when the run may write; the remote stays on);
+    /// nothing is left behind, and the message (credentials redacted) is the warning to
+    /// give. Also an invalid key ([`check_key`]) or a
     /// temporary dir that cannot be created beside `into`.
     pub fn fetch_tree(&self, key: &CacheKey, into: &Path) -> Result<Option<Transfer>> {
         let Some(remote) = &self.remote else {
@@ -66,6 +67,11 @@ impl Tiered {
                 Ok(Some(t))
             }
             Ok(None) => Ok(None),
+            // One damaged object is not an outage (as for the stages): quarantined when
+            // this run may write, the remote stays on, and the warning says so.
+            Err(e) if Damaged::is_in(&e) => {
+                anyhow::bail!("{}", self.quarantine(remote, key, &e))
+            }
             Err(e) => {
                 let why = remote.fail(&format!("{e:#}"));
                 anyhow::bail!(
