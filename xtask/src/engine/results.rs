@@ -68,6 +68,26 @@ pub struct RecordedStep {
     pub secs: f64,
 }
 
+/// How the recorded run ended: `"ok"` or `"failed"` in `record.json` and `last.json`
+/// (schema 1). A record with any other word does not parse, so it is no record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    /// Every step passed: the success record that makes the repo `cached`.
+    Ok,
+    /// A step failed or timed out (only `last.json` says this).
+    Failed,
+}
+
+impl std::fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordStatus::Ok => "ok",
+            RecordStatus::Failed => "failed",
+        })
+    }
+}
+
 /// What `record.json` and `last.json` hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -79,8 +99,8 @@ pub struct Record {
     pub fingerprint: String,
     /// Fingerprint inputs.
     pub inputs: Vec<(String, String)>,
-    /// `ok` or `failed` (only `last.json` can say `failed`).
-    pub status: String,
+    /// How the run ended (only `last.json` can say `failed`).
+    pub status: RecordStatus,
     /// The run that produced it.
     pub run_id: String,
     /// Seconds since the Unix epoch when it was written.
@@ -218,7 +238,7 @@ impl Results {
             &serde_json::to_vec_pretty(rec)?,
         )
         .with_context(|| format!("write {}", repo_dir.join("last.json").display()))?;
-        if rec.status != "ok" {
+        if rec.status != RecordStatus::Ok {
             return Ok(());
         }
         let valid = read_record(&final_dir.join("record.json"))
@@ -418,7 +438,7 @@ fn check(rec: &Record, repo: &str, fp: &str) -> Result<()> {
         rec.fingerprint
     );
     ensure!(
-        rec.status == "ok",
+        rec.status == RecordStatus::Ok,
         "its status is `{}`, not `ok`",
         rec.status
     );

@@ -15,7 +15,7 @@ fn record(repo: &str, fp: &Fingerprint, status: &str) -> Record {
         repo: repo.into(),
         fingerprint: fp.hash.clone(),
         inputs: fp.inputs.clone(),
-        status: status.into(),
+        status: serde_json::from_value(serde_json::json!(status)).unwrap(),
         run_id: "run-1".into(),
         finished_unix: 1,
         steps: vec![RecordedStep {
@@ -57,7 +57,7 @@ fn successes_are_recorded_and_failures_are_not() {
     let logs = log(&t.path().join("run"));
     r.record(&f, &record("solo", &f, "failed"), &logs).unwrap();
     assert!(r.get("solo", &f.hash).is_none());
-    assert_eq!(r.last("solo").unwrap().status, "failed");
+    assert_eq!(r.last("solo").unwrap().status, RecordStatus::Failed);
     r.record(&f, &record("solo", &f, "ok"), &logs).unwrap();
     assert_eq!(r.get("solo", &f.hash).unwrap().steps[0].name, "build");
     assert_eq!(r.logs("solo", &f.hash).len(), 1);
@@ -84,7 +84,7 @@ fn damaged_and_hostile_records_are_ignored_with_a_warning() {
             "another fingerprint",
             Box::new(|r| r.fingerprint = fp("b").hash),
         ),
-        ("a failure", Box::new(|r| r.status = "failed".into())),
+        ("a failure", Box::new(|r| r.status = RecordStatus::Failed)),
         (
             "inputs that hash elsewhere",
             Box::new(|r| r.inputs[1].1 = "b".into()),
@@ -259,7 +259,7 @@ fn remote_keys_are_only_made_of_valid_names_and_hex_fingerprints() {
 
 fn with_steps(mut rec: Record, repo: &str, status: &str, steps: &[&str]) -> Record {
     rec.repo = repo.into();
-    rec.status = status.into();
+    rec.status = serde_json::from_value(serde_json::json!(status)).unwrap();
     rec.steps = steps
         .iter()
         .map(|s| RecordedStep {

@@ -22,7 +22,7 @@ pub use stages::restore_chain;
 use crate::cache::Tiered;
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::{Plan, RepoPlan};
-use crate::engine::results::{Record, RecordedStep, Results};
+use crate::engine::results::{Record, RecordStatus, RecordedStep, Results};
 use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
 use crate::support::signals;
 
@@ -111,7 +111,11 @@ fn record_result(results: &Results, r: &RepoPlan, report: &RepoReport, run_id: &
         repo: r.name.clone(),
         fingerprint: r.fingerprint.hash.clone(),
         inputs: r.fingerprint.inputs.clone(),
-        status: if ok { "ok" } else { "failed" }.to_owned(),
+        status: if ok {
+            RecordStatus::Ok
+        } else {
+            RecordStatus::Failed
+        },
         run_id: run_id.to_owned(),
         finished_unix: crate::support::time::now_unix(),
         steps: report
