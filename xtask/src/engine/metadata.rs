@@ -17,8 +17,9 @@ use crate::engine::graph::{EdgeOrigin, Graph};
 use crate::engine::manifest::{Manifest, RepoKind};
 use crate::engine::toolchain::{Choice, Source};
 
-/// What `cargo metadata` told us about one cargo repo.
-#[derive(Debug, Clone)]
+/// What `cargo metadata` told us about one cargo repo (also the shape the resolution
+/// cache stores, `crate::engine::resolution`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RepoMetadata {
     /// Repo name from the manifest.
     pub repo: String,
