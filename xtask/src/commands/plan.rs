@@ -25,6 +25,10 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         print!("{}", plan::explain(r, &results::Results::new(cache.root())));
         return Ok(ExitCode::SUCCESS);
     }
+    // Records the plan ignored (damaged or hostile) are said, as `ci` says them.
+    for note in &resolved.notes {
+        eprintln!("{note}");
+    }
     if a.resolve.verbose {
         let r = &resolved.resolution;
         eprintln!(
