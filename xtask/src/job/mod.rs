@@ -58,7 +58,10 @@ impl Job<'_> {
     pub fn run(&self) -> Result<RunSummary> {
         let cache = self.store.cache();
         let probe = metrics::Probe::start(cache.root());
-        let console = Console::new(self.run.echo, self.run.jobs);
+        // The summary's time is the job's wall time: resolution, restores, steps, saves.
+        let started = std::time::Instant::now();
+        let console = Console::new(self.run.echo, self.run.jobs)
+            .with_expected(crate::report::progress::Expected::load(cache.root()));
         let mut all: Vec<&dyn Reporter> = vec![&console];
         all.extend(self.extra.iter().copied());
         let reporter = Fanout(all);
@@ -102,6 +105,7 @@ impl Job<'_> {
             &reporter,
         )?;
         add_hints(&mut summary, &resolved.plan, self.manifest);
+        summary.secs = started.elapsed().as_secs_f64();
         write_summary(&self.run.run_dir, &mut summary);
         if gha::enabled() {
             if let Err(e) = gha::finish(&resolved.plan, &summary) {
