@@ -185,3 +185,66 @@ fn only_resolves_the_selected_repos_and_their_upstream() {
     // The full chain then resolves only what `--only` did not.
     assert_eq!(f.plan(&[]).0, ["c", "d"]);
 }
+
+impl Fixture {
+    /// Run `ci --quiet` into `run_dir`; returns stdout (the run must pass).
+    fn ci(&self, run_dir: &Path) -> String {
+        let _ = fs::remove_file(&self.log);
+        let out = xtask()
+            .env("PATH", &self.path)
+            .env_remove("CARGO")
+            .args(["ci", "--quiet", "--manifest"])
+            .arg(&self.manifest)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .arg("--run-dir")
+            .arg(run_dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ci failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+#[test]
+fn a_fully_cached_run_resolves_nothing_and_reports_its_wall_time() {
+    let f = Fixture::new(&[("a", &[]), ("b", &[("a", "normal")])]);
+    let runs = f.cache.parent().unwrap().to_path_buf();
+    let first = f.ci(&runs.join("run1"));
+    // Plain lines (not a terminal): the position on every repo and step line, and a
+    // closing line per step with its time.
+    assert!(first.contains("==> [1/2] a (level 0)"), "{first}");
+    assert!(first.contains("--> [2/2] b build: cargo build"), "{first}");
+    assert!(first.contains("    [2/2] b build: ok in "), "{first}");
+    let t0 = std::time::Instant::now();
+    let second = f.ci(&runs.join("run2"));
+    let wall = t0.elapsed().as_secs_f64();
+    assert_eq!(
+        f.resolved(),
+        Vec::<String>::new(),
+        "an unchanged run ran `cargo metadata`"
+    );
+    let s = support::summary(&runs.join("run2"));
+    for r in ["a", "b"] {
+        assert_eq!(support::repo(&s, r)["status"], "cached", "{second}");
+    }
+    let secs = s["secs"].as_f64().unwrap();
+    assert!(
+        secs > 0.0 && secs <= wall,
+        "the summary's {secs} s is not the run's wall time (the process took {wall} s)"
+    );
+    // The first run's step times are now the expected ones.
+    let third = {
+        append(&f.root.join("b/src/lib.rs"), "\n// changed\n");
+        f.ci(&runs.join("run3"))
+    };
+    assert!(
+        third.contains("b build: cargo build") && third.contains("(expected ~"),
+        "{third}"
+    );
+}
