@@ -1,3 +1,5 @@
+//! Tests of the resolution cache: keys, reuse, TTLs, untrusted records, pruning.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
@@ -240,7 +242,8 @@ fn a_damaged_or_hostile_record_is_a_miss_with_a_warning() {
         .join("resolve/repo")
         .join(format!("metadata-{}.json", inputs.key));
     let store = || ResolutionCache::open(&root, true).store(&inputs, &good);
-    let bad: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Damage<'a> = Box<dyn Fn() + 'a>;
+    let bad: Vec<(&str, Damage)> = vec![
         (
             "garbage",
             Box::new(|| fs::write(&path, "{not json").unwrap()),

@@ -23,9 +23,11 @@ use std::time::Duration;
 use crate::cache::{Restore, Save};
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::RepoPlan;
-use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
+use crate::engine::steps::PreparedStep;
+use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport, StepReport};
 use crate::report::gha;
 use crate::report::progress::{self, Expected, Mode};
+use crate::support::exec::Diagnostic;
 use crate::support::exec::Echo;
 use crate::support::fs::human_bytes;
 
@@ -129,6 +131,64 @@ impl Console {
         }
     }
 
+    /// A repo starts: its position is kept for its step lines.
+    fn repo_started(&self, repo: &RepoPlan, index: usize, total: usize) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(repo.name.clone(), (index, total));
+        }
+        let steps = repo.prepared.iter().map(|s| s.name.as_str());
+        self.print(&progress::repo_line(
+            index,
+            total,
+            &repo.name,
+            repo.level,
+            self.expected.repo(&repo.name, steps),
+        ));
+    }
+
+    /// A step ended: its group closes, its annotations and its closing line are printed.
+    fn step_finished(
+        &self,
+        repo: &RepoPlan,
+        step: &PreparedStep,
+        report: &StepReport,
+        diagnostics: &[Diagnostic],
+    ) {
+        self.spinner_stop(&repo.name);
+        let mut text = String::new();
+        if self.gha && self.streaming() {
+            text += &format!("{}\n", gha::END_GROUP);
+        }
+        if self.gha {
+            for d in diagnostics {
+                if let Some(a) = gha::annotation(d, &repo.name, &repo.dir) {
+                    text += &format!("{a}\n");
+                }
+            }
+        }
+        if let Some(why) = &step.blocked {
+            text += &format!("    {why}\n");
+        }
+        let word = if report.cancelled {
+            "cancelled"
+        } else if report.timed_out {
+            "timed out"
+        } else if report.ok() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        text += &progress::step_end_line(
+            self.position(&repo.name),
+            &repo.name,
+            &step.name,
+            word,
+            report.secs,
+            self.expected.step(&repo.name, &step.name),
+        );
+        self.print(&text);
+    }
+
     /// The logs of a repo's steps as one block (concurrent repos).
     fn print_block(&self, repo: &RepoPlan, report: &RepoReport) {
         if self.echo != Echo::Stream || !self.parallel {
@@ -156,19 +216,7 @@ impl Console {
 impl Reporter for Console {
     fn report(&self, event: &Event<'_>) {
         match *event {
-            Event::RepoStarted { repo, index, total } => {
-                if let Ok(mut p) = self.positions.lock() {
-                    p.insert(repo.name.clone(), (index, total));
-                }
-                let steps = repo.prepared.iter().map(|s| s.name.as_str());
-                self.print(&progress::repo_line(
-                    index,
-                    total,
-                    &repo.name,
-                    repo.level,
-                    self.expected.repo(&repo.name, steps),
-                ));
-            }
+            Event::RepoStarted { repo, index, total } => self.repo_started(repo, index, total),
             Event::RepoSkipped { repo, report } => self.print(&format!(
                 "==> {} (level {}): {}\n",
                 repo.name,
@@ -207,41 +255,7 @@ impl Reporter for Console {
                 step,
                 report,
                 diagnostics,
-            } => {
-                self.spinner_stop(&repo.name);
-                let mut text = String::new();
-                if self.gha && self.streaming() {
-                    text += &format!("{}\n", gha::END_GROUP);
-                }
-                if self.gha {
-                    for d in diagnostics {
-                        if let Some(a) = gha::annotation(d, &repo.name, &repo.dir) {
-                            text += &format!("{a}\n");
-                        }
-                    }
-                }
-                if let Some(why) = &step.blocked {
-                    text += &format!("    {why}\n");
-                }
-                let word = if report.cancelled {
-                    "cancelled"
-                } else if report.timed_out {
-                    "timed out"
-                } else if report.ok() {
-                    "ok"
-                } else {
-                    "FAILED"
-                };
-                text += &progress::step_end_line(
-                    self.position(&repo.name),
-                    &repo.name,
-                    &step.name,
-                    word,
-                    report.secs,
-                    self.expected.step(&repo.name, &step.name),
-                );
-                self.print(&text);
-            }
+            } => self.step_finished(repo, step, report, diagnostics),
             Event::CacheSaved { stage, .. } => {
                 if let Some(line) = saved_line(stage) {
                     self.print(&line);

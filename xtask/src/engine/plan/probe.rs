@@ -70,10 +70,10 @@ impl Prober<'_> {
     }
 
     fn repo_cx(&self, r: &Repo) -> RepoCx {
-        let choice = super::resolve::toolchain_of(self.opts, self.root, r);
+        let choice = toolchain_of(self.opts, self.root, r);
         RepoCx {
             dir: Manifest::checkout_dir(self.root, r),
-            env: super::resolve::repo_env(self.manifest, r, &choice),
+            env: repo_env(self.manifest, r, &choice),
             choice,
         }
     }
@@ -383,4 +383,30 @@ fn generate_lockfile(dir: &Path, env: &[(String, String)]) -> Result<Option<Gene
         g.not_generated();
         Ok(None)
     }
+}
+
+/// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
+pub(super) fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
+    Choice::resolve(
+        opts.cell_toolchain.as_deref(),
+        opts.toolchain.as_deref(),
+        r.toolchain.as_deref(),
+        &Manifest::checkout_dir(root, r),
+    )
+}
+
+/// The environment every step of `r` runs with: the manifest's `env`, the toolchain
+/// override, and `CARGO_INCREMENTAL=0` unless the manifest keeps incremental builds.
+pub(super) fn repo_env(
+    manifest: &Manifest,
+    r: &Repo,
+    toolchain: &Choice,
+) -> BTreeMap<String, String> {
+    let mut env = r.env.clone();
+    env.extend(toolchain.env());
+    if !manifest.defaults.incremental {
+        env.entry("CARGO_INCREMENTAL".into())
+            .or_insert_with(|| "0".into());
+    }
+    env
 }

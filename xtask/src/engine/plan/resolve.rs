@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use super::affected::affected_repos;
 use super::keys::{chain_keys, target_key, ChainKeys, TargetInputs};
-use super::probe::{Probe, Prober};
+use super::probe::{repo_env, toolchain_of, Probe, Prober};
 use super::types::{
     default_target_dir, effective_root, Action, CheckoutAccess, EdgeView, Plan, PlanOptions,
     RepoPlan, Resolved,
@@ -307,16 +307,6 @@ fn canonical_checkouts(manifest: &Manifest, root: &Path) -> Vec<PathBuf> {
             std::fs::canonicalize(&d).unwrap_or(d)
         })
         .collect()
-}
-
-/// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
-pub(super) fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
-    Choice::resolve(
-        opts.cell_toolchain.as_deref(),
-        opts.toolchain.as_deref(),
-        r.toolchain.as_deref(),
-        &Manifest::checkout_dir(root, r),
-    )
 }
 
 /// The manifests registry mode stripped (restored when dropped), and the patch names
@@ -687,22 +677,6 @@ fn outside_path_deps(c: &Chain<'_>, meta: Option<&RepoMetadata>) -> Vec<(String,
             (p.display().to_string(), h)
         })
         .collect()
-}
-
-/// The environment every step of `r` runs with: the manifest's `env`, the toolchain
-/// override, and `CARGO_INCREMENTAL=0` unless the manifest keeps incremental builds.
-pub(super) fn repo_env(
-    manifest: &Manifest,
-    r: &Repo,
-    toolchain: &Choice,
-) -> BTreeMap<String, String> {
-    let mut env = r.env.clone();
-    env.extend(toolchain.env());
-    if !manifest.defaults.incremental {
-        env.entry("CARGO_INCREMENTAL".into())
-            .or_insert_with(|| "0".into());
-    }
-    env
 }
 
 /// What `ci` will do with the repo (see [`Action`]).
