@@ -58,8 +58,9 @@ impl Job<'_> {
     pub fn run(&self) -> Result<RunSummary> {
         let cache = self.store.cache();
         let probe = metrics::Probe::start(cache.root());
-        // The summary's time is the job's wall time: resolution, restores, steps, saves.
-        let started = std::time::Instant::now();
+        // The summary's time is the run's wall time: start-up and preflight (the first
+        // job of the process), resolution, restores, steps, saves.
+        let started = crate::support::time::run_start();
         let console = Console::new(self.run.echo, self.run.jobs)
             .with_expected(crate::report::progress::Expected::load(cache.root()));
         let mut all: Vec<&dyn Reporter> = vec![&console];
