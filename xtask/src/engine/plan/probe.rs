@@ -360,7 +360,9 @@ impl Prober<'_> {
 /// Errors: the marker or the lockfile cannot be written.
 fn write_lockfile(dir: &Path, text: &str) -> Result<GeneratedLockfile> {
     let g = GeneratedLockfile::begin(dir)?;
-    crate::support::publish::write_file(&dir.join("Cargo.lock"), text.as_bytes())
+    // Written in place, as cargo writes it: while the marker says `pending`, a killed
+    // run's lockfile (torn or whole) is removed by the next run.
+    std::fs::write(dir.join("Cargo.lock"), text.as_bytes())
         .map_err(|e| anyhow!("write the recorded lockfile into {}: {e}", dir.display()))?;
     g.finish()?;
     Ok(g)
