@@ -194,13 +194,17 @@ impl Inputs {
     }
 
     /// The inputs of `cargo generate-lockfile` in `dir`, which also reads every checkout
-    /// of the chain in `chain` (sibling path dependencies).
-    pub fn lockfile(repo: &str, dir: &Path, cx: &Context<'_>, chain: &[PathBuf]) -> Inputs {
+    /// of the chain (sibling path dependencies): `chain` is [`chain_manifests`] of them,
+    /// read once for every repo that needs a lockfile.
+    pub fn lockfile(repo: &str, dir: &Path, cx: &Context<'_>, chain: &[ChainManifests]) -> Inputs {
         let mut pairs = common(repo, Kind::Lockfile, dir, cx);
         let own = canonical(dir);
-        for other in chain.iter().map(|d| canonical(d)).filter(|d| *d != own) {
-            for (rel, h) in checkout_manifests(&other) {
-                pairs.push((format!("chain manifest {}/{rel}", other.display()), h));
+        for (other, manifests) in chain.iter().filter(|(d, _)| *d != own) {
+            for (rel, h) in manifests {
+                pairs.push((
+                    format!("chain manifest {}/{rel}", other.display()),
+                    h.clone(),
+                ));
             }
         }
         Inputs::new(repo, Kind::Lockfile, dir, pairs)
@@ -263,6 +267,20 @@ fn is_cargo_var(name: &str) -> bool {
     (name.starts_with("CARGO") || name.starts_with("RUSTUP") || name.starts_with("RUSTC"))
         && !name.starts_with("CARGO_TERM_")
         && !matches!(name, "CARGO_LOG" | "CARGO_MAKEFLAGS")
+}
+
+/// A checkout's canonical dir and its [`checkout_manifests`].
+pub type ChainManifests = (PathBuf, Vec<(String, String)>);
+
+/// [`checkout_manifests`] of every dir of `dirs`, each under its canonical path.
+pub fn chain_manifests(dirs: &[PathBuf]) -> Vec<ChainManifests> {
+    dirs.iter()
+        .map(|d| {
+            let d = canonical(d);
+            let m = checkout_manifests(&d);
+            (d, m)
+        })
+        .collect()
 }
 
 /// `path` made canonical where it exists.

@@ -216,7 +216,7 @@ fn failures_and_generated_lockfiles_are_reused_only_within_their_ttl() {
         "an expired failure is resolved again"
     );
 
-    let lock = Inputs::lockfile("repo", &dir, &s.cx(), &[]);
+    let lock = Inputs::lockfile("repo", &dir, &s.cx(), &chain_manifests(&[]));
     assert_ne!(lock.key, meta.key);
     let generated = Outcome::Generated {
         lockfile: "version = 4\n\n[[package]]\nname = \"member\"\nversion = \"0.1.0\"\n".into(),

@@ -137,14 +137,21 @@ impl Prober<'_> {
         repos: &BTreeSet<String>,
         rustcs: &mut BTreeMap<String, Result<String>>,
     ) {
-        let chain: Vec<PathBuf> = self
-            .cargo_repos()
-            .map(|r| Manifest::checkout_dir(self.root, r))
-            .collect();
+        let wanted = |r: &&Repo| repos.contains(&r.name) && self.may_generate.contains(&r.name);
+        // Read once for every repo that needs a lockfile (each lockfile key covers them).
+        let chain = if self.cargo_repos().any(|r| wanted(&r)) {
+            let dirs: Vec<PathBuf> = self
+                .cargo_repos()
+                .map(|r| Manifest::checkout_dir(self.root, r))
+                .collect();
+            resolution::chain_manifests(&dirs)
+        } else {
+            Vec::new()
+        };
         let failed: Vec<(String, anyhow::Error)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .cargo_repos()
-                .filter(|r| repos.contains(&r.name) && self.may_generate.contains(&r.name))
+                .filter(wanted)
                 .filter_map(|r| {
                     let rustc = rustcs.get(&r.name)?.as_ref().ok()?.clone();
                     let chain = &chain;
