@@ -51,6 +51,7 @@ pub const EXIT_COULD_NOT_RUN: u8 = 2;
 ///
 /// Call from `main` before any thread exists: it changes the process environment.
 pub fn main() -> ExitCode {
+    crate::support::time::mark_process_start();
     if let Some(code) = crate::support::watchdog::serve_if_asked() {
         return code;
     }

@@ -26,6 +26,20 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         print!("{}", plan::explain(r, &results::Results::new(cache.root())));
         return Ok(Exit::Ok.into());
     }
+    // Records the plan ignored (damaged or hostile) are said, as `ci` says them.
+    for note in &resolved.notes {
+        eprintln!("{note}");
+    }
+    if a.resolve.verbose {
+        let r = &resolved.resolution;
+        eprintln!(
+            "resolution: reused {} [{}], ran {} [{}]",
+            r.reused.len(),
+            r.reused.join(", "),
+            r.ran.len(),
+            r.ran.join(", ")
+        );
+    }
     match a.format {
         Format::Text => print!("{}", resolved.plan.render(a.resolve.verbose)),
         Format::Json => println!(

@@ -17,8 +17,9 @@ use crate::engine::graph::{EdgeOrigin, Graph};
 use crate::engine::manifest::{Manifest, RepoKind};
 use crate::engine::toolchain::{Choice, Source};
 
-/// What `cargo metadata` told us about one cargo repo.
-#[derive(Debug, Clone)]
+/// What `cargo metadata` told us about one cargo repo (also the shape the resolution
+/// cache stores, `crate::engine::resolution`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RepoMetadata {
     /// Repo name from the manifest.
     pub repo: String,
@@ -269,6 +270,40 @@ pub fn compiler_version(
     choice: &Choice,
     env: &BTreeMap<String, String>,
 ) -> Result<String> {
+    // What `rustc -vV` can depend on: the directory (a pin file), the program, and what
+    // rustup reads. Preflight and the plan probe the same compilers in one process: the
+    // second asks the first's answer (a rustup proxy start costs tens of milliseconds).
+    let memo_key = {
+        let mut k = vec![
+            dir.display().to_string(),
+            choice.describe(),
+            format!("{:?}", choice.name()),
+        ];
+        k.extend(choice.env().into_iter().map(|(n, v)| format!("{n}={v}")));
+        k.extend(
+            env.iter()
+                .filter(|(n, _)| n.as_str() == "RUSTC" || n.starts_with("RUSTUP"))
+                .map(|(n, v)| format!("{n}={v}")),
+        );
+        k.join("\n")
+    };
+    if let Some(v) = VERSIONS.lock().ok().and_then(|m| m.get(&memo_key).cloned()) {
+        return Ok(v);
+    }
+    let v = probe_compiler(dir, choice, env)?;
+    if let Ok(mut m) = VERSIONS.lock() {
+        m.insert(memo_key, v.clone());
+    }
+    Ok(v)
+}
+
+/// The answers of [`compiler_version`] so far in this process (successes only: a
+/// toolchain that cannot run is asked again, and blamed again).
+static VERSIONS: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// [`compiler_version`] without the memo: run `-vV`.
+fn probe_compiler(dir: &Path, choice: &Choice, env: &BTreeMap<String, String>) -> Result<String> {
     let rustc = env.get("RUSTC").cloned().filter(|v| !v.is_empty());
     let out = Command::new(rustc.as_deref().unwrap_or("rustc"))
         .arg("-vV")

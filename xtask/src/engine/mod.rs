@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod patches;
 pub mod plan;
 pub mod release_build;
+pub mod resolution;
 pub mod results;
 pub mod run;
 pub mod step;

@@ -59,7 +59,11 @@ impl Job<'_> {
     pub fn run(&self) -> Result<RunSummary> {
         let cache = self.store.cache();
         let probe = metrics::Probe::start(cache.root());
-        let console = Console::new(self.run.echo, self.run.jobs);
+        // The summary's time is the run's wall time: start-up and preflight (the first
+        // job of the process), resolution, restores, steps, saves.
+        let started = crate::support::time::run_start();
+        let console = Console::new(self.run.echo, self.run.jobs)
+            .with_expected(crate::report::progress::Expected::load(cache.root()));
         let mut all: Vec<&dyn Reporter> = vec![&console];
         all.extend(self.extra.iter().copied());
         let reporter = Fanout(all);
@@ -103,6 +107,7 @@ impl Job<'_> {
             &reporter,
         )?;
         add_hints(&mut summary, &resolved.plan, self.manifest);
+        summary.secs = started.elapsed().as_secs_f64();
         write_summary(&self.run.run_dir, &mut summary);
         if gha::enabled() {
             if let Err(e) = gha::finish(&resolved.plan, &summary) {

@@ -1,8 +1,16 @@
 //! The console: what a person watching `cargo xtask ci` reads. [`Console`] is the
 //! [`Reporter`] that prints the run as it goes (repo headers, the exact command of each
 //! step, streamed step output or one block per repo when repos run at once, cache lines,
-//! GitHub Actions groups and annotations, a spinner on a terminal), and
+//! GitHub Actions groups and annotations, live bars on a terminal), and
 //! [`render_summary`] is the table printed at the end.
+//!
+//! Progress ([`super::progress`]): every repo and step line says where the run is
+//! (`[3/9]`) and, when the metrics history knows, the time to expect; every step ends
+//! with a line giving its time. On a terminal outside GitHub Actions ([`Mode::Live`]),
+//! the repos running while output is kept in the logs (`--quiet`, or `--jobs N`) get one
+//! live bar each in one `MultiProgress` (step, elapsed, expected), so concurrent repos
+//! never draw over each other, and lines printed meanwhile go above the bars. Elsewhere
+//! ([`Mode::Plain`]) nothing is redrawn.
 //!
 //! Output formats follow GitHub's "Workflow commands for GitHub Actions" for groups and
 //! annotations (see [`super::gha`]).
@@ -15,8 +23,11 @@ use std::time::Duration;
 use crate::cache::{Restore, Save};
 use crate::engine::events::{Event, Reporter};
 use crate::engine::plan::RepoPlan;
-use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport};
+use crate::engine::steps::PreparedStep;
+use crate::engine::summary::{RepoReport, RepoStatus, RunSummary, StageReport, StepReport};
 use crate::report::gha;
+use crate::report::progress::{self, Expected, Mode};
+use crate::support::exec::Diagnostic;
 use crate::support::exec::Echo;
 use crate::support::fs::human_bytes;
 
@@ -29,7 +40,15 @@ pub struct Console {
     parallel: bool,
     /// Inside GitHub Actions: groups and annotations.
     gha: bool,
-    /// Spinners of the steps running now, by repo (terminal, output kept in logs).
+    /// Plain lines or live bars.
+    mode: Mode,
+    /// Expected step times from the metrics history.
+    expected: Expected,
+    /// `(index, total)` of each repo started.
+    positions: Mutex<BTreeMap<String, (usize, usize)>>,
+    /// The live bars' container (live mode).
+    multi: indicatif::MultiProgress,
+    /// Bars of the steps running now, by repo (live mode, output kept in logs).
     spinners: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
     /// Held while a block of lines is printed.
     lock: Mutex<()>,
@@ -38,13 +57,34 @@ pub struct Console {
 impl Console {
     /// A console for a run with `echo` and `jobs` repos at a time.
     pub fn new(echo: Echo, jobs: usize) -> Console {
+        let gha = gha::enabled();
+        let mode = Mode::detect(std::io::stdout().is_terminal(), gha);
+        // Streamed to a terminal: cargo's own progress bar too (see `support::exec`).
+        if mode == Mode::Live && echo == Echo::Stream && jobs <= 1 {
+            crate::support::exec::forward_cargo_progress(crate::support::exec::terminal_width());
+        }
         Console {
             echo,
             parallel: jobs > 1,
-            gha: gha::enabled(),
+            gha,
+            mode,
+            expected: Expected::default(),
+            positions: Mutex::new(BTreeMap::new()),
+            multi: indicatif::MultiProgress::new(),
             spinners: Mutex::new(BTreeMap::new()),
             lock: Mutex::new(()),
         }
+    }
+
+    /// The console with expected times (from the metrics history, [`Expected::load`]).
+    pub fn with_expected(mut self, expected: Expected) -> Console {
+        self.expected = expected;
+        self
+    }
+
+    /// `(index, total)` of a started repo.
+    fn position(&self, repo: &str) -> Option<(usize, usize)> {
+        self.positions.lock().ok()?.get(repo).copied()
     }
 
     /// Whether step output is streamed as it comes.
@@ -52,24 +92,32 @@ impl Console {
         self.echo == Echo::Stream && !self.parallel
     }
 
+    /// Print above the live bars (they are hidden while the text is written).
     fn print(&self, text: &str) {
         let _g = self.lock.lock();
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        self.multi.suspend(|| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        });
     }
 
     fn spinner_start(&self, repo: &str, step: &str) {
         let quiet = self.echo == Echo::Quiet || self.parallel;
-        if !quiet || self.gha || !std::io::stdout().is_terminal() {
+        if !quiet || self.mode != Mode::Live {
             return;
         }
-        let pb = indicatif::ProgressBar::new_spinner();
+        let pb = self.multi.add(indicatif::ProgressBar::new_spinner());
         pb.set_style(
             indicatif::ProgressStyle::with_template("    {spinner} {msg} {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
-        pb.set_message(format!("{repo} {step}"));
+        pb.set_message(progress::bar_message(
+            self.position(repo),
+            repo,
+            step,
+            self.expected.step(repo, step),
+        ));
         pb.enable_steady_tick(Duration::from_millis(120));
         if let Ok(mut s) = self.spinners.lock() {
             s.insert(repo.to_owned(), pb);
@@ -79,7 +127,66 @@ impl Console {
     fn spinner_stop(&self, repo: &str) {
         if let Some(pb) = self.spinners.lock().ok().and_then(|mut s| s.remove(repo)) {
             pb.finish_and_clear();
+            self.multi.remove(&pb);
         }
+    }
+
+    /// A repo starts: its position is kept for its step lines.
+    fn repo_started(&self, repo: &RepoPlan, index: usize, total: usize) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(repo.name.clone(), (index, total));
+        }
+        let steps = repo.prepared.iter().map(|s| s.name.as_str());
+        self.print(&progress::repo_line(
+            index,
+            total,
+            &repo.name,
+            repo.level,
+            self.expected.repo(&repo.name, steps),
+        ));
+    }
+
+    /// A step ended: its group closes, its annotations and its closing line are printed.
+    fn step_finished(
+        &self,
+        repo: &RepoPlan,
+        step: &PreparedStep,
+        report: &StepReport,
+        diagnostics: &[Diagnostic],
+    ) {
+        self.spinner_stop(&repo.name);
+        let mut text = String::new();
+        if self.gha && self.streaming() {
+            text += &format!("{}\n", gha::END_GROUP);
+        }
+        if self.gha {
+            for d in diagnostics {
+                if let Some(a) = gha::annotation(d, &repo.name, &repo.dir) {
+                    text += &format!("{a}\n");
+                }
+            }
+        }
+        if let Some(why) = &step.blocked {
+            text += &format!("    {why}\n");
+        }
+        let word = if report.cancelled {
+            "cancelled"
+        } else if report.timed_out {
+            "timed out"
+        } else if report.ok() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        text += &progress::step_end_line(
+            self.position(&repo.name),
+            &repo.name,
+            &step.name,
+            word,
+            report.secs,
+            self.expected.step(&repo.name, &step.name),
+        );
+        self.print(&text);
     }
 
     /// The logs of a repo's steps as one block (concurrent repos).
@@ -109,10 +216,7 @@ impl Console {
 impl Reporter for Console {
     fn report(&self, event: &Event<'_>) {
         match *event {
-            Event::RepoStarted { repo, index, total } => self.print(&format!(
-                "==> [{index}/{total}] {} (level {})\n",
-                repo.name, repo.level
-            )),
+            Event::RepoStarted { repo, index, total } => self.repo_started(repo, index, total),
             Event::RepoSkipped { repo, report } => self.print(&format!(
                 "==> {} (level {}): {}\n",
                 repo.name,
@@ -127,8 +231,13 @@ impl Reporter for Console {
                 restore_how(&stage.restore)
             )),
             Event::StepStarted { repo, step } => {
-                let mut text =
-                    format!("--> {} {}: {}\n", repo.name, step.name, step.command_line());
+                let mut text = progress::step_start_line(
+                    self.position(&repo.name),
+                    &repo.name,
+                    &step.name,
+                    &step.command_line(),
+                    self.expected.step(&repo.name, &step.name),
+                );
                 if self.gha && self.streaming() {
                     text += &format!("{}\n", gha::group(&format!("{} {}", repo.name, step.name)));
                 }
@@ -146,39 +255,7 @@ impl Reporter for Console {
                 step,
                 report,
                 diagnostics,
-            } => {
-                self.spinner_stop(&repo.name);
-                let mut text = String::new();
-                if self.gha && self.streaming() {
-                    text += &format!("{}\n", gha::END_GROUP);
-                }
-                if self.gha {
-                    for d in diagnostics {
-                        if let Some(a) = gha::annotation(d, &repo.name, &repo.dir) {
-                            text += &format!("{a}\n");
-                        }
-                    }
-                }
-                if let Some(why) = &step.blocked {
-                    text += &format!("    {why}\n");
-                }
-                if self.echo == Echo::Quiet {
-                    let word = if report.cancelled {
-                        "cancelled"
-                    } else if report.timed_out {
-                        "timed out"
-                    } else if report.ok() {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    };
-                    text += &format!(
-                        "    {} {}: {word} in {:.1} s\n",
-                        repo.name, step.name, report.secs
-                    );
-                }
-                self.print(&text);
-            }
+            } => self.step_finished(repo, step, report, diagnostics),
             Event::CacheSaved { stage, .. } => {
                 if let Some(line) = saved_line(stage) {
                     self.print(&line);

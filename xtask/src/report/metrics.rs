@@ -362,6 +362,25 @@ pub fn read_history(path: &Path) -> Result<(Vec<BuildMetrics>, usize)> {
     Ok(parse_lines(&bytes))
 }
 
+/// The last `n` runs of the history at `path` that parse (oldest first); none when it
+/// is missing or cannot be read (read as [`read_history`] reads it). Only the last lines
+/// are parsed, so a long history costs a read, not a parse of every run.
+pub fn read_recent(path: &Path, n: usize) -> Vec<BuildMetrics> {
+    let Ok(Some(bytes)) = read_bytes(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let mut tail = Vec::new();
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        tail.extend_from_slice(l);
+        tail.push(b'\n');
+    }
+    parse_lines(&tail).0
+}
+
 /// What `ci` records before it starts, for [`Probe::finish`].
 #[derive(Debug, Clone)]
 pub struct Probe {

@@ -8,4 +8,5 @@ pub mod gha;
 pub mod graph;
 pub mod metrics;
 pub mod notify;
+pub mod progress;
 pub mod trends;

@@ -4,6 +4,13 @@
 //! [`GRACE`]), and never outliving us: its leader has `PR_SET_PDEATHSIG`, and the
 //! watchdog (`support::watchdog`) stops the rest of its group if we die.
 //!
+//! Cargo's own progress bar: on a terminal, where step output is streamed to it, the
+//! console calls [`forward_cargo_progress`]; cargo steps then get
+//! `CARGO_TERM_PROGRESS_WHEN=always` (cargo draws no bar into a pipe otherwise) and the
+//! terminal's width, and output is split at `\r` as well as `\n`. A chunk that ends in a
+//! lone `\r` is a redraw: it reaches the terminal but never the log or the tail, so logs
+//! hold the lines a person would see once the bar is gone, as without a terminal.
+//!
 //! This is the one place that spawns long-running children with `std::process` directly
 //! (xshell has no timeouts or process groups); short helper commands go through xshell or
 //! `Command::output`.
@@ -14,6 +21,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +29,29 @@ use anyhow::{Context, Result};
 
 use super::signals::{self, GRACE};
 use super::watchdog;
+
+/// Width in columns cargo's progress bar is drawn for in steps; 0: not forwarded.
+static CARGO_PROGRESS_WIDTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Forward cargo's own progress bar to a terminal of `width` columns from now on (`None`:
+/// stop). Only for output streamed to a terminal: see the module docs.
+pub fn forward_cargo_progress(width: Option<usize>) {
+    CARGO_PROGRESS_WIDTH.store(width.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// The columns of the terminal on stdout, if it is one.
+pub fn terminal_width() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own; it fails on a
+    // descriptor that is not a terminal, which is answered with `None`.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -184,7 +215,10 @@ struct Stopping {
 pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Result<StepOutcome> {
     let start = Instant::now();
     let (logf, log_error) = open_log(cmd, log);
+    let width = CARGO_PROGRESS_WIDTH.load(Ordering::Relaxed);
+    let progress = (width > 0 && cmd.program == "cargo").then_some(width);
     let mut sink = Sink {
+        redraws: progress.is_some(),
         json: cmd.json_diagnostics,
         diagnostics: Vec::new(),
         log: logf,
@@ -200,7 +234,7 @@ pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Res
         ));
         return Ok(sink.outcome(None, None, Some(sig), 0.0));
     }
-    let mut child = spawn(cmd)?;
+    let mut child = spawn(cmd, progress)?;
     let pgid = child.id() as i32;
     let group = Group::track(pgid);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -209,7 +243,7 @@ pub fn run_step(cmd: &StepCommand, log: &Path, on_output: &dyn Fn(&[u8])) -> Res
         Box::new(child.stderr.take().expect("piped")),
     ];
     for pipe in pipes {
-        spawn_reader(pipe, tx.clone());
+        spawn_reader(pipe, tx.clone(), progress.is_some());
     }
     drop(tx);
     let (status, stopping) = supervise(&mut child, pgid, cmd.timeout, start, &mut sink, &rx)?;
@@ -358,10 +392,16 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-fn spawn(cmd: &StepCommand) -> Result<Child> {
+/// Spawn the step; `progress`: cargo draws its progress bar for that many columns
+/// (unless the step's own environment says otherwise).
+fn spawn(cmd: &StepCommand, progress: Option<usize>) -> Result<Child> {
     // The inherited environment without what the step was not given (secrets).
     let inherited = std::env::vars_os().filter(|(k, _)| !cmd.env_remove.iter().any(|r| k == &**r));
     let mut c = Command::new(&cmd.program);
+    if let Some(width) = progress {
+        c.env("CARGO_TERM_PROGRESS_WHEN", "always")
+            .env("CARGO_TERM_PROGRESS_WIDTH", width.to_string());
+    }
     c.args(&cmd.args)
         .current_dir(&cmd.dir)
         .env_clear()
@@ -401,14 +441,20 @@ pub fn output_tracked(cmd: &mut Command) -> std::io::Result<Output> {
     out
 }
 
-/// Read `pipe` line by line into `tx` on a detached thread: the thread ends when the
-/// pipe closes or the receiver is gone, and nothing waits for it (see [`DRAIN`]).
-fn spawn_reader(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>) {
+/// Read `pipe` line by line into `tx` on a detached thread (`split_cr`: a lone `\r` ends
+/// a chunk too, see the module docs): the thread ends when the pipe closes or the
+/// receiver is gone, and nothing waits for it (see [`DRAIN`]).
+fn spawn_reader(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>, split_cr: bool) {
     std::thread::spawn(move || {
         let mut r = BufReader::new(pipe);
         loop {
             let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line) {
+            let read = if split_cr {
+                read_chunk(&mut r, &mut line)
+            } else {
+                r.read_until(b'\n', &mut line)
+            };
+            match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if tx.send(line).is_err() {
@@ -420,10 +466,53 @@ fn spawn_reader(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>) {
     });
 }
 
+/// Read up to and including the next `\n`, or a `\r` not followed by `\n` (`\r\n`
+/// stays one line end), into `out`; returns the bytes read (0 at the end).
+fn read_chunk(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(out.len());
+        }
+        // A `\r` that ended the last buffer: a `\n` may follow.
+        if out.last() == Some(&b'\r') {
+            if buf[0] == b'\n' {
+                out.push(b'\n');
+                r.consume(1);
+            }
+            return Ok(out.len());
+        }
+        match buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            Some(i) if buf[i] == b'\r' && i + 1 == buf.len() => {
+                out.extend_from_slice(buf);
+                r.consume(i + 1);
+            }
+            Some(i) => {
+                let end = if buf[i] == b'\r' && buf[i + 1] == b'\n' {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                out.extend_from_slice(&buf[..end]);
+                r.consume(end);
+                return Ok(out.len());
+            }
+            None => {
+                let n = buf.len();
+                out.extend_from_slice(buf);
+                r.consume(n);
+            }
+        }
+    }
+}
+
 /// Where a step's lines go: the log, the caller, the tail and (JSON mode) the
 /// diagnostics.
 struct Sink<'a> {
     json: bool,
+    /// A chunk ending in a lone `\r` is a redraw (cargo's progress bar): shown, never
+    /// logged.
+    redraws: bool,
     diagnostics: Vec<Diagnostic>,
     /// `None` when the log could not be created, or once a write to it failed.
     log: Option<File>,
@@ -477,8 +566,13 @@ impl Sink<'_> {
         };
         if let Some(text) = shown {
             (self.on_output)(&text);
-            self.keep_tail(&text);
-            self.log_write(&text);
+            if self.redraws && text.ends_with(b"\r") {
+                return;
+            }
+            // What a redraw leaves before the next line: the erase sequence (`ESC[K`).
+            let kept = text.strip_prefix(b"\x1b[K").unwrap_or(&text);
+            self.keep_tail(kept);
+            self.log_write(kept);
         }
     }
 
@@ -561,6 +655,65 @@ mod tests {
             timeout,
             json_diagnostics: false,
         }
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_chunk_and_crlf_stays_one_line_end() {
+        // A reader with a tiny buffer, so a `\r` also falls at a buffer's end.
+        for cap in [1, 2, 3, 64] {
+            let data: &[u8] = b"[=> ] 1/9\r[==> ] 2/9\r\x1b[K   Compiling a\nwin\r\nend";
+            let mut r = std::io::BufReader::with_capacity(cap, data);
+            let mut chunks = Vec::new();
+            loop {
+                let mut c = Vec::new();
+                if read_chunk(&mut r, &mut c).unwrap() == 0 {
+                    break;
+                }
+                chunks.push(String::from_utf8(c).unwrap());
+            }
+            assert_eq!(
+                chunks,
+                [
+                    "[=> ] 1/9\r",
+                    "[==> ] 2/9\r",
+                    "\x1b[K   Compiling a\n",
+                    "win\r\n",
+                    "end"
+                ],
+                "buffer of {cap}"
+            );
+        }
+    }
+
+    #[test]
+    fn redraws_reach_the_terminal_but_not_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("step.log");
+        let shown = std::sync::Mutex::new(Vec::new());
+        let on_output = |b: &[u8]| shown.lock().unwrap().extend_from_slice(b);
+        let mut sink = Sink {
+            json: false,
+            redraws: true,
+            diagnostics: Vec::new(),
+            log: Some(File::create(&log).unwrap()),
+            log_path: log.clone(),
+            log_error: None,
+            tail: Vec::new(),
+            on_output: &on_output,
+        };
+        for chunk in [&b"[=> ] 1/9\r"[..], b"\x1b[K   Compiling a\n", b"done\r\n"] {
+            sink.line(chunk);
+        }
+        drop(sink);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "   Compiling a\ndone\r\n",
+            "the log holds no redraw and no erase sequence"
+        );
+        assert!(
+            shown.lock().unwrap().starts_with(b"[=> ] 1/9\r"),
+            "the terminal sees the bar"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod release;
 mod reliability;
 mod reliability_input;
 mod reliability_secrets;
+mod resolution;
 // The remote cache's end-to-end tests need its S3 backend: the test command is
 // `cargo test --workspace --locked --features remote` (README, `.ci/run`).
 #[cfg(feature = "remote")]

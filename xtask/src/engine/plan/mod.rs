@@ -9,6 +9,7 @@
 
 mod affected;
 mod keys;
+mod probe;
 mod render;
 mod resolve;
 mod types;

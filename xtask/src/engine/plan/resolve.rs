@@ -13,9 +13,10 @@ use anyhow::{Context, Result};
 
 use super::affected::affected_repos;
 use super::keys::{chain_keys, target_key, ChainKeys, TargetInputs};
+use super::probe::{repo_env, toolchain_of, Probe, Prober};
 use super::types::{
-    default_target_dir, effective_root, Action, CheckoutAccess, EdgeView, GeneratedLockfile, Plan,
-    PlanOptions, RepoPlan, Resolved,
+    default_target_dir, effective_root, Action, CheckoutAccess, EdgeView, Plan, PlanOptions,
+    RepoPlan, Resolved,
 };
 use crate::cache::cargo_home::LockedPackages;
 use crate::cache::{Cache, CacheKey};
@@ -24,18 +25,12 @@ use crate::engine::graph::Graph;
 use crate::engine::manifest::{DepsMode, Manifest, Repo, RepoKind};
 use crate::engine::metadata::{self, RepoMetadata};
 use crate::engine::patches::{self, Leftover, StrippedManifest};
+use crate::engine::resolution::ResolutionCache;
 use crate::engine::results::Results;
 use crate::engine::steps::{self, RepoSteps};
 use crate::engine::toolchain::Choice;
 use crate::support::dirlock::{self, DirLock};
 use crate::support::fs::sha256_file;
-
-/// What probing one cargo repo found.
-struct Probe {
-    rustc: Result<String>,
-    meta: Result<RepoMetadata>,
-    fallback: Option<RepoMetadata>,
-}
 
 /// Everything the per-repo planning needs, computed once for the whole chain.
 struct Chain<'a> {
@@ -111,12 +106,19 @@ pub(super) fn resolve_in(
     let may_generate = missing_lockfiles(manifest, &root);
     let (guards, stripped) = strip_registry_patches(manifest, opts, &root, &notes)?;
     let generated = Mutex::new(Vec::new());
-    let rustcs = probe_compilers(manifest, opts, &root, &may_generate, machine.0, &generated);
+    let resolution = ResolutionCache::open(cache.root(), !cache.is_read_only());
+    let prober = Prober {
+        manifest,
+        opts,
+        root: &root,
+        inherited: machine.0,
+        cargo_home: machine.1,
+        may_generate: &may_generate,
+        cache: &resolution,
+        generated: &generated,
+    };
     let selected = selected_repos(manifest, opts);
-    let (lock_hashes, locked) = lockfiles(manifest, &root, &selected)?;
-    let keys = chain_keys(&lock_hashes, locked.has_git);
-    before_metadata(&keys);
-    let probes = probe_metadata(manifest, opts, &root, rustcs);
+    let (probes, keys, locked) = probe_all(&prober, &selected, before_metadata)?;
     let metas: Vec<RepoMetadata> = probes
         .values()
         .filter_map(|p| p.meta.as_ref().ok().cloned().or_else(|| p.fallback.clone()))
@@ -161,6 +163,7 @@ pub(super) fn resolve_in(
             .results
             .take_warnings()
             .into_iter()
+            .chain(resolution.take_warnings())
             .map(|w| format!("warning: {w}")),
     );
     Ok(Resolved {
@@ -169,6 +172,7 @@ pub(super) fn resolve_in(
         generated_lockfiles: generated.into_inner().expect("lock list"),
         notes,
         locks,
+        resolution: resolution.counts(),
     })
 }
 
@@ -305,16 +309,6 @@ fn canonical_checkouts(manifest: &Manifest, root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The toolchain rule for `r` in this plan (see [`crate::engine::toolchain`]).
-fn toolchain_of(opts: &PlanOptions, root: &Path, r: &Repo) -> Choice {
-    Choice::resolve(
-        opts.cell_toolchain.as_deref(),
-        opts.toolchain.as_deref(),
-        r.toolchain.as_deref(),
-        &Manifest::checkout_dir(root, r),
-    )
-}
-
 /// The manifests registry mode stripped (restored when dropped), and the patch names
 /// removed from each repo.
 type Stripped = (Vec<StrippedManifest>, BTreeMap<String, Vec<String>>);
@@ -365,70 +359,82 @@ fn selected_repos<'a>(manifest: &'a Manifest, opts: &'a PlanOptions) -> BTreeSet
     }
 }
 
-/// Phase A, one thread per cargo repo: the compiler identity (`rustc -vV` of the compiler
-/// cargo will run: `$RUSTC` from `inherited` or the repo's env, else `rustc`) and a
-/// lockfile (generated when the repo commits none and is in `may_generate`, i.e. its
-/// checkout is locked; recorded in `generated`). Nothing here needs the registry when the
-/// repo commits its `Cargo.lock`.
-fn probe_compilers(
-    manifest: &Manifest,
-    opts: &PlanOptions,
-    root: &Path,
-    may_generate: &BTreeSet<String>,
-    inherited: &[(String, String)],
-    generated: &Mutex<Vec<GeneratedLockfile>>,
-) -> BTreeMap<String, Result<String>> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = cargo_repos(manifest)
-            .map(|r| {
-                let dir = Manifest::checkout_dir(root, r);
-                let choice = toolchain_of(opts, root, r);
-                // The probes run as the steps will: with the repo's environment, and the
-                // `RUSTC` the steps inherit (cargo runs it instead of `rustc`).
-                let mut repo_env = repo_env(manifest, r, &choice);
-                if let Some((_, v)) = inherited.iter().find(|(k, _)| k == "RUSTC") {
-                    repo_env.entry("RUSTC".into()).or_insert_with(|| v.clone());
-                }
-                let generate = may_generate.contains(&r.name);
-                s.spawn(move || {
-                    let env: Vec<(String, String)> = repo_env.clone().into_iter().collect();
-                    let rustc =
-                        metadata::compiler_version(&dir, &choice, &repo_env).and_then(|v| {
-                            if generate {
-                                if let Some(g) = generate_lockfile(&dir, &env)? {
-                                    generated.lock().expect("lock list").push(g);
-                                }
-                            }
-                            Ok(v)
-                        });
-                    (r.name.clone(), rustc)
-                })
-            })
+/// Probe every cargo repo (see [`super::probe`]): compilers, lockfiles, then, once the
+/// chain-wide keys are known and `before_metadata` has seen them, the resolved graphs of
+/// the repos the plan needs (with `--only`, the selected ones and their upstream closure,
+/// see [`needed_repos`]); the others are placed by a recorded or declared graph.
+///
+/// Errors: the lockfiles of the selected repos cannot be read.
+fn probe_all(
+    prober: &Prober<'_>,
+    selected: &BTreeSet<&str>,
+    before_metadata: &mut dyn FnMut(&ChainKeys),
+) -> Result<(BTreeMap<String, Probe>, ChainKeys, LockedPackages)> {
+    let (manifest, opts) = (prober.manifest, prober.opts);
+    let mut rustcs = prober.compilers();
+    let declared = (!opts.only.is_empty()).then(|| prober.declared());
+    let mut needed: BTreeSet<String> = match &declared {
+        None => cargo_repos(manifest).map(|r| r.name.clone()).collect(),
+        Some(d) => needed_repos(manifest, selected, d.values().flatten().cloned().collect())?,
+    };
+    prober.lockfiles(&needed, &mut rustcs);
+    let (lock_hashes, locked) = lockfiles(manifest, prober.root, selected)?;
+    let keys = chain_keys(&lock_hashes, locked.has_git);
+    before_metadata(&keys);
+    let mut probes = prober.metadata(&needed, &mut rustcs);
+    let Some(mut declared) = declared else {
+        return Ok((probes, keys, locked));
+    };
+    // `--only`: an upstream repo found only in a resolved graph is resolved too.
+    loop {
+        let metas = probes
+            .values()
+            .filter_map(|p| p.meta.as_ref().ok().cloned().or_else(|| p.fallback.clone()))
+            .chain(
+                declared
+                    .iter()
+                    .filter(|(n, _)| !probes.contains_key(*n))
+                    .filter_map(|(_, m)| m.clone()),
+            )
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("probe thread panicked"))
-            .collect()
-    })
+        let more: BTreeSet<String> = needed_repos(manifest, selected, metas)?
+            .difference(&needed)
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        prober.lockfiles(&more, &mut rustcs);
+        probes.extend(prober.metadata(&more, &mut rustcs));
+        needed.extend(more);
+    }
+    for r in cargo_repos(manifest).filter(|r| !needed.contains(&r.name)) {
+        let rustc = rustcs
+            .remove(&r.name)
+            .unwrap_or_else(|| Err(anyhow::anyhow!("not probed")));
+        let probe = prober.unneeded(r, rustc, declared.remove(&r.name).flatten());
+        probes.insert(r.name.clone(), probe);
+    }
+    Ok((probes, keys, locked))
 }
 
-/// Generate `dir/Cargo.lock` when it is missing, recorded so that it is removed after the
-/// run, by an emergency stop, or by the next run if this one is killed
-/// ([`GeneratedLockfile`]). `None`: the repo has a lockfile.
+/// The cargo repos `--only` needs resolved: the selected ones and every repo upstream of
+/// them in the graph of `metas` (and the manifest's `after` edges).
 ///
-/// Errors: the marker cannot be written, or `cargo generate-lockfile` fails.
-fn generate_lockfile(dir: &Path, env: &[(String, String)]) -> Result<Option<GeneratedLockfile>> {
-    if dir.join("Cargo.lock").exists() {
-        return Ok(None);
-    }
-    let g = GeneratedLockfile::begin(dir)?;
-    if metadata::ensure_lockfile(dir, env)? {
-        g.finish()?;
-        Ok(Some(g))
-    } else {
-        g.not_generated();
-        Ok(None)
-    }
+/// Errors: as [`metadata::build_graph`].
+fn needed_repos(
+    manifest: &Manifest,
+    selected: &BTreeSet<&str>,
+    metas: Vec<RepoMetadata>,
+) -> Result<BTreeSet<String>> {
+    let graph = metadata::build_graph(manifest, &metas)?;
+    let sel: Vec<&str> = selected.iter().copied().collect();
+    let mut needed = graph.upstream_closure(&sel);
+    needed.extend(sel.iter().map(|s| (*s).to_owned()));
+    Ok(cargo_repos(manifest)
+        .filter(|r| needed.contains(&r.name))
+        .map(|r| r.name.clone())
+        .collect())
 }
 
 /// The selected repos' lockfile hashes (sorted by repo) and the registry packages they
@@ -449,51 +455,6 @@ fn lockfiles(
     }
     hashes.sort();
     Ok((hashes, locked))
-}
-
-/// Phase B, one thread per cargo repo: the resolved graph, and the `--no-deps` fallback
-/// when full resolution fails.
-fn probe_metadata(
-    manifest: &Manifest,
-    opts: &PlanOptions,
-    root: &Path,
-    mut rustcs: BTreeMap<String, Result<String>>,
-) -> BTreeMap<String, Probe> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = cargo_repos(manifest)
-            .map(|r| {
-                let dir = Manifest::checkout_dir(root, r);
-                let env: Vec<(String, String)> =
-                    repo_env(manifest, r, &toolchain_of(opts, root, r))
-                        .into_iter()
-                        .collect();
-                let rustc = rustcs
-                    .remove(&r.name)
-                    .unwrap_or_else(|| Err(anyhow::anyhow!("not probed")));
-                s.spawn(move || {
-                    let meta = if rustc.is_ok() {
-                        metadata::read_metadata(&r.name, &dir, &env)
-                    } else {
-                        Err(anyhow::anyhow!("not resolved: the toolchain cannot run"))
-                    };
-                    let fallback = meta
-                        .is_err()
-                        .then(|| metadata::read_declared(&r.name, &dir, &env).ok())
-                        .flatten();
-                    let probe = Probe {
-                        rustc,
-                        meta,
-                        fallback,
-                    };
-                    (r.name.clone(), probe)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("probe thread panicked"))
-            .collect()
-    })
 }
 
 /// Content hashes of every checkout, one thread each (git is the slow part). The target
@@ -716,18 +677,6 @@ fn outside_path_deps(c: &Chain<'_>, meta: Option<&RepoMetadata>) -> Vec<(String,
             (p.display().to_string(), h)
         })
         .collect()
-}
-
-/// The environment every step of `r` runs with: the manifest's `env`, the toolchain
-/// override, and `CARGO_INCREMENTAL=0` unless the manifest keeps incremental builds.
-fn repo_env(manifest: &Manifest, r: &Repo, toolchain: &Choice) -> BTreeMap<String, String> {
-    let mut env = r.env.clone();
-    env.extend(toolchain.env());
-    if !manifest.defaults.incremental {
-        env.entry("CARGO_INCREMENTAL".into())
-            .or_insert_with(|| "0".into());
-    }
-    env
 }
 
 /// What `ci` will do with the repo (see [`Action`]).

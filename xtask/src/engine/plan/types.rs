@@ -199,6 +199,9 @@ pub struct Resolved {
     /// The checkout locks ([`CheckoutAccess`]), released last.
     #[allow(dead_code)]
     pub locks: Vec<crate::support::dirlock::DirLock>,
+    /// Which resolutions were reused from the resolution cache and which ran
+    /// (`crate::engine::resolution`).
+    pub resolution: crate::engine::resolution::Counts,
 }
 
 pub use crate::engine::patches::GeneratedLockfile;
