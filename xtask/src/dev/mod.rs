@@ -8,6 +8,7 @@
 #[cfg(feature = "dev")]
 pub mod bench;
 #[cfg(feature = "dev")]
+pub mod bench_chain;
 pub mod bench_noop;
 #[cfg(feature = "dev")]
 pub mod bench_remote;
