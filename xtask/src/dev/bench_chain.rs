@@ -1,7 +1,9 @@
 //! `cargo xtask bench chain`: what a chain build costs, one run, side by side (issue 17):
 //! the sample chain built by `ci` with per-repo target dirs and no compiler cache, by `ci`
 //! with the shared compiler cache (sccache), and by the bare loop of cargo commands in each
-//! repo (the seeds' way: every step's command, in order, in each checkout's own `target/`).
+//! repo (the seeds' way: every step's command, in order, in each checkout's own `target/`),
+//! and the same loop with one `CARGO_TARGET_DIR` for every repo (cargo's shared target
+//! dir, the other way to compile a shared crate once).
 //! Each side starts from its own fresh copy of the sample and its own empty cache root, and
 //! goes through three phases: cold, warm after a one-line change in the most upstream
 //! crate (`bllvm-primitives`), and unchanged.
@@ -41,6 +43,9 @@ enum Side {
     Shared,
     /// The bare loop of cargo commands.
     Loop,
+    /// The bare loop with one target dir for every repo (`CARGO_TARGET_DIR`): cargo's own
+    /// way to compile a shared crate once, the alternative to the compiler cache.
+    LoopShared,
 }
 
 impl Side {
@@ -49,6 +54,7 @@ impl Side {
             Side::Plain => "`ci`, per-repo target dirs, no compiler cache",
             Side::Shared => "`ci`, per-repo target dirs + shared compiler cache (sccache)",
             Side::Loop => "bare loop of cargo commands in each repo",
+            Side::LoopShared => "bare loop, one shared `CARGO_TARGET_DIR`",
         }
     }
 
@@ -57,6 +63,7 @@ impl Side {
             Side::Plain => "plain",
             Side::Shared => "sccache",
             Side::Loop => "loop",
+            Side::LoopShared => "loop-shared",
         }
     }
 }
@@ -99,10 +106,10 @@ pub fn run(o: &ChainOptions) -> Result<ExitCode> {
     crate::support::fs::remove_tree(&o.dir)?;
     let load = load_average();
     let mut rows = Vec::new();
-    for side in [Side::Plain, Side::Shared, Side::Loop] {
+    for side in [Side::Plain, Side::Shared, Side::Loop, Side::LoopShared] {
         let dir = o.dir.join(side.slug());
         let manifest = crate::dev::demo::copy_sample(&sample, &dir)?;
-        if side != Side::Loop {
+        if matches!(side, Side::Plain | Side::Shared) {
             let mode = if side == Side::Shared {
                 "sccache"
             } else {
@@ -118,7 +125,10 @@ pub fn run(o: &ChainOptions) -> Result<ExitCode> {
             }
             println!("bench chain: {} — {phase}", side.label());
             let f = match side {
-                Side::Loop => measure(|| run_loop(&manifest, &dir))?,
+                Side::Loop => measure(|| run_loop(&manifest, &dir, None))?,
+                Side::LoopShared => {
+                    measure(|| run_loop(&manifest, &dir, Some(&dir.join("shared-target"))))?
+                }
                 _ => measure(|| run_ci(&manifest, &dir, i))?,
             };
             rows.push((side, *phase, f));
@@ -193,13 +203,18 @@ fn run_ci(manifest: &Path, dir: &Path, i: usize) -> Result<Figures> {
 }
 
 /// The bare loop: every step's command as `ci` would run it, in plan order, each in its
-/// checkout with cargo's default target dir; compilations from their output.
-fn run_loop(manifest_path: &Path, dir: &Path) -> Result<Figures> {
+/// checkout with cargo's default target dir (or `shared` for all); compilations from their
+/// output.
+fn run_loop(manifest_path: &Path, dir: &Path, shared: Option<&Path>) -> Result<Figures> {
     let manifest = Manifest::load(manifest_path)?;
     let commands = crate::dev::bench_noop::loop_commands(&manifest, &dir.join("cache"))?;
     let mut text = String::new();
     for (cwd, program, args, env) in &commands {
-        let out = Command::new(program)
+        let mut c = Command::new(program);
+        if let Some(target) = shared {
+            c.env("CARGO_TARGET_DIR", target);
+        }
+        let out = c
             .args(args)
             .current_dir(cwd)
             .envs(env)

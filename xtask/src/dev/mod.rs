@@ -9,6 +9,7 @@
 pub mod bench;
 #[cfg(feature = "dev")]
 pub mod bench_chain;
+#[cfg(feature = "dev")]
 pub mod bench_noop;
 #[cfg(feature = "dev")]
 pub mod bench_remote;
