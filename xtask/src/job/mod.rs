@@ -96,8 +96,18 @@ impl Job<'_> {
         if let Some(verbose) = self.print_plan {
             print!("{}", resolved.plan.render(verbose));
         }
-        // One compiler cache server for the run, stopped below (or by an emergency stop).
-        let (server, run_opts) = self.start_compiler_cache(&reporter)?;
+        // One compiler cache server for the run, stopped below (or by an emergency stop);
+        // none when no repo will build (an unchanged chain stays as fast as it was).
+        let builds = resolved
+            .plan
+            .repos
+            .iter()
+            .any(|r| r.selected && matches!(r.action, plan::Action::Run));
+        let (server, run_opts) = if builds {
+            self.start_compiler_cache(&reporter)?
+        } else {
+            (None, self.run.clone())
+        };
         let run_result = run::run(
             &resolved.plan,
             self.store,
