@@ -126,7 +126,10 @@ fn environment(i: &Inputs<'_>, program: &Path, dir: &Path) -> (BTreeMap<String, 
     set("RUSTC_WRAPPER", program.display().to_string());
     set("SCCACHE_DIR", dir.display().to_string());
     set("SCCACHE_CACHE_SIZE", i.max_bytes.max(1 << 20).to_string());
-    set("SCCACHE_SERVER_UDS", socket_path(dir).display().to_string());
+    set(
+        "SCCACHE_SERVER_UDS",
+        socket_path(dir, i.read_only).display().to_string(),
+    );
     set("SCCACHE_IDLE_TIMEOUT", IDLE_TIMEOUT_SECS.to_string());
     // A read-only run reads what trusted runs wrote and writes nothing (sccache's
     // local read-only mode; its S3 backend has none, so a read-only run stays local).
@@ -172,12 +175,12 @@ pub fn s3_env(r: &RemoteConfig) -> BTreeMap<String, String> {
 }
 
 /// The server's Unix socket: in the cache dir, one per process (runs of other processes
-/// have their own server), or in the temp dir when that path is longer than a socket
-/// address holds (108 bytes on Linux).
-fn socket_path(dir: &Path) -> PathBuf {
+/// have their own server); in the temp dir when the run may not write under the cache
+/// root, or when that path is longer than a socket address holds (108 bytes on Linux).
+fn socket_path(dir: &Path, read_only: bool) -> PathBuf {
     let name = format!("server-{}.sock", std::process::id());
     let p = dir.join(&name);
-    if p.as_os_str().len() < 100 {
+    if !read_only && p.as_os_str().len() < 100 {
         p
     } else {
         std::env::temp_dir().join(format!("bllvm-ci-sccache-{name}"))
@@ -493,6 +496,8 @@ mod tests {
             panic!("expected on")
         };
         assert_eq!(env["SCCACHE_LOCAL_RW_MODE"], "READ_ONLY");
+        // Not even the server's socket goes under the cache root.
+        assert!(!Path::new(&env["SCCACHE_SERVER_UDS"]).starts_with(t.path()));
     }
 
     #[test]
