@@ -116,7 +116,10 @@ pub fn run(o: &ChainOptions) -> Result<ExitCode> {
                 "none"
             };
             let mut text = std::fs::read_to_string(&manifest)?;
-            text += &format!("\n[cache]\ncompiler-cache = \"{mode}\"\n");
+            // The disk guard at 95%: a shared machine above the default 80% would skip
+            // the saves, and the cold run would not pay for them.
+            text +=
+                &format!("\n[cache]\ncompiler-cache = \"{mode}\"\ndisk-max-used-percent = 95\n");
             std::fs::write(&manifest, text)?;
         }
         for (i, phase) in PHASES.iter().enumerate() {
