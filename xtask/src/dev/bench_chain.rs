@@ -153,8 +153,12 @@ fn one_line_change(manifest: &Path) -> Result<()> {
         .parent()
         .context("the manifest has a directory")?
         .join("bllvm-primitives/src/lib.rs");
-    let mut text = std::fs::read_to_string(&lib)?;
-    text += "\n/// Added by `bench chain` (a one-line change).\npub const BENCH_CHANGE: u32 = 1;\n";
+    let text = std::fs::read_to_string(&lib)?;
+    // Before the test module (clippy's `items_after_test_module` is denied).
+    let line =
+        "/// Added by `bench chain` (a one-line change).\npub const BENCH_CHANGE: u32 = 1;\n\n";
+    let at = text.find("#[cfg(test)]").unwrap_or(text.len());
+    let text = format!("{}{line}{}", &text[..at], &text[at..]);
     std::fs::write(&lib, text).with_context(|| format!("change {}", lib.display()))
 }
 
