@@ -438,6 +438,15 @@ pub enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
+    /// The sample chain cold, warm after a one-line change upstream, and unchanged: `ci` with per-repo target dirs, the same with the shared compiler cache (sccache), and the bare loop of cargo commands; crate compilations, CPU and wall seconds.
+    Chain {
+        /// Scratch dir (default: target/bllvm-ci/bench-chain); removed first.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Write the table into this Markdown file (replacing its `<!-- bench:chain -->` section).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// Restore and save of a target dir: our engine (move and copy) against `rsync -a --delete` and `tar` + `zstd`.
     Cache {
         /// A real target dir to measure (default: a generated one with a real target's shape).

@@ -34,6 +34,27 @@ pub struct CacheSettings {
     /// A remote cache shared by a fleet of runners, behind the local one (see
     /// [`RemoteSettings`] and `cache/storage/tiered.rs`); none by default.
     pub remote: Option<RemoteSettings>,
+    /// The compiler cache shared by every repo of the chain (sccache as `RUSTC_WRAPPER`,
+    /// `engine/compiler_cache.rs`): `auto` (default: on when sccache is on PATH, else off
+    /// with a note), `sccache` (required: a run without it cannot start) or `none`.
+    pub compiler_cache: CompilerCacheMode,
+    /// Byte budget of the local compiler cache (`<cache root>/sccache`, sccache's
+    /// `SCCACHE_CACHE_SIZE`; sccache evicts least recently used). Default 2 GiB: the
+    /// third-party crates of a chain like bllvm's a few times over.
+    pub compiler_cache_max_bytes: u64,
+}
+
+/// `[cache] compiler-cache`: whether the run uses the shared compiler cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompilerCacheMode {
+    /// On when sccache is installed; off with a note when it is not.
+    #[default]
+    Auto,
+    /// Required: a run without sccache fails to start with the install command.
+    Sccache,
+    /// Off.
+    None,
 }
 
 /// The remote cache (`[cache.remote]`), in sccache's terms. Environment variables
@@ -80,6 +101,8 @@ impl Default for CacheSettings {
             disk_max_used_percent: 80,
             disk_min_free_bytes: 2 << 30,
             remote: None,
+            compiler_cache: CompilerCacheMode::Auto,
+            compiler_cache_max_bytes: 2 << 30,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench noop|cache|remote|runners`: the benchmarks of `dev/` (compiled with the
+//! `cargo xtask bench noop|chain|cache|remote|runners`: the benchmarks of `dev/` (compiled with the
 //! `dev` feature only), each given its options from the flags.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::dev::{bench, bench_noop, bench_remote, bench_runners};
+use crate::dev::{bench, bench_chain, bench_noop, bench_remote, bench_runners};
 use crate::flags::{BenchArgs, BenchCmd, RunnerKindArg};
 
 /// Run the benchmark the subcommand names.
@@ -15,6 +15,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         BenchCmd::Noop { dir, reps, record } => bench_noop::run(&bench_noop::NoopOptions {
             dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-noop")),
             reps,
+            record,
+        }),
+        BenchCmd::Chain { dir, record } => bench_chain::run(&bench_chain::ChainOptions {
+            dir: dir.unwrap_or_else(|| PathBuf::from("target/bllvm-ci/bench-chain")),
             record,
         }),
         BenchCmd::Cache {

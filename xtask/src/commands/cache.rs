@@ -51,6 +51,20 @@ fn age(now: u64, then: u64) -> String {
     }
 }
 
+/// `cache stats`' compiler cache section: sccache's hits and misses over the runs of the
+/// metrics history that had one (empty when none did, or the history cannot be read).
+fn compiler_cache_stats(root: &std::path::Path) -> String {
+    let path = crate::report::metrics::history_path(root);
+    let Ok((runs, _)) = crate::report::metrics::read_history(&path) else {
+        return String::new();
+    };
+    let stats: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.compiler_cache.as_ref())
+        .collect();
+    crate::engine::compiler_cache::render_history(&stats)
+}
+
 /// Run one `cache` subcommand (`key` is handled by the caller, which resolves plans).
 ///
 /// Errors: the cache cannot be opened, a flag is invalid, or an I/O error.
@@ -62,6 +76,7 @@ pub fn run(cmd: CacheCmd) -> Result<ExitCode> {
             let events = stats::read_events(cache.root());
             print!("{}", stats::render(&events, &cache.list(), cache.policy()));
             print!("{}", stats::render_remote(&events));
+            print!("{}", compiler_cache_stats(cache.root()));
             Ok(Exit::Ok.into())
         }
         CacheCmd::Prune { root, dry_run } => prune(&open(&root)?, dry_run),

@@ -86,6 +86,7 @@ pub fn run(a: CiArgs) -> Result<ExitCode> {
                 release_build::ReleaseOptions::from_manifest(&manifest, a.verify_deterministic)
             }),
             echo: if a.quiet { Echo::Quiet } else { Echo::Stream },
+            compiler_env: Default::default(),
         },
         store: &store,
         print_plan: a.resolve.verbose.then_some(true),

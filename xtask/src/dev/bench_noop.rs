@@ -52,7 +52,7 @@ fn run_ci(exe: &Path, manifest: &Path, cache: &Path, run_dir: &Path) -> Result<f
 }
 
 /// One step's command as `ci` would run it: (checkout dir, program, arguments, env).
-type LoopCommand = (
+pub(crate) type LoopCommand = (
     PathBuf,
     String,
     Vec<String>,
@@ -114,7 +114,7 @@ pub fn run(o: &NoopOptions) -> Result<ExitCode> {
 }
 
 /// The loop side: every step's exact command, as `ci` would run it, in plan order.
-fn loop_commands(manifest: &Manifest, cache_dir: &Path) -> Result<Vec<LoopCommand>> {
+pub(crate) fn loop_commands(manifest: &Manifest, cache_dir: &Path) -> Result<Vec<LoopCommand>> {
     let cache = Cache::open(cache_dir)?;
     let resolved = plan::resolve(manifest, &PlanOptions::default(), &cache)?;
     let mut commands = Vec::new();

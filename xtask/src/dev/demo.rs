@@ -136,6 +136,7 @@ fn run_round(
             run_dir: run_dir.to_path_buf(),
             release: None,
             echo,
+            compiler_env: Default::default(),
         },
         store,
         print_plan: Some(false),

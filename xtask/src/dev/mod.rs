@@ -8,6 +8,8 @@
 #[cfg(feature = "dev")]
 pub mod bench;
 #[cfg(feature = "dev")]
+pub mod bench_chain;
+#[cfg(feature = "dev")]
 pub mod bench_noop;
 #[cfg(feature = "dev")]
 pub mod bench_remote;

@@ -4,6 +4,7 @@
 //! `cache`; knows nothing of GitHub, reports or the command line.
 
 pub mod checkout;
+pub mod compiler_cache;
 pub mod coverage;
 pub mod events;
 pub mod fingerprint;

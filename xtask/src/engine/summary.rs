@@ -189,6 +189,11 @@ pub struct RunSummary {
     /// schema 1, absent when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the shared compiler cache (sccache) did in the run: hits, misses and bytes
+    /// (added to schema 1; absent when the run had no compiler cache; see
+    /// [`crate::engine::compiler_cache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler_cache: Option<crate::engine::compiler_cache::CompilerCacheStats>,
 }
 
 impl RunSummary {

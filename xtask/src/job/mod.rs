@@ -13,7 +13,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::cache::settings::RemoteConfig;
 use crate::cache::Tiered;
+use crate::engine::compiler_cache;
 use crate::engine::events::{Event, Fanout, Reporter};
 use crate::engine::manifest::Manifest;
 use crate::engine::plan::{self, PlanOptions};
@@ -99,13 +101,28 @@ impl Job<'_> {
         if let Some(verbose) = self.print_plan {
             print!("{}", resolved.plan.render(verbose));
         }
-        let mut summary = run::run(
+        // One compiler cache server for the run, stopped below (or by an emergency stop);
+        // none when no repo will build (an unchanged chain stays as fast as it was).
+        let builds = resolved
+            .plan
+            .repos
+            .iter()
+            .any(|r| r.selected && matches!(r.action, plan::Action::Run));
+        let (server, run_opts) = if builds {
+            self.start_compiler_cache(&reporter)?
+        } else {
+            (None, self.run.clone())
+        };
+        let run_result = run::run(
             &resolved.plan,
             self.store,
-            &self.run,
+            &run_opts,
             chain_cache,
             &reporter,
-        )?;
+        );
+        let compiler_cache = finish_compiler_cache(server, &reporter);
+        let mut summary = run_result?;
+        summary.compiler_cache = compiler_cache;
         add_hints(&mut summary, &resolved.plan, self.manifest);
         summary.secs = started.elapsed().as_secs_f64();
         write_summary(&self.run.run_dir, &mut summary);
@@ -123,6 +140,62 @@ impl Job<'_> {
             probe.finish(&summary, cache, &self.run.run_dir);
         }
         Ok(summary)
+    }
+
+    /// Decide the run's compiler cache ([`compiler_cache::decide`]) and start its server;
+    /// returns the server (`None`: off) and the run options with its variables for the
+    /// cargo steps. A note says why it is off when that is worth knowing; a server that
+    /// cannot start is a note too, and the run builds without it.
+    ///
+    /// Errors: `[cache] compiler-cache = "sccache"` and sccache is not installed (preflight
+    /// reports the same before anything starts).
+    fn start_compiler_cache(
+        &self,
+        reporter: &dyn Reporter,
+    ) -> Result<(Option<compiler_cache::Server>, RunOptions)> {
+        let cache = self.store.cache();
+        let env = |k: &str| std::env::var(k).ok();
+        let remote = self
+            .store
+            .has_remote()
+            .then(|| {
+                let may_save = !cache.is_read_only();
+                RemoteConfig::resolve(self.manifest.cache.remote.as_ref(), may_save, &env)
+            })
+            .flatten();
+        let decision = compiler_cache::decide(&compiler_cache::Inputs {
+            mode: self.manifest.cache.compiler_cache,
+            max_bytes: self.manifest.cache.compiler_cache_max_bytes,
+            cache_root: cache.root(),
+            read_only: cache.is_read_only(),
+            remote: remote.as_ref(),
+            program: compiler_cache::find_sccache(),
+            caller_wrapper: compiler_cache::caller_wrapper(&env),
+        })?;
+        let note = |text: &str| reporter.report(&Event::Note { repo: None, text });
+        let mut opts = self.run.clone();
+        match decision {
+            compiler_cache::Decision::Off { note: why } => {
+                if let Some(why) = why {
+                    note(&why);
+                }
+                Ok((None, opts))
+            }
+            compiler_cache::Decision::On {
+                program,
+                env,
+                location,
+            } => match compiler_cache::Server::start(&program, &env, &location) {
+                Ok(server) => {
+                    opts.compiler_env = env;
+                    Ok((Some(server), opts))
+                }
+                Err(e) => {
+                    note(&format!("compiler cache off: {e:#}"));
+                    Ok((None, opts))
+                }
+            },
+        }
     }
 
     /// The summary of a run cancelled by `sig` before its plan was resolved (`why`: the
@@ -167,11 +240,33 @@ impl Job<'_> {
             secs: 0.0,
             cancelled: Some(signals::name(sig)),
             warnings: Vec::new(),
+            compiler_cache: None,
         };
         write_summary(&self.run.run_dir, &mut summary);
         reporter.report(&Event::RunFinished { summary: &summary });
         summary
     }
+}
+
+/// Read the compiler cache's statistics for the summary, note them, and stop its server
+/// (dropping it runs `sccache --stop-server`). Statistics that cannot be read are a note,
+/// never a failed run.
+fn finish_compiler_cache(
+    server: Option<compiler_cache::Server>,
+    reporter: &dyn Reporter,
+) -> Option<compiler_cache::CompilerCacheStats> {
+    let server = server?;
+    let stats = server.stats();
+    drop(server);
+    let text = match &stats {
+        Ok(s) => s.line(),
+        Err(e) => format!("compiler cache: no statistics ({e:#})"),
+    };
+    reporter.report(&Event::Note {
+        repo: None,
+        text: &text,
+    });
+    stats.ok()
 }
 
 /// `<run dir>/summary.json` (schema 1). A run dir that cannot take it (a full disk) does

@@ -99,6 +99,7 @@ pub fn check(manifest: &Manifest, req: &Request<'_>) -> Vec<Problem> {
     check_disk(manifest, req, &mut out);
     check_secrets(manifest, req, &mut out);
     check_inputs(manifest, req, &mut out);
+    check_compiler_cache(manifest, req, &mut out);
     out.sort_by_key(|p| p.severity);
     out
 }
@@ -427,6 +428,28 @@ fn check_secrets(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {
             Some(_) => {}
         }
     }
+}
+
+/// `[cache] compiler-cache = "sccache"` requires sccache: without it the run cannot start
+/// (fail closed, with the install command). The default `auto` only notes a missing
+/// sccache when the run starts (`job`), and a wrapper of the caller's is used as is.
+fn check_compiler_cache(m: &Manifest, req: &Request<'_>, out: &mut Vec<Problem>) {
+    use crate::cache::settings::CompilerCacheMode;
+    use crate::engine::compiler_cache;
+    if m.cache.compiler_cache != CompilerCacheMode::Sccache
+        || compiler_cache::caller_wrapper(req.env).is_some()
+        || compiler_cache::find_sccache().is_some()
+    {
+        return;
+    }
+    out.push(fatal(
+        "compiler-cache",
+        format!(
+            "`[cache] compiler-cache = \"sccache\"` needs sccache on PATH: install it with \
+             `{}`, or set `compiler-cache = \"auto\"` to build without it",
+            compiler_cache::INSTALL
+        ),
+    ));
 }
 
 /// `1.2.3`, `1.2.3-rc.1`, `1.2.3+build`, with an optional leading `v`.

@@ -379,6 +379,7 @@ mod tests {
             secs: 1.0,
             cancelled: Some("SIGINT".into()),
             warnings: Vec::new(),
+            compiler_cache: None,
         };
         let md = summary_markdown(&s);
         assert!(md.contains("bllvm chain CI: cancelled by SIGINT"), "{md}");

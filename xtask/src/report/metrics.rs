@@ -55,6 +55,10 @@ pub struct BuildMetrics {
     /// measured coverage; see `coverage.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage_line_percent: Option<f64>,
+    /// What the shared compiler cache did in the run (absent without one; an optional
+    /// field added to schema 1, see `engine::compiler_cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler_cache: Option<crate::engine::compiler_cache::CompilerCacheStats>,
 }
 
 /// One repo's share of a run.
@@ -225,6 +229,7 @@ impl BuildMetrics {
             cache_bytes: extra.cache_bytes,
             cache_entries: extra.cache_entries,
             coverage_line_percent: crate::engine::coverage::total(&summary.repos).map(|t| t.2),
+            compiler_cache: summary.compiler_cache.clone(),
             disk: DiskMetrics {
                 path: extra.disk_path.clone(),
                 free_before_bytes: extra.free_before,
@@ -516,6 +521,7 @@ pub(crate) mod tests {
             cache_bytes: Some(5000),
             cache_entries: Some(2),
             coverage_line_percent: None,
+            compiler_cache: None,
             disk: DiskMetrics {
                 path: "/cache".into(),
                 free_before_bytes: Some(10),

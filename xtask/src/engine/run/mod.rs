@@ -99,6 +99,7 @@ pub fn run(
         secs: start.elapsed().as_secs_f64(),
         cancelled: cancelled.map(signals::name),
         warnings,
+        compiler_cache: None,
     })
 }
 

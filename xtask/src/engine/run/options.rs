@@ -22,4 +22,8 @@ pub struct RunOptions {
     /// `--release` (and `--verify-deterministic`): build and collect release artifacts
     /// after a repo's steps (see [`crate::engine::release_build`]); `None` for an ordinary run.
     pub release: Option<crate::engine::release_build::ReleaseOptions>,
+    /// The shared compiler cache's variables for every cargo step (`RUSTC_WRAPPER`,
+    /// `SCCACHE_*`; see [`crate::engine::compiler_cache::apply`]); empty without one. Set
+    /// by the job once the server runs; release builds never get them.
+    pub compiler_env: std::collections::BTreeMap<String, String>,
 }

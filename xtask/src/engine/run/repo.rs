@@ -14,7 +14,7 @@ use crate::engine::plan::{self, Plan, RepoPlan};
 use crate::engine::step;
 use crate::engine::steps::PreparedStep;
 use crate::engine::summary::{RepoReport, RepoStatus};
-use crate::engine::{coverage, testing};
+use crate::engine::{compiler_cache, coverage, testing};
 use crate::support::signals;
 
 /// Run `r` (selected, with action `Run`) and return its report.
@@ -121,6 +121,18 @@ fn run_steps(r: &RepoPlan, opts: &RunOptions, report: &mut RepoReport, reporter:
             // as this step's when the step dies before nextest writes its own.
             let _ = std::fs::remove_file(j);
         }
+        // The compiler cache joins the spawn environment only, never the prepared step
+        // (which the fingerprint hashes): on or off, the keys stay the same.
+        let with_cache;
+        let prepared = if opts.compiler_env.is_empty() {
+            prepared
+        } else {
+            with_cache = PreparedStep {
+                env: compiler_cache::apply(&prepared.program, &prepared.env, &opts.compiler_env),
+                ..prepared.clone()
+            };
+            &with_cache
+        };
         let run = step::execute(r, prepared, reporter);
         absorb_outputs(prepared, &run, &log_dir, report);
         report.warnings.extend(run.warning.clone());
